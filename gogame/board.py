@@ -23,7 +23,7 @@ from gogame import coords, fastboard as fb
 from gogame.coords import Move
 
 RULES = ("area", "territory")
-SUPERKO = ("positional", "situational")
+SUPERKO = ("positional", "situational", "none")
 
 
 class IllegalMove(ValueError):
@@ -38,8 +38,9 @@ class Board:
     """A Go board of any size from 2 to 25 with komi, ko/superko, history and scoring.
 
     ``superko`` is ``"positional"`` (a move may not recreate any earlier
-    position) or ``"situational"`` (nor the same position with the same side
-    to move); ``allow_suicide`` permits multi-stone suicide as in Tromp-Taylor
+    position), ``"situational"`` (nor the same position with the same side
+    to move) or ``"none"`` (simple ko only, as under Japanese rules, where a
+    long cycle voids the game: for replaying such records); ``allow_suicide`` permits multi-stone suicide as in Tromp-Taylor
     and New Zealand rules.
     """
 
@@ -158,7 +159,7 @@ class Board:
             return "occupied"
         if not fb.is_legal(f, p, c):
             return "suicide" if fb.is_suicide(f, p, c) else "ko"
-        if self._key(fb.hash_after(f, p, c), 3 - c) in self._seen:
+        if self.superko != "none" and self._key(fb.hash_after(f, p, c), 3 - c) in self._seen:
             return "superko"
         return None
 

@@ -213,6 +213,15 @@ def test_positional_superko_forbids_the_triple_ko_cycle():
     assert fb.is_legal(simple_ko_only, board._index((12, 9)), fb.WHITE)
 
 
+def test_superko_none_keeps_simple_ko_only():
+    board = Board.from_diagram(TRIPLE_KO, superko="none")
+    for move in "C13 G13 L13 B13 F13 K13".split():
+        board.play(move)  # the cycle completes: the starting position again
+    assert (board.stones() == Board.from_diagram(TRIPLE_KO).stones()).all()
+    with pytest.raises(ValueError):
+        Board(9, superko="japanese")
+
+
 def test_situational_superko_allows_the_same_stones_with_the_other_side_to_move():
     positional = Board.from_diagram(TRIPLE_KO)
     situational = Board.from_diagram(TRIPLE_KO, superko="situational")

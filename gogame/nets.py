@@ -1,0 +1,242 @@
+"""AlphaGo's policy and value networks (Silver et al. 2016), and their weight files.
+
+Both networks read feature planes ``(batch, in_planes, size, size)`` in point
+order: ``planes[b, c, row, col]`` with row 0 the bottom row (see
+:mod:`gogame.coords`). Plane values may be floats or integers (uint8 planes
+are converted). The feature set itself is :mod:`gogame.features`' business;
+a network only records its name (``"alphago48"``, ``"alphago49"``, ...).
+
+``layers`` counts convolution layers as the paper does. With ``L`` layers and
+``k`` filters:
+
+=========  ====================================================================
+network    layers
+=========  ====================================================================
+policy     5x5 conv (k) + ReLU; L-2 times 3x3 conv (k) + ReLU; 1x1 conv to one
+           plane plus a learned bias per point -> ``size*size`` logits; a pass
+           logit (below). Output ``(batch, size*size + 1)``: flat index
+           ``row*size + col`` (:func:`gogame.coords.to_flat`), pass last.
+value      the same L-1 hidden conv layers (the paper's layers 2-11 "identical
+           to the policy network" plus its "additional" layer 12: same shapes,
+           separate weights); 1x1 conv to one plane + ReLU; fully connected 256
+           + ReLU; fully connected 1 + tanh. Output ``(batch,)`` in [-1, 1]: the
+           expected result for the player to move.
+=========  ====================================================================
+
+The pass logit is our addition: AlphaGo's policy had no pass output. It comes
+from the global average of the last hidden layer through a linear layer, so it
+sees the whole board at the cost of k+1 parameters and works at every size.
+
+Presets (:data:`PRESETS`): ``tiny`` 3x16 (tests), ``small`` 6x64, ``medium``
+12x128, ``alphago`` 13x192 (the paper's networks). Every net works on any
+board from 2x2 to 25x25 (though the weights of a trained one only fit its size:
+the per-point bias and the value net's dense layer are sized by the board).
+
+Files: :func:`save` and :func:`load`, through :mod:`gogame.checkpoint`. A
+network's description (:func:`describe`: kind, preset, layers, filters,
+in_planes, board_size, features, provenance) sits in the payload's ``"meta"``,
+its weights in ``"model"``; the trainer's checkpoints use the same two keys when
+given ``extra_meta=describe(net, ...)``, so :func:`load` reads both.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gogame.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, strip_wrapper_prefixes
+from gogame.coords import check_size
+
+PRESETS: dict[str, tuple[int, int]] = {  # name -> (layers, filters)
+    "tiny": (3, 16),
+    "small": (6, 64),
+    "medium": (12, 128),
+    "alphago": (13, 192),
+}
+KINDS = ("policy", "value")
+VALUE_HIDDEN = 256  # units of the value net's fully connected layer, as in the paper
+TRAINER_KIND = "trainer"  # checkpoint kind of training.trainer's last.pt / best.pt
+
+
+def _hidden_convs(in_planes: int, layers: int, filters: int) -> nn.Sequential:
+    """The hidden stack both nets share in shape: 5x5 conv, then layers-2 3x3 convs, each + ReLU.
+
+    'Same' padding keeps every plane ``size x size`` (the paper zero-pads to 23x23, then 21x21).
+    """
+    stack: list[nn.Module] = [nn.Conv2d(in_planes, filters, 5, padding=2), nn.ReLU()]
+    for _ in range(layers - 2):
+        stack += [nn.Conv2d(filters, filters, 3, padding=1), nn.ReLU()]
+    return nn.Sequential(*stack)
+
+
+def _check_arch(in_planes: int, board_size: int, layers: int, filters: int) -> None:
+    check_size(board_size)
+    if in_planes < 1 or filters < 1:
+        raise ValueError(f"in_planes and filters must be positive, not {in_planes} and {filters}")
+    if layers < 2:
+        raise ValueError(f"a network needs at least 2 layers (5x5 and 1x1), not {layers}")
+
+
+class _GoNet(nn.Module):
+    """What both networks share: architecture bookkeeping and input conversion."""
+
+    kind: str
+
+    def __init__(self, in_planes: int, board_size: int, layers: int, filters: int) -> None:
+        super().__init__()
+        _check_arch(in_planes, board_size, layers, filters)
+        self.in_planes, self.board_size, self.layers, self.filters = in_planes, board_size, layers, filters
+        # Description of the network; load() adds the file's features and provenance.
+        self.meta: dict[str, Any] = describe(self)
+
+    def _planes(self, planes: torch.Tensor) -> torch.Tensor:
+        """Check the input shape; integer planes become floats."""
+        if planes.dim() != 4 or planes.shape[1:] != (self.in_planes, self.board_size, self.board_size):
+            raise ValueError(f"expected planes of shape (batch, {self.in_planes}, {self.board_size}, "
+                             f"{self.board_size}), got {tuple(planes.shape)}")
+        return planes if planes.is_floating_point() else planes.float()
+
+
+class PolicyNet(_GoNet):
+    """AlphaGo's SL/RL policy network, plus a pass logit. ``forward`` gives logits, not probabilities."""
+
+    kind = "policy"
+
+    def __init__(self, in_planes: int, board_size: int, layers: int, filters: int) -> None:
+        super().__init__(in_planes, board_size, layers, filters)
+        self.hidden = _hidden_convs(in_planes, layers, filters)
+        self.to_points = nn.Conv2d(filters, 1, 1, bias=False)
+        # "a different bias for each position": edges and centre differ in Go
+        self.point_bias = nn.Parameter(torch.zeros(board_size * board_size))
+        self.to_pass = nn.Linear(filters, 1)
+
+    def forward(self, planes: torch.Tensor) -> torch.Tensor:
+        """``(B, in_planes, N, N)`` -> logits ``(B, N*N + 1)``, pass last."""
+        x = self.hidden(self._planes(planes))  # (B, k, N, N)
+        points = self.to_points(x).flatten(1) + self.point_bias  # (B, N*N), index row*N + col
+        pass_logit = self.to_pass(x.mean(dim=(2, 3)))  # (B, 1)
+        return torch.cat([points, pass_logit], dim=1)  # (B, N*N + 1)
+
+
+class ValueNet(_GoNet):
+    """AlphaGo's value network: the expected outcome in [-1, 1] for the player to move."""
+
+    kind = "value"
+
+    def __init__(self, in_planes: int, board_size: int, layers: int, filters: int) -> None:
+        super().__init__(in_planes, board_size, layers, filters)
+        self.hidden = _hidden_convs(in_planes, layers, filters)
+        self.to_plane = nn.Conv2d(filters, 1, 1)
+        self.dense = nn.Linear(board_size * board_size, VALUE_HIDDEN)
+        self.out = nn.Linear(VALUE_HIDDEN, 1)
+
+    def forward(self, planes: torch.Tensor) -> torch.Tensor:
+        """``(B, in_planes, N, N)`` -> values ``(B,)`` in [-1, 1]."""
+        x = self.hidden(self._planes(planes))  # (B, k, N, N)
+        x = F.relu(self.to_plane(x)).flatten(1)  # (B, N*N)
+        x = F.relu(self.dense(x))  # (B, 256)
+        return torch.tanh(self.out(x)).squeeze(1)  # (B,)
+
+
+def build(kind: str, in_planes: int, board_size: int, preset: str | None = "small", *,
+          layers: int | None = None, filters: int | None = None) -> PolicyNet | ValueNet:
+    """A new ``"policy"`` or ``"value"`` net from a preset, or from explicit layers and filters.
+
+    ``layers`` / ``filters`` override the preset's; with ``preset=None`` both are
+    required. Raises ValueError for an unknown kind or preset, or a bad size.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+    if preset is not None and preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
+    preset_layers, preset_filters = PRESETS[preset] if preset is not None else (None, None)
+    layers = layers if layers is not None else preset_layers
+    filters = filters if filters is not None else preset_filters
+    if layers is None or filters is None:
+        raise ValueError("give a preset, or both layers and filters")
+    net_class = PolicyNet if kind == "policy" else ValueNet
+    return net_class(in_planes, board_size, layers, filters)
+
+
+def describe(net: PolicyNet | ValueNet, *, features: str | None = None,
+             provenance: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The description :func:`load` rebuilds ``net`` from: pass it as the trainer's ``extra_meta``.
+
+    ``features`` names the input feature set; ``provenance`` is free plain data
+    (command, data, time, hardware, metrics, ...). Either defaults to what
+    ``net.meta`` already holds (a loaded net keeps its description).
+    """
+    old = getattr(net, "meta", {})
+    preset = next((name for name, arch in PRESETS.items() if arch == (net.layers, net.filters)), None)
+    return {
+        "kind": net.kind,
+        "preset": preset,  # None for a custom architecture
+        "layers": net.layers,
+        "filters": net.filters,
+        "in_planes": net.in_planes,
+        "board_size": net.board_size,
+        "features": features if features is not None else old.get("features"),
+        "provenance": dict(provenance if provenance is not None else old.get("provenance") or {}),
+    }
+
+
+def save(net: PolicyNet | ValueNet, path: str | os.PathLike, *, half: bool = False,
+         features: str | None = None, provenance: dict[str, Any] | None = None) -> None:
+    """Write ``net`` and its description (see :func:`describe`) to ``path`` atomically.
+
+    ``half`` stores floating-point weights as fp16, halving the file (the
+    ``alphago`` policy net is then about 8 MB); :func:`load` turns them back
+    into fp32. Raises TypeError if ``provenance`` holds anything but plain data.
+    """
+    state = {k: v.detach().to("cpu", torch.float16 if half and v.is_floating_point() else v.dtype)
+             for k, v in net.state_dict().items()}
+    meta = describe(net, features=features, provenance=provenance)
+    save_checkpoint(path, {"kind": net.kind, "meta": meta, "model": state})
+
+
+def load(path: str | os.PathLike, device: str | torch.device = "cpu",
+         kind: str | None = None) -> PolicyNet | ValueNet:
+    """Rebuild a net from a :func:`save` file or a trainer checkpoint, in eval mode, fp32.
+
+    The returned net's ``meta`` is the file's description. ``kind`` (``"policy"``
+    or ``"value"``), if given, must match. Weights saved from a DDP or compiled
+    model load too. Raises CheckpointError for a missing, corrupt or foreign
+    file, a trainer checkpoint of something that is not one of these nets, a
+    kind mismatch, or weights that do not fit the described architecture.
+    """
+    payload = load_checkpoint(path, expect_kind=(*KINDS, TRAINER_KIND))
+    meta = payload.get("meta")
+    required = ("kind", "layers", "filters", "in_planes", "board_size")
+    if not isinstance(meta, dict) or any(key not in meta for key in required) or meta["kind"] not in KINDS:
+        raise CheckpointError(f"{path} does not describe a policy or value network (its 'meta' "
+                              f"needs {', '.join(required)}: save with gogame.nets.save, or train "
+                              "with extra_meta=gogame.nets.describe(net))")
+    if kind is not None and meta["kind"] != kind:
+        raise CheckpointError(f"{path} holds a {meta['kind']} network, expected a {kind} network")
+    try:
+        net = build(meta["kind"], meta["in_planes"], meta["board_size"], None,
+                    layers=meta["layers"], filters=meta["filters"])
+        # load_state_dict copies into the fp32 parameters, so fp16 files come back as fp32
+        net.load_state_dict(strip_wrapper_prefixes(payload["model"]))
+    except (ValueError, RuntimeError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: the weights do not fit the described network: "
+                              f"{str(exc).strip().splitlines()[0]}") from None
+    net.meta = {**describe(net), **meta}
+    return net.to(device).eval()
+
+
+def masked_log_softmax(logits: torch.Tensor, legal: torch.Tensor) -> torch.Tensor:
+    """Log-probabilities over legal moves only; illegal moves get ``-inf`` (probability 0).
+
+    ``logits`` ``(B, N*N + 1)`` or ``(N*N + 1,)``; ``legal`` a bool mask of the
+    same shape (or broadcastable), True for a legal move. Every row needs at
+    least one legal move (pass always is): ValueError otherwise.
+    """
+    legal = legal.to(torch.bool)
+    if not bool(legal.expand_as(logits).any(dim=-1).all()):
+        raise ValueError("a row of the legal-move mask has no legal move")
+    return logits.float().masked_fill(~legal, float("-inf")).log_softmax(dim=-1)

@@ -1,0 +1,229 @@
+"""Tests for gogame.nets: shapes, orientation, masking, files, trainer checkpoints."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from gogame import nets
+from gogame.checkpoint import CheckpointError, save_checkpoint
+from gogame.coords import to_flat
+from training.trainer import Trainer, TrainConfig
+
+REPO = Path(__file__).resolve().parents[1]
+PLANES = 48
+
+
+def planes(batch: int, size: int, in_planes: int = PLANES, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(batch, in_planes, size, size, generator=g) < 0.3).float()
+
+
+# -- shapes ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("preset", ["tiny", "small", "medium"])
+@pytest.mark.parametrize("size", [9, 13, 19])
+def test_output_shapes(preset, size):
+    x = planes(2, size)
+    with torch.no_grad():
+        assert nets.build("policy", PLANES, size, preset)(x).shape == (2, size * size + 1)
+        assert nets.build("value", PLANES + 1, size, preset)(planes(2, size, PLANES + 1)).shape == (2,)
+
+
+def test_alphago_preset_at_19():
+    with torch.no_grad():
+        policy = nets.build("policy", PLANES, 19, "alphago")
+        assert policy(planes(1, 19)).shape == (1, 362)
+        value = nets.build("value", PLANES + 1, 19, "alphago")
+        assert value(planes(1, 19, PLANES + 1)).shape == (1,)
+    convs = [m for m in policy.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 13 and convs[0].kernel_size == (5, 5) and convs[-1].kernel_size == (1, 1)
+    assert all(c.out_channels == 192 for c in convs[:-1])
+
+
+@pytest.mark.parametrize("size", [2, 25])
+def test_extreme_board_sizes(size):
+    with torch.no_grad():
+        assert nets.build("policy", 4, size, "tiny")(planes(1, size, 4)).shape == (1, size * size + 1)
+        assert nets.build("value", 4, size, "tiny")(planes(1, size, 4)).shape == (1,)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="board size"):
+        nets.build("policy", PLANES, 26, "tiny")
+    with pytest.raises(ValueError, match="board size"):
+        nets.build("policy", PLANES, 1, "tiny")
+    with pytest.raises(ValueError, match="kind"):
+        nets.build("rollout", PLANES, 9, "tiny")
+    with pytest.raises(ValueError, match="preset"):
+        nets.build("policy", PLANES, 9, "huge")
+    with pytest.raises(ValueError, match="layers"):
+        nets.build("policy", PLANES, 9, None, layers=1, filters=8)
+    with pytest.raises(ValueError, match="shape"):
+        nets.build("policy", PLANES, 9, "tiny")(planes(1, 13))
+
+
+def test_custom_architecture_and_integer_planes():
+    net = nets.build("policy", PLANES, 9, None, layers=4, filters=8)
+    assert net.meta["preset"] is None and (net.meta["layers"], net.meta["filters"]) == (4, 8)
+    x = planes(3, 9)
+    with torch.no_grad():
+        assert torch.equal(net(x.to(torch.uint8)), net(x))
+
+
+# -- policy details ----------------------------------------------------------
+
+
+def test_per_point_bias():
+    net = nets.build("policy", PLANES, 9, "tiny")
+    assert net.point_bias.shape == (81,)
+    x = planes(2, 9)
+    with torch.no_grad():
+        before = net(x)
+        net.point_bias[40] += 5.0
+        delta = net(x) - before
+    assert delta[:, 40].tolist() == pytest.approx([5.0, 5.0])
+    assert delta[:, :40].abs().max() == 0 and delta[:, 41:].abs().max() == 0
+
+
+def test_logit_index_is_row_times_size_plus_col():
+    # A 2-layer net wired to copy input plane 0 to the logits: a stone at
+    # planes[0, 0, row, col] must light up logit row * size + col.
+    size, point = 9, (1, 3)  # row 1 (second from the bottom), column D
+    net = nets.build("policy", 1, size, None, layers=2, filters=1)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        net.hidden[0].weight[0, 0, 2, 2] = 1.0  # centre tap of the 5x5 kernel
+        net.to_points.weight.fill_(1.0)
+        x = torch.zeros(1, 1, size, size)
+        x[0, 0, point[0], point[1]] = 1.0
+        logits = net(x)
+    assert logits.argmax().item() == to_flat(point, size) == 12
+
+
+def test_masked_log_softmax():
+    logits = torch.randn(2, 10)
+    legal = torch.zeros(2, 10, dtype=torch.bool)
+    legal[0, [1, 4, 9]] = True
+    legal[1, 9] = True  # only pass
+    probs = nets.masked_log_softmax(logits, legal).exp()
+    assert probs[~legal].abs().max() == 0
+    assert probs.sum(dim=1).tolist() == pytest.approx([1.0, 1.0])
+    assert probs[1, 9] == 1.0
+    single = nets.masked_log_softmax(logits[0], legal[0]).exp()  # one position, no batch dim
+    assert torch.allclose(single, probs[0])
+    with pytest.raises(ValueError, match="no legal move"):
+        nets.masked_log_softmax(logits, torch.zeros(2, 10, dtype=torch.bool))
+
+
+def test_value_is_in_range():
+    net = nets.build("value", PLANES + 1, 9, "tiny")
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(50.0)  # saturate: tanh must still bound the output
+        v = net(planes(8, 9, PLANES + 1) * 100)
+    assert v.shape == (8,) and v.abs().max() <= 1.0
+
+
+# -- files -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", nets.KINDS)
+def test_save_load_round_trip(tmp_path, kind):
+    net = nets.build(kind, PLANES, 9, "tiny")
+    provenance = {"command": "gogame-train policy", "metrics": {"accuracy": 0.5}, "games": [1, 2]}
+    nets.save(net, tmp_path / "net.pt", features="alphago48", provenance=provenance)
+    loaded = nets.load(tmp_path / "net.pt")
+    assert type(loaded) is type(net) and not loaded.training
+    assert loaded.meta == {"kind": kind, "preset": "tiny", "layers": 3, "filters": 16, "in_planes": PLANES,
+                           "board_size": 9, "features": "alphago48", "provenance": provenance}
+    x = planes(4, 9)
+    with torch.no_grad():
+        assert torch.equal(net(x), loaded(x))
+    nets.save(loaded, tmp_path / "again.pt")  # a loaded net keeps its description
+    assert nets.load(tmp_path / "again.pt").meta == loaded.meta
+
+
+def test_fp16_storage(tmp_path):
+    net = nets.build("policy", PLANES, 19, "small")
+    nets.save(net, tmp_path / "fp32.pt")
+    nets.save(net, tmp_path / "fp16.pt", half=True)
+    assert (tmp_path / "fp16.pt").stat().st_size < 0.6 * (tmp_path / "fp32.pt").stat().st_size
+    loaded = nets.load(tmp_path / "fp16.pt")
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    x = planes(2, 19)
+    with torch.no_grad():
+        ref, out = net(x), loaded(x)
+    assert torch.allclose(ref, out, atol=1e-2, rtol=1e-2)
+    assert torch.equal(ref.argmax(1), out.argmax(1))
+
+
+def test_load_checks_kind_and_contents(tmp_path):
+    nets.save(nets.build("value", PLANES, 9, "tiny"), tmp_path / "value.pt")
+    with pytest.raises(CheckpointError, match="expected a policy network"):
+        nets.load(tmp_path / "value.pt", kind="policy")
+    save_checkpoint(tmp_path / "bare.pt", {"kind": "policy", "model": {}})
+    with pytest.raises(CheckpointError, match="does not describe"):
+        nets.load(tmp_path / "bare.pt")
+    meta = {**nets.describe(nets.build("policy", PLANES, 9, "tiny")), "filters": 32}
+    save_checkpoint(tmp_path / "wrong.pt", {"kind": "policy", "meta": meta,
+                                            "model": nets.build("policy", PLANES, 9, "tiny").state_dict()})
+    with pytest.raises(CheckpointError, match="do not fit"):
+        nets.load(tmp_path / "wrong.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a network")
+    with pytest.raises(CheckpointError):
+        nets.load(tmp_path / "junk.pt")
+    with pytest.raises(CheckpointError):
+        nets.load(tmp_path / "missing.pt")
+
+
+def test_load_strips_ddp_and_compile_prefixes(tmp_path):
+    net = nets.build("policy", PLANES, 9, "tiny")
+    state = {f"module._orig_mod.{k}": v for k, v in net.state_dict().items()}
+    save_checkpoint(tmp_path / "ddp.pt", {"kind": "policy", "meta": nets.describe(net), "model": state})
+    x = planes(1, 9)
+    with torch.no_grad():
+        assert torch.equal(nets.load(tmp_path / "ddp.pt")(x), net(x))
+
+
+def test_load_trainer_checkpoints(tmp_path):
+    size = 5
+    torch.manual_seed(0)
+    net = nets.build("policy", 4, size, "tiny")
+    x = planes(32, size, 4, seed=1)
+    moves = torch.randint(0, size * size + 1, (32,))
+    data = torch.utils.data.TensorDataset(x, moves)
+
+    def policy_loss(model, batch):
+        inputs, targets = batch
+        logits = model(inputs)
+        return torch.nn.functional.cross_entropy(logits, targets), {}
+
+    cfg = TrainConfig(out_dir=str(tmp_path / "run"), steps=4, batch_size=8, val_every=2, device="cpu",
+                      progress=False)
+    meta = nets.describe(net, features="test4", provenance={"data": "random"})
+    trainer = Trainer(net, policy_loss, data, data, config=cfg, extra_meta=meta)
+    trainer.fit()
+
+    loaded = nets.load(tmp_path / "run" / "last.pt", kind="policy")
+    assert loaded.meta == meta
+    with torch.no_grad():
+        assert torch.equal(loaded(x), trainer.model.eval()(x))
+    assert nets.load(tmp_path / "run" / "best.pt").meta["features"] == "test4"
+
+    # a trainer checkpoint of some other model is refused with a clear message
+    Trainer(torch.nn.Linear(4, 1), lambda m, b: (m(b[0]).mean(), {}),
+            torch.utils.data.TensorDataset(torch.zeros(4, 4)), config=cfg).fit()
+    with pytest.raises(CheckpointError, match="does not describe"):
+        nets.load(tmp_path / "run" / "last.pt")
+
+
+def test_gogame_nets_does_not_import_training():
+    code = "import sys, gogame.nets; assert not any(m.startswith('training') for m in sys.modules)"
+    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)

@@ -1,0 +1,1 @@
+"""Training: datasets, the trainer, pipelines, matches and demos."""
