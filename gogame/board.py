@@ -150,7 +150,7 @@ class Board:
 
     def _why_illegal(self, p: int, c: int) -> str | None:
         """None if ``c`` may play at padded index ``p``, else the reason."""
-        if self.is_over():
+        if self.resigned is not None:
             return "game is over"
         if p == fb.PASS:
             return None
@@ -172,7 +172,7 @@ class Board:
     def legal_moves(self, colour: str | None = None) -> list[str]:
         """The legal board moves of ``colour`` (default: side to move) as GTP vertices; pass not included."""
         c = self._colour_code(colour)
-        if self.is_over():
+        if self.resigned is not None:
             return []
         moves = []
         for p in np.flatnonzero(self._fast.colour == fb.EMPTY):
@@ -188,9 +188,11 @@ class Board:
     def play(self, move: str | coords.Point | None, colour: str | None = None) -> int:
         """Play ``move`` for ``colour`` (default: the side to move); returns stones captured.
 
-        Raises :class:`IllegalMove` (occupied, suicide, ko, superko, game is
-        over) and leaves the board unchanged; raises ValueError for a
-        malformed or off-board vertex.
+        Raises :class:`IllegalMove` (occupied, suicide, ko, superko, or the
+        game was resigned) and leaves the board unchanged; raises ValueError
+        for a malformed or off-board vertex. Play may go on after two passes
+        (to settle a dispute, as GTP and SGF records allow): a stone resets
+        the pass count.
         """
         point = coords.parse_move(move, self.size)
         c = self._colour_code(colour)
@@ -229,7 +231,7 @@ class Board:
         self._fast = fb.copy_board(self._undo.pop())
 
     def is_over(self) -> bool:
-        """Two consecutive passes, or a resignation."""
+        """Two consecutive passes (until another stone is played), or a resignation."""
         return self.resigned is not None or self._fast.meta[fb.M_PASSES] >= 2
 
     @property

@@ -42,6 +42,7 @@ given ``extra_meta=describe(net, ...)``, so :func:`load` reads both.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -140,6 +141,21 @@ class ValueNet(_GoNet):
         x = F.relu(self.to_plane(x)).flatten(1)  # (B, N*N)
         x = F.relu(self.dense(x))  # (B, 256)
         return torch.tanh(self.out(x)).squeeze(1)  # (B,)
+
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+def default_weights(kind: str, board_size: int) -> Path:
+    """The shipped weights file of a ``"policy"`` or ``"value"`` net for a board size.
+
+    Raises FileNotFoundError, naming the sizes that do ship, if there is none.
+    """
+    path = WEIGHTS_DIR / f"{kind}{board_size}.pt"
+    if not path.exists():
+        shipped = sorted(p.stem for p in WEIGHTS_DIR.glob(f"{kind}*.pt"))
+        raise FileNotFoundError(f"no shipped {kind} net for {board_size}x{board_size}; shipped: {', '.join(shipped) or 'none'}")
+    return path
 
 
 def build(kind: str, in_planes: int, board_size: int, preset: str | None = "small", *,

@@ -2,7 +2,8 @@
 
 Each sub-command lives in the module that does the work; this file only
 builds the parser from the table below and dispatches. A module named here
-provides ``add_arguments(parser)`` and ``run(args) -> int``.
+provides ``add_arguments(parser)`` and the named run function
+(``run(args) -> int`` unless the table says otherwise).
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ import argparse
 import importlib
 import sys
 
-# name -> (module, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "plot": ("training.metrics", "plot a run's metrics.csv to PNG"),
+# name -> (module, run function, one-line help)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "dataset": ("training.data", "run", "replay SGF games into bit-packed feature shards"),
+    "sl": ("training.sl", "run", "train a policy net on expert moves (supervised)"),
+    "value-sl": ("training.sl", "run_value", "train a value net on expert game outcomes"),
+    "plot": ("training.metrics", "run", "plot a run's metrics.csv to PNG"),
 }
 
 
@@ -23,16 +27,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train and evaluate gogame's networks: datasets, SL, rollout, self-play, RL, value, matches, demos.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (module, help_text) in COMMANDS.items():
+    for name, (module, function, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(module=module)
+        p.set_defaults(module=module, function=function)
         importlib.import_module(module).add_arguments(p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(importlib.import_module(args.module).run(args) or 0)
+    return int(getattr(importlib.import_module(args.module), args.function)(args) or 0)
 
 
 if __name__ == "__main__":
