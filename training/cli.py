@@ -12,11 +12,14 @@ import argparse
 import importlib
 import sys
 
+from gogame.checkpoint import CheckpointError
+
 # name -> (module, run function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "dataset": ("training.data", "run", "replay SGF games into bit-packed feature shards"),
     "sl": ("training.sl", "run", "train a policy net on expert moves (supervised)"),
     "value-sl": ("training.sl", "run_value", "train a value net on expert game outcomes"),
+    "eval-policy": ("training.evaluate", "run", "accuracy of a policy net on held-out expert games"),
     "plot": ("training.metrics", "run", "plot a run's metrics.csv to PNG"),
 }
 
@@ -36,7 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(getattr(importlib.import_module(args.module), args.function)(args) or 0)
+    try:
+        return int(getattr(importlib.import_module(args.module), args.function)(args) or 0)
+    except (CheckpointError, FileNotFoundError) as exc:
+        # Bad input named on the command line: a clear message, not a traceback.
+        print(f"gogame-train {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

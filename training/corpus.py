@@ -24,7 +24,7 @@ from typing import BinaryIO
 
 from gogame.sgf import Game, SGFError, loads
 
-__all__ = ["ARCHIVE_SUFFIXES", "PARSE_ERROR", "WRONG_SIZE", "UNREADABLE", "iter_sgf", "read_games"]
+__all__ = ["ARCHIVE_SUFFIXES", "PARSE_ERROR", "WRONG_SIZE", "UNREADABLE", "iter_sgf", "parse_games", "read_games"]
 
 Source = str | os.PathLike[str]
 
@@ -105,12 +105,14 @@ def read_games(sources: Source | Iterable[Source], size: int | None = None,
                skipped: Counter[str] | None = None) -> Iterator[tuple[str, Game]]:
     """Yield ``(name, game)`` for every game in ``sources`` (as :func:`iter_sgf`), skipping the bad ones.
 
-    ``name`` is the file's name, with ``#i`` added for the i-th game (from 0) of a collection of several.
-    With ``size`` given, games on other boards are skipped. Each skip adds one to ``skipped[reason]``, the
-    reasons being :data:`PARSE_ERROR`, :data:`WRONG_SIZE` and :data:`UNREADABLE`. Raises only for a source that
-    is missing or of an unknown kind, as :func:`iter_sgf` does.
+    As :func:`parse_games`, plus :data:`UNREADABLE` for a file or archive that could not be read to its end.
+    Raises only for a source that is missing or of an unknown kind, as :func:`iter_sgf` does.
     """
     skipped = Counter() if skipped is None else skipped
+    return parse_games(_readable(sources, skipped), size, skipped)
+
+
+def _readable(sources: Source | Iterable[Source], skipped: Counter[str]) -> Iterator[tuple[str, bytes]]:
     for path in _files(sources):
         files = _read(path)
         while True:
@@ -121,13 +123,26 @@ def read_games(sources: Source | Iterable[Source], size: int | None = None,
             except _READ_ERRORS:
                 skipped[UNREADABLE] += 1
                 break
-            try:
-                games = loads(data, source=name)
-            except SGFError:
-                skipped[PARSE_ERROR] += 1
+            yield name, data
+
+
+def parse_games(files: Iterable[tuple[str, bytes]], size: int | None = None,
+                skipped: Counter[str] | None = None) -> Iterator[tuple[str, Game]]:
+    """Yield ``(name, game)`` for the games in ``(name, bytes)`` files, skipping and counting the bad ones.
+
+    ``name`` is the file's name, with ``#i`` added for the i-th game (from 0) of a collection of several.
+    With ``size`` given, games on other boards are skipped. Each skip adds one to ``skipped[reason]``
+    (:data:`PARSE_ERROR`, :data:`WRONG_SIZE`).
+    """
+    skipped = Counter() if skipped is None else skipped
+    for name, data in files:
+        try:
+            games = loads(data, source=name)
+        except SGFError:
+            skipped[PARSE_ERROR] += 1
+            continue
+        for i, game in enumerate(games):
+            if size is not None and game.size != size:
+                skipped[WRONG_SIZE] += 1
                 continue
-            for i, game in enumerate(games):
-                if size is not None and game.size != size:
-                    skipped[WRONG_SIZE] += 1
-                    continue
-                yield (name if len(games) == 1 else f"{name}#{i}"), game
+            yield (name if len(games) == 1 else f"{name}#{i}"), game

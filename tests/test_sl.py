@@ -1,0 +1,110 @@
+"""The supervised stages end to end on a tiny dataset."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from gogame import nets
+from gogame.sgf import load
+from training import data
+from training.cli import main as train_main
+
+FIXTURES = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sl9")
+    data.build_dataset([str(p) for p in sorted(FIXTURES.glob("pro9-*.sgf"))], out, feature_set="alphago49",
+                       game_filter=data.GameFilter(size=9, min_moves=10), workers=1, games_per_chunk=12,
+                       val_fraction=0.25, test_fraction=0.0)
+    return out
+
+
+def test_sl_trains_a_policy_net_and_exports_it(dataset, tmp_path):
+    out, export = tmp_path / "run", tmp_path / "policy9.pt"
+    args = ["sl", str(dataset), "--out", str(out), "--preset", "tiny", "--steps", "60", "--batch-size", "32",
+            "--lr", "0.05", "--warmup-steps", "5", "--val-every", "30", "--export", str(export), "--no-progress"]
+    assert train_main(args) == 0
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    train_loss = [float(r["loss"]) for r in rows if r["split"] == "train"]
+    assert train_loss[-1] < train_loss[0]  # it learns something
+    net = nets.load(export)
+    assert net.meta["kind"] == "policy" and net.meta["features"] == "alphago48" and net.meta["in_planes"] == 48
+    assert net.meta["board_size"] == 9 and "command" in net.meta["provenance"]
+    assert net(torch.zeros(1, 48, 9, 9)).shape == (1, 82)
+
+
+def test_value_sl_trains_on_one_position_per_game(dataset, tmp_path):
+    out, export = tmp_path / "value", tmp_path / "value9.pt"
+    args = ["value-sl", str(dataset), "--out", str(out), "--preset", "tiny", "--steps", "20", "--batch-size", "4",
+            "--lr", "0.01", "--warmup-steps", "2", "--val-every", "10", "--export", str(export), "--no-progress"]
+    assert train_main(args) == 0
+    net = nets.load(export)
+    assert net.meta["kind"] == "value" and net.meta["features"] == "alphago49"
+    rows = [r for r in csv.DictReader(open(out / "metrics.csv")) if r["split"] == "val"]
+    assert rows and 0 <= float(rows[-1]["mse"]) <= 4
+
+
+def test_sl_resume_continues_the_run(dataset, tmp_path):
+    out = tmp_path / "run"
+    base = ["sl", str(dataset), "--out", str(out), "--preset", "tiny", "--steps", "30", "--batch-size", "16",
+            "--val-every", "100", "--ckpt-every", "10", "--no-progress"]
+    assert train_main(base + ["--max-steps-this-run", "10"]) == 0
+    assert train_main(base + ["--resume"]) == 0
+    steps = [int(r["step"]) for r in csv.DictReader(open(out / "metrics.csv")) if r["split"] == "train"]
+    assert steps[-1] == 30
+
+
+def test_input_planes_nest():
+    from training.sl import input_planes
+
+    assert input_planes("alphago49", "alphago48") == 48
+    assert input_planes("zero17", "zero17") == 17
+    with pytest.raises(ValueError):
+        input_planes("alphago48", "alphago49")
+
+
+def test_eval_policy_reports_accuracy_by_move_number(dataset, tmp_path, capsys):
+    export = tmp_path / "policy9.pt"
+    assert train_main(["sl", str(dataset), "--out", str(tmp_path / "run"), "--preset", "tiny", "--steps", "40",
+                       "--batch-size", "32", "--export", str(export), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert train_main(["eval-policy", str(export), str(FIXTURES), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    games = [g for p in sorted(FIXTURES.glob("pro9-*.sgf")) for g in load(p)]
+    assert report["positions"] == sum(len(g.moves) for g in games)
+    assert 0 < report["top1"] <= report["top5"] <= 1 and report["loglik"] < 0
+    assert report["skipped"] == {"wrong size": 4}  # the 19x19 fixtures
+    assert sum(b["positions"] for b in report["by_move_number"].values()) == report["positions"]
+    assert list(report["by_move_number"])[0] == "0-49"
+    # --split test keeps only the held-out games of a dataset split with the same seed
+    assert train_main(["eval-policy", str(export), str(FIXTURES), "--split", "test", "--test", "0.5", "--json"]) == 0
+    held_out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 0 < held_out["positions"] < report["positions"]
+
+
+def test_eval_policy_rejects_a_value_net(dataset, tmp_path, capsys):
+    export = tmp_path / "value9.pt"
+    assert train_main(["value-sl", str(dataset), "--out", str(tmp_path / "v"), "--preset", "tiny", "--steps", "2",
+                       "--batch-size", "4", "--export", str(export), "--no-progress"]) == 0
+    assert train_main(["eval-policy", str(export), str(FIXTURES)]) == 2
+    assert "holds a value network" in capsys.readouterr().err
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    assert train_main(["eval-policy", str(tmp_path / "junk.pt"), str(FIXTURES)]) == 2
+
+
+def test_minutes_picks_a_step_count_from_a_probe(dataset, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_main(["sl", str(dataset), "--out", str(out), "--preset", "tiny", "--minutes", "0.05",
+                       "--batch-size", "16", "--val-every", "1000", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    steps = int(err.split("--minutes 0.05: ")[1].split()[0])
+    assert steps >= 1
+    last = [int(r["step"]) for r in csv.DictReader(open(out / "metrics.csv")) if r["split"] == "train"][-1]
+    assert last == steps

@@ -1,0 +1,515 @@
+"""Training data: SGF games to bit-packed feature shards, and batches back out of them.
+
+``gogame-train dataset SOURCE... OUT`` replays expert games and writes, per
+chunk of games, one shard per split (``train``, ``val``, ``test``) holding for
+every position:
+
+============== ======================== ========================================
+array          dtype, shape             meaning
+============== ======================== ========================================
+``planes``     uint8 (n, ceil(P*S*S/8)) the feature planes, ``np.packbits`` of
+                                        the (P, S, S) uint8 planes
+``move``       int16 (n,)               the move played, ``row * S + col``,
+                                        ``S * S`` for pass
+``outcome``    int8 (n,)                +1 the player to move won the game, -1
+                                        lost, 0 no winner recorded
+``move_number`` int16 (n,)              moves before this one in the game
+``game``       int32 (n,)               index into ``game_name``/``game_komi``
+============== ======================== ========================================
+
+plus per game ``game_name`` (``archive:member``) and ``game_komi``. Shards are
+``.npz`` files written atomically; a finished chunk leaves a ``.done`` record
+of its counts, so a rerun skips it and resumes where a killed run stopped.
+Games are assigned to splits by a hash of their name with a fixed seed: by
+game, never by position, and independent of the order or the number of
+workers.
+
+Reading back, :class:`PositionBatches` is the trainer's resumable batch source
+over shards (or over arrays built in memory by :func:`encode_games`, for small
+jobs with no shard step). Batches stay packed until :func:`unpack_planes`
+expands them on the training device, where :func:`apply_symmetries` applies
+the 8 board symmetries to planes and target moves together (a batch carries a
+seeded ``symmetry`` offset, so resumed runs see the same augmentation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import re
+import tempfile
+import time
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from gogame import features
+from gogame.board import IllegalMove
+from gogame.sgf import Game, SGFError
+from training.corpus import iter_sgf, parse_games
+
+SPLITS = ("train", "val", "test")
+ARRAYS = ("planes", "move", "outcome", "move_number", "game")
+# Reasons a game is skipped (beside the corpus reader's "parse error" and "wrong size").
+ILLEGAL = "illegal move"
+TOO_SHORT = "too few moves"
+HANDICAP = "handicap"
+NO_RESULT = "no result"
+RANK = "below minimum rank"
+DATE = "outside dates"
+
+
+@dataclass(frozen=True)
+class GameFilter:
+    """Which games a dataset keeps. ``min_rank`` like ``"6d"`` or ``"1p"`` applies to both players."""
+
+    size: int = 19
+    min_moves: int = 20
+    handicap: bool = True
+    require_result: bool = False
+    min_rank: str | None = None
+    since: int | None = None  # first year kept (from DT)
+    until: int | None = None  # last year kept
+
+    def reason_to_skip(self, game: Game) -> str | None:
+        """Why a game of the right size is not kept, or None (size is the corpus reader's check)."""
+        if len(game.moves) < self.min_moves:
+            return TOO_SHORT
+        if not self.handicap and (game.handicap > 1 or game.setup[0] or game.setup[1]):
+            return HANDICAP
+        if self.require_result and game.winner is None:
+            return NO_RESULT
+        if self.min_rank is not None:
+            floor = rank_value(self.min_rank)
+            ranks = [rank_value(game.get(p) or "") for p in ("BR", "WR")]
+            if floor is None or any(r is None or r < floor for r in ranks):
+                return RANK
+        if self.since is not None or self.until is not None:
+            year = _year(game.get("DT") or "")
+            if year is None or (self.since and year < self.since) or (self.until and year > self.until):
+                return DATE
+        return None
+
+
+def rank_value(text: str) -> int | None:
+    """Ranks on one scale: ``"30k"`` -> -29, ``"1k"`` -> 0, ``"1d"`` -> 1, ``"9d"`` -> 9, ``"1p"`` -> 10."""
+    m = re.fullmatch(r"\s*(\d+)\s*([kdp])[a-z]*\s*\??", text.lower())
+    if not m:
+        return None
+    n, kind = int(m.group(1)), m.group(2)
+    return {"k": 1 - n, "d": n, "p": 9 + n}[kind]
+
+
+def _year(date: str) -> int | None:
+    m = re.match(r"\s*(\d{4})", date)
+    return int(m.group(1)) if m else None
+
+
+def split_of(name: str, seed: int, val_fraction: float, test_fraction: float) -> str:
+    """The split of a game, from a hash of its name: stable across runs and worker counts."""
+    u = zlib.crc32(f"{seed}:{name}".encode()) / 2**32
+    if u < test_fraction:
+        return "test"
+    if u < test_fraction + val_fraction:
+        return "val"
+    return "train"
+
+
+# -- encoding games ---------------------------------------------------------
+
+
+def encode_games(games: Iterable[tuple[str, Game]], feature_set: str, size: int) -> dict[str, np.ndarray]:
+    """Replay games of one board size into the shard arrays (see the module docstring).
+
+    Raises IllegalMove or SGFError for a game that does not replay.
+    """
+    nbytes = math.ceil(features.FEATURE_SETS[feature_set] * size * size / 8)
+    columns: dict[str, list] = {k: [] for k in ARRAYS}
+    names, komis = [], []
+    for name, game in games:
+        if game.size != size:
+            raise ValueError(f"{name}: a {game.size}x{game.size} game in a {size}x{size} dataset")
+        winner = game.winner
+        rows = []
+        for board, colour, move in game.replay():
+            planes = features.planes(board, feature_set)
+            rows.append((np.packbits(planes.reshape(-1)), move, colour, len(board.history)))
+        gid = len(names)
+        names.append(name)
+        komis.append(game.komi)
+        for packed, move, colour, number in rows:
+            columns["planes"].append(packed)
+            columns["move"].append(size * size if move is None else move[0] * size + move[1])
+            columns["outcome"].append(0 if winner is None else (1 if winner == colour else -1))
+            columns["move_number"].append(number)
+            columns["game"].append(gid)
+    return {
+        "planes": np.array(columns["planes"], np.uint8).reshape(-1, nbytes),
+        "move": np.array(columns["move"], np.int16),
+        "outcome": np.array(columns["outcome"], np.int8),
+        "move_number": np.array(columns["move_number"], np.int16),
+        "game": np.array(columns["game"], np.int32),
+        "game_name": np.array(names, dtype=np.str_),
+        "game_komi": np.array(komis, np.float32),
+    }
+
+
+def save_shard(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write an .npz shard atomically (temporary file, then rename)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_shard(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read a shard (never unpickles: ``allow_pickle=False``)."""
+    return _read_columns(path, None)
+
+
+def _read_columns(path: str | os.PathLike, names: Iterable[str] | None) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in (z.files if names is None else names)}
+
+
+@dataclass(frozen=True)
+class _Job:
+    chunk: int
+    files: list[tuple[str, bytes]]
+    out_dir: Path
+    feature_set: str
+    game_filter: GameFilter
+    seed: int
+    val_fraction: float
+    test_fraction: float
+
+
+def _encode_chunk(job: _Job) -> dict:
+    """Worker: parse, filter and encode one chunk of SGF files; write its shards and .done record."""
+    skipped: Counter[str] = Counter()
+    by_split: dict[str, list[tuple[str, Game]]] = {s: [] for s in SPLITS}
+    for name, game in parse_games(job.files, job.game_filter.size, skipped):
+        reason = job.game_filter.reason_to_skip(game)
+        if reason is None:
+            try:
+                list(game.replay())
+            except (IllegalMove, SGFError):
+                reason = ILLEGAL
+        if reason is not None:
+            skipped[reason] += 1
+            continue
+        by_split[split_of(name, job.seed, job.val_fraction, job.test_fraction)].append((name, game))
+    counts = {"chunk": job.chunk, "skipped": dict(skipped), "games": {}, "positions": {}}
+    for split, games in by_split.items():
+        arrays = encode_games(games, job.feature_set, job.game_filter.size)
+        counts["games"][split] = len(games)
+        counts["positions"][split] = int(arrays["move"].size)
+        if games:
+            save_shard(job.out_dir / f"{split}-{job.chunk:06d}.npz", arrays)
+    done = job.out_dir / f"chunk-{job.chunk:06d}.done"
+    done.write_text(json.dumps(counts))
+    return counts
+
+
+def _chunks(sources: list[str], games_per_chunk: int) -> Iterator[list[tuple[str, bytes]]]:
+    files = iter_sgf(sources)
+    while chunk := list(islice(files, games_per_chunk)):
+        yield chunk
+
+
+def build_dataset(
+    sources: list[str],
+    out_dir: str | os.PathLike,
+    *,
+    feature_set: str = "alphago48",
+    game_filter: GameFilter = GameFilter(),
+    workers: int | None = None,
+    games_per_chunk: int = 250,
+    seed: int = 0,
+    val_fraction: float = 0.02,
+    test_fraction: float = 0.02,
+    max_games: int | None = None,
+) -> dict:
+    """Build (or finish building) a shard dataset; returns the summary also saved as ``summary.json``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "format": "gogame-shards",
+        "version": 1,
+        "size": game_filter.size,
+        "features": feature_set,
+        "planes": features.FEATURE_SETS[feature_set],
+        "seed": seed,
+        "val_fraction": val_fraction,
+        "test_fraction": test_fraction,
+        "filter": game_filter.__dict__,
+        "sources": [str(s) for s in sources],
+    }
+    meta_path = out / "meta.json"
+    if meta_path.exists():
+        old = json.loads(meta_path.read_text())
+        if {k: old.get(k) for k in meta} != meta:
+            raise ValueError(f"{out} holds a dataset built with other settings; use a new folder")
+    else:
+        meta_path.write_text(json.dumps(meta, indent=1))
+
+    workers = workers or os.cpu_count() or 1
+    totals = {"games": Counter(), "positions": Counter(), "skipped": Counter()}
+    files = [(name, data) for name, data in islice(iter_sgf(sources), max_games)] if max_games else None
+    chunks = (
+        (files[i : i + games_per_chunk] for i in range(0, len(files), games_per_chunk))
+        if files is not None
+        else _chunks(sources, games_per_chunk)
+    )
+
+    def jobs() -> Iterator[_Job]:
+        for i, chunk in enumerate(chunks):
+            done = out / f"chunk-{i:06d}.done"
+            if done.exists():
+                _add(totals, json.loads(done.read_text()))
+                bar.update(len(chunk))
+                continue
+            yield _Job(i, chunk, out, feature_set, game_filter, seed, val_fraction, test_fraction)
+
+    start = time.perf_counter()
+    with tqdm(desc="dataset", unit="file", total=max_games) as bar:
+        with mp.get_context("spawn").Pool(workers) as pool:
+            for counts in pool.imap_unordered(_encode_chunk, jobs()):
+                _add(totals, counts)
+                bar.update(sum(counts["games"].values()) + sum(counts["skipped"].values()))
+                elapsed = time.perf_counter() - start
+                bar.set_postfix(
+                    games_s=f"{sum(totals['games'].values()) / elapsed:.0f}",
+                    pos_s=f"{sum(totals['positions'].values()) / elapsed:.0f}",
+                )
+    summary = {**meta, **{k: dict(v) for k, v in totals.items()}}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
+def _add(totals: dict[str, Counter], counts: dict) -> None:
+    for key in totals:
+        totals[key].update(counts[key])
+
+
+# -- reading back -------------------------------------------------------------
+
+
+def shard_paths(data_dir: str | os.PathLike, split: str) -> list[Path]:
+    return sorted(Path(data_dir).glob(f"{split}-*.npz"))
+
+
+def dataset_meta(data_dir: str | os.PathLike) -> dict:
+    path = Path(data_dir) / "meta.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{data_dir} is not a dataset folder (no meta.json); build one with gogame-train dataset")
+    return json.loads(path.read_text())
+
+
+class PositionBatches:
+    """A resumable batch source (see :class:`training.trainer.BatchSource`) over shards or in-memory arrays.
+
+    Each epoch visits every position once in an order seeded by ``seed +
+    epoch``: the shards are shuffled, read ``shards_in_memory`` at a time, and
+    the positions of each group shuffled together, so data larger than memory
+    streams. ``one_per_game`` instead yields one random position of each game
+    per epoch (for value training, as AlphaGo did to avoid correlated targets);
+    ``decided_only`` keeps only games with a recorded winner.
+    A batch is a dict of tensors: ``planes`` (uint8, packed), ``move``,
+    ``outcome`` (float) and ``move_number``.
+    """
+
+    def __init__(
+        self,
+        source: list[Path] | dict[str, np.ndarray],
+        batch_size: int,
+        *,
+        seed: int = 0,
+        shards_in_memory: int = 8,
+        one_per_game: bool = False,
+        decided_only: bool = False,
+        shuffle: bool = True,
+    ) -> None:
+        self.one_per_game = one_per_game
+        self.decided_only = decided_only
+        self.groups: list[list[Path]] | list[dict[str, np.ndarray]]
+        if isinstance(source, dict):
+            self.groups = [source]
+            self.lengths = [self._length(source)]
+        else:
+            if not source:
+                raise ValueError("no shards to read")
+            self.groups = [[p] for p in source]
+            self.lengths = [self._length(_read_columns(p, ("game", "outcome"))) for p in source]
+        self.batch_size = batch_size
+        self.seed = seed
+        self.shards_in_memory = shards_in_memory
+        self.shuffle = shuffle
+
+    def _length(self, arrays: dict[str, np.ndarray]) -> int:
+        games = arrays["game"][arrays["outcome"] != 0] if self.decided_only else arrays["game"]
+        return int(np.unique(games).size if self.one_per_game else games.size)
+
+    def __len__(self) -> int:
+        return sum(self.lengths)
+
+    def num_batches(self, world_size: int = 1) -> int:
+        return len(self) // (self.batch_size * world_size)
+
+    def _load(self, group) -> dict[str, np.ndarray]:
+        return group if isinstance(group, dict) else load_shard(group[0])
+
+    def batches(self, epoch: int, start: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[dict]:
+        rng = np.random.default_rng(self.seed + epoch)
+        order = rng.permutation(len(self.groups)) if self.shuffle else np.arange(len(self.groups))
+        step = self.batch_size * world_size
+        total = self.num_batches(world_size)
+        produced = 0
+        carry: dict[str, np.ndarray] | None = None
+        for g in range(0, len(order), self.shards_in_memory):
+            parts = [self._load(self.groups[i]) for i in order[g : g + self.shards_in_memory]]
+            pool = _concat([self._select(p, rng) for p in parts] + ([carry] if carry else []))
+            idx = rng.permutation(pool["move"].size) if self.shuffle else np.arange(pool["move"].size)
+            full = idx.size // step * step
+            for b in range(0, full, step):
+                if produced >= total:
+                    return
+                symmetry = int(rng.integers(8))  # drawn for skipped batches too, so resuming keeps the sequence
+                if produced >= start:
+                    take = idx[b + rank * self.batch_size : b + (rank + 1) * self.batch_size]
+                    yield {
+                        "planes": torch.from_numpy(pool["planes"][take]),
+                        "move": torch.from_numpy(pool["move"][take].astype(np.int64)),
+                        "outcome": torch.from_numpy(pool["outcome"][take].astype(np.float32)),
+                        "move_number": torch.from_numpy(pool["move_number"][take].astype(np.int64)),
+                        "symmetry": symmetry,
+                    }
+                produced += 1
+            carry = {k: v[idx[full:]] for k, v in pool.items()}
+
+    def _select(self, arrays: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """The per-position arrays, reduced to decided games and one random position per game if asked."""
+        cols = {k: arrays[k] for k in ARRAYS}
+        if self.decided_only:
+            keep = cols["outcome"] != 0
+            cols = {k: v[keep] for k, v in cols.items()}
+        if not self.one_per_game:
+            return cols
+        games = cols["game"]
+        # A random key per position; the first position of each game after sorting by (game, key) is kept.
+        keys = rng.random(games.size)
+        order = np.lexsort((keys, games))
+        first = np.ones(order.size, bool)
+        first[1:] = games[order][1:] != games[order][:-1]
+        chosen = order[first]
+        return {k: v[chosen] for k, v in cols.items()}
+
+
+def _concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+# -- on the training device -------------------------------------------------------
+
+
+def unpack_planes(packed: torch.Tensor, n_planes: int, size: int) -> torch.Tensor:
+    """uint8 (B, nbytes) packed bits -> float32 (B, n_planes, size, size), on the tensor's device."""
+    bits = torch.arange(7, -1, -1, device=packed.device, dtype=torch.uint8)
+    unpacked = (packed.unsqueeze(-1) >> bits) & 1  # (B, nbytes, 8), big-endian as np.packbits
+    flat = unpacked.reshape(packed.shape[0], -1)[:, : n_planes * size * size]
+    return flat.reshape(-1, n_planes, size, size).float()
+
+
+def apply_symmetries(planes: torch.Tensor, moves: torch.Tensor, offset: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Transform planes (B, P, S, S) and flat moves (B,) together by the 8 board symmetries.
+
+    The batch is cut in eighths; eighth ``j`` gets symmetry ``(offset + j) % 8``
+    (``k % 4`` quarter turns, then a left-right flip if ``k >= 4``). Pass
+    (``S * S``) stays pass.
+    """
+    size = planes.shape[-1]
+    grid = torch.arange(size * size, device=planes.device).view(size, size)
+    out_planes = torch.empty_like(planes)
+    out_moves = moves.clone()
+    for j, rows in enumerate(torch.arange(planes.shape[0], device=planes.device).chunk(8)):
+        k = (offset + j) % 8
+        out_planes[rows] = _transform(planes[rows], k)
+        # _transform(grid)[new] = old, so new = argsort of it: where each old point went.
+        where = torch.argsort(_transform(grid, k).reshape(-1))
+        old = moves[rows]
+        on_board = old < size * size
+        out_moves[rows] = torch.where(on_board, where[old.clamp(max=size * size - 1)], old)
+    return out_planes, out_moves
+
+
+def _transform(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Symmetry k of the dihedral group on the last two dims: k % 4 quarter turns, then a flip if k >= 4."""
+    x = torch.rot90(x, k % 4, dims=(-2, -1))
+    return torch.flip(x, dims=(-1,)) if k >= 4 else x
+
+
+# -- the command ------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("sources", nargs="+", help="SGF folders, files or archives (.tar.xz/.tar.gz/.tar.bz2/.zip), then OUT")
+    parser.add_argument("--size", type=int, default=19)
+    parser.add_argument("--features", default="alphago48", choices=sorted(features.FEATURE_SETS))
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    parser.add_argument("--games-per-chunk", type=int, default=250)
+    parser.add_argument("--max-games", type=int, default=None, help="read only the first N SGF files")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the train/val/test split")
+    parser.add_argument("--val", type=float, default=0.02, help="fraction of games for validation")
+    parser.add_argument("--test", type=float, default=0.02, help="fraction of games for test")
+    parser.add_argument("--min-moves", type=int, default=20)
+    parser.add_argument("--no-handicap", action="store_true", help="skip handicap games")
+    parser.add_argument("--require-result", action="store_true", help="skip games without a winner in RE")
+    parser.add_argument("--min-rank", default=None, help='skip games with a player below this rank, e.g. "6d" or "1p"')
+    parser.add_argument("--since", type=int, default=None, help="first year kept (DT)")
+    parser.add_argument("--until", type=int, default=None, help="last year kept (DT)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if len(args.sources) < 2:
+        raise SystemExit("gogame-train dataset: give at least one SOURCE and the OUT folder")
+    *sources, out = args.sources
+    summary = build_dataset(
+        sources,
+        out,
+        feature_set=args.features,
+        game_filter=GameFilter(
+            size=args.size,
+            min_moves=args.min_moves,
+            handicap=not args.no_handicap,
+            require_result=args.require_result,
+            min_rank=args.min_rank,
+            since=args.since,
+            until=args.until,
+        ),
+        workers=args.workers,
+        games_per_chunk=args.games_per_chunk,
+        seed=args.seed,
+        val_fraction=args.val,
+        test_fraction=args.test,
+        max_games=args.max_games,
+    )
+    print(f"games by split: {summary['games']}")
+    print(f"positions by split: {summary['positions']}")
+    print(f"skipped games by reason: {summary['skipped'] or 'none'}")
+    return 0

@@ -1,0 +1,137 @@
+"""``gogame-train eval-policy``: how often a policy net predicts the expert's move.
+
+Reads held-out games straight from SGF (folders, files, archives), computes
+features on the fly, and reports top-1 and top-5 accuracy and the mean
+log-likelihood of the expert moves (illegal moves masked), overall and by
+move-number bucket. ``--split test`` keeps only the games that a dataset
+built with the same ``--seed/--val/--test`` put in its test split, so the
+figures are on games the net never trained on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import defaultdict
+from itertools import islice
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from gogame import features, nets
+from gogame.board import IllegalMove
+from gogame.sgf import SGFError
+from training.corpus import read_games
+from training.data import SPLITS, split_of
+
+BUCKETS = (0, 50, 100, 150, 200, 250)
+
+
+def bucket_name(move_number: int) -> str:
+    lo = max(b for b in BUCKETS if b <= move_number)
+    hi = next((b for b in BUCKETS if b > lo), None)
+    return f"{lo}-{hi - 1}" if hi is not None else f"{lo}+"
+
+
+class _Tally:
+    def __init__(self) -> None:
+        self.n = 0
+        self.top1 = 0
+        self.top5 = 0
+        self.loglik = 0.0
+
+    def add(self, rank: int, logp: float) -> None:
+        self.n += 1
+        self.top1 += rank == 0
+        self.top5 += rank < 5
+        self.loglik += logp
+
+    def report(self) -> dict[str, float]:
+        n = max(self.n, 1)
+        return {"positions": self.n, "top1": self.top1 / n, "top5": self.top5 / n, "loglik": self.loglik / n}
+
+
+def evaluate_policy(net: torch.nn.Module, positions, batch_size: int = 256, device: str = "cpu") -> dict:
+    """Accuracy of ``net`` on ``(planes, legal_mask, move_index, move_number)`` tuples; see the module docstring."""
+    net = net.to(device).eval()
+    overall, by_bucket = _Tally(), defaultdict(_Tally)
+
+    def flush(batch):
+        planes = torch.from_numpy(np.stack([b[0] for b in batch])).to(device).float()
+        legal = torch.from_numpy(np.stack([b[1] for b in batch])).to(device)
+        with torch.no_grad():
+            logp = nets.masked_log_softmax(net(planes).float(), legal)
+        moves = torch.tensor([b[2] for b in batch], device=device)
+        expert = logp.gather(1, moves[:, None]).squeeze(1)
+        ranks = (logp > expert[:, None]).sum(dim=1)
+        for (_, _, _, number), rank, lp in zip(batch, ranks.tolist(), expert.tolist()):
+            overall.add(rank, lp)
+            by_bucket[bucket_name(number)].add(rank, lp)
+
+    batch = []
+    for item in positions:
+        batch.append(item)
+        if len(batch) == batch_size:
+            flush(batch)
+            batch = []
+    if batch:
+        flush(batch)
+    return {**overall.report(), "by_move_number": {k: by_bucket[k].report() for k in sorted(by_bucket, key=lambda s: int(s.split("-")[0].rstrip("+")))}}
+
+
+def expert_positions(sources, size: int, feature_set: str, keep=lambda name: True, max_games: int | None = None, skipped=None):
+    """Yield ``(planes, legal_mask, move_index, move_number)`` for every move of the kept games."""
+    games = (g for g in read_games(sources, size=size, skipped=skipped) if keep(g[0]))
+    for name, game in islice(games, max_games):
+        try:
+            for board, colour, move in game.replay():
+                index = size * size if move is None else move[0] * size + move[1]
+                yield features.planes(board, feature_set), np.append(features.legal_mask(board), True), index, len(board.history)
+        except (IllegalMove, SGFError):
+            if skipped is not None:
+                skipped["illegal move"] += 1
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="a policy net file or trainer checkpoint, or 'default' (the shipped net)")
+    parser.add_argument("sources", nargs="+", help="SGF folders, files or archives")
+    parser.add_argument("--size", type=int, default=None, help="board size (default: the net's)")
+    parser.add_argument("--split", choices=[*SPLITS, "all"], default="all",
+                        help="keep only the games a dataset with the same seed/fractions put in this split")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--val", type=float, default=0.02)
+    parser.add_argument("--test", type=float, default=0.02)
+    parser.add_argument("--max-games", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.checkpoint == "default":
+        net = nets.load(nets.default_weights("policy", args.size or 19), kind="policy")
+    else:
+        net = nets.load(args.checkpoint, kind="policy")
+    size = args.size or net.meta["board_size"]
+    if size != net.meta["board_size"]:
+        raise SystemExit(f"the net plays {net.meta['board_size']}x{net.meta['board_size']}, not {size}x{size}")
+    keep = (lambda name: True) if args.split == "all" else (
+        lambda name: split_of(name, args.seed, args.val, args.test) == args.split)
+    skipped = defaultdict(int)
+    start = time.perf_counter()
+    positions = tqdm(expert_positions(args.sources, size, net.meta["features"], keep, args.max_games, skipped),
+                     desc="eval-policy", unit="pos", disable=args.json)
+    report = evaluate_policy(net, positions, args.batch_size, args.device)
+    report["skipped"] = dict(skipped)
+    report["seconds"] = round(time.perf_counter() - start, 1)
+    report["checkpoint"] = args.checkpoint
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"positions {report['positions']}: top-1 {report['top1']:.1%}, top-5 {report['top5']:.1%}, "
+              f"log-likelihood {report['loglik']:.3f}")
+        for bucket, r in report["by_move_number"].items():
+            print(f"  moves {bucket:>8}: top-1 {r['top1']:.1%}, top-5 {r['top5']:.1%} ({r['positions']} positions)")
+    return 0

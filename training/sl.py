@@ -1,0 +1,205 @@
+"""Supervised stages: the policy net on expert moves, the value net on expert outcomes.
+
+``gogame-train sl DATA --preset medium --out runs/sl19`` trains a policy net
+on a shard dataset (see :mod:`training.data`); ``gogame-train value-sl DATA
+--out runs/value19`` trains a value net on the same shards, one position per
+game per epoch, on games with a recorded winner. Both go through the one
+:class:`training.trainer.Trainer` and finish by writing compact fp16 weights
+(``--export``) with their provenance.
+
+A dataset built with the ``alphago49`` set serves both nets: the policy net
+reads its first 48 planes (``alphago48`` is a prefix of ``alphago49``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from gogame import features, nets
+from training import data
+from training.trainer import TrainConfig, Trainer
+
+
+def input_planes(dataset_features: str, net_features: str) -> int:
+    """How many leading planes of the dataset the net reads; ValueError if the sets do not nest."""
+    have, want = features.FEATURE_SETS[dataset_features], features.FEATURE_SETS[net_features]
+    nested = dataset_features == net_features or (dataset_features, net_features) == ("alphago49", "alphago48")
+    if not nested or want > have:
+        raise ValueError(f"a {net_features} net cannot train on a {dataset_features} dataset")
+    return want
+
+
+def batch_planes(batch: dict[str, Any], stored_planes: int, in_planes: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unpack a batch's planes on its device, keep the net's planes, apply the batch's symmetries."""
+    planes = data.unpack_planes(batch["planes"], stored_planes, size)[:, :in_planes]
+    return data.apply_symmetries(planes, batch["move"], batch["symmetry"])
+
+
+def policy_loss(stored_planes: int, in_planes: int, size: int):
+    """The SL policy loss: cross-entropy on the expert move; logs top-1 and top-5 accuracy."""
+
+    def loss_fn(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        planes, moves = batch_planes(batch, stored_planes, in_planes, size)
+        logits = model(planes)  # (B, S*S + 1)
+        loss = F.cross_entropy(logits.float(), moves)
+        top5 = logits.topk(5, dim=1).indices
+        return loss, {
+            "acc": (top5[:, 0] == moves).float().mean().item(),
+            "top5": (top5 == moves[:, None]).any(dim=1).float().mean().item(),
+        }
+
+    return loss_fn
+
+
+def value_loss(stored_planes: int, in_planes: int, size: int):
+    """The value loss: mean squared error against the game's outcome for the player to move."""
+
+    def loss_fn(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        planes, _ = batch_planes(batch, stored_planes, in_planes, size)
+        value = model(planes).float()  # (B,)
+        target = batch["outcome"]
+        loss = F.mse_loss(value, target)
+        return loss, {"mse": loss.item(), "sign_acc": ((value > 0) == (target > 0)).float().mean().item()}
+
+    return loss_fn
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", help="a dataset folder built by gogame-train dataset")
+    parser.add_argument("--out", required=True, help="run folder (metrics.csv, last.pt, best.pt)")
+    parser.add_argument("--preset", default="small", choices=list(nets.PRESETS))
+    parser.add_argument("--layers", type=int, default=None, help="override the preset's layers")
+    parser.add_argument("--filters", type=int, default=None, help="override the preset's filters")
+    parser.add_argument("--steps", type=int, default=0, help="optimizer steps (or --epochs, or --minutes)")
+    parser.add_argument("--minutes", type=float, default=0,
+                        help="choose --steps to train for about this long, from the speed of a short probe run")
+    parser.add_argument("--epochs", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw"])
+    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--schedule", default="cosine", choices=["constant", "cosine", "step"])
+    parser.add_argument("--warmup-steps", type=int, default=200)
+    parser.add_argument("--grad-clip", type=float, default=1.0)
+    parser.add_argument("--val-every", type=int, default=1000)
+    parser.add_argument("--val-batches", type=int, default=0, help="validate on at most this many batches (0: all)")
+    parser.add_argument("--ckpt-every", type=int, default=1000)
+    parser.add_argument("--shards-in-memory", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
+    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--max-steps-this-run", type=int, default=0, help="stop after this many steps (resume later)")
+    parser.add_argument("--export", default=None, help="write the final weights here (fp16), with provenance")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+class _Limited:
+    """At most ``n`` batches of a batch source (for a quick validation)."""
+
+    def __init__(self, source: data.PositionBatches, n: int) -> None:
+        self.source, self.n = source, n
+
+    def num_batches(self, world_size: int = 1) -> int:
+        return min(self.n, self.source.num_batches(world_size))
+
+    def batches(self, epoch: int, start: int = 0, rank: int = 0, world_size: int = 1):
+        for i, batch in enumerate(self.source.batches(epoch, start, rank, world_size)):
+            if i >= self.num_batches(world_size) - start:
+                return
+            yield batch
+
+
+def train(args: argparse.Namespace, kind: str) -> dict:
+    """Train a policy (``kind="policy"``) or value net from the parsed command line; returns the summary."""
+    meta = data.dataset_meta(args.data)
+    size = meta["size"]
+    net_features = "alphago49" if kind == "value" else ("alphago48" if meta["features"] == "alphago49" else meta["features"])
+    in_planes = input_planes(meta["features"], net_features)
+    train_paths = data.shard_paths(args.data, "train")
+    val_paths = data.shard_paths(args.data, "val")
+    if not train_paths:
+        raise SystemExit(f"{args.data} has no train shards")
+    # The value net sees one position per decided game per epoch (AlphaGo's
+    # answer to the correlation of positions within a game).
+    sampling = {"one_per_game": True, "decided_only": True} if kind == "value" else {}
+    train_src = data.PositionBatches(train_paths, args.batch_size, seed=args.seed,
+                                     shards_in_memory=args.shards_in_memory, **sampling)
+    val_src = data.PositionBatches(val_paths, args.batch_size, seed=args.seed, shuffle=False,
+                                   shards_in_memory=args.shards_in_memory, **sampling) if val_paths else None
+    if val_src is not None and args.val_batches:
+        val_src = _Limited(val_src, args.val_batches)
+
+    torch.manual_seed(args.seed)
+    net = nets.build(kind, in_planes, size, args.preset, layers=args.layers, filters=args.filters)
+    provenance = {
+        "command": "gogame-train " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("gogame-train") else " ".join(sys.argv),
+        "data": meta["sources"],
+        "dataset_positions": len(train_src),
+        "hardware": f"{platform.node()} {torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or 'cpu'}",
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    config = TrainConfig(
+        out_dir=args.out, steps=args.steps or (1 if args.minutes else 0), epochs=args.epochs, batch_size=args.batch_size,
+        optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
+        schedule=args.schedule, warmup_steps=args.warmup_steps, val_every=args.val_every,
+        val_metric="loss", ckpt_every=args.ckpt_every, seed=args.seed, amp=args.amp, device=args.device,
+        resume=args.resume, max_steps_this_run=args.max_steps_this_run, progress=not args.no_progress,
+    )
+    loss = (value_loss if kind == "value" else policy_loss)(meta["planes"], in_planes, size)
+    if args.minutes:
+        config.steps = _steps_for(args.minutes, net, loss, train_src, config)
+        print(f"--minutes {args.minutes:g}: {config.steps} steps", file=sys.stderr)
+    trainer = Trainer(net, loss, train_src, val_src, config=config,
+                      extra_meta=nets.describe(net, features=net_features, provenance=provenance))
+    first_step = trainer.step
+    start = time.perf_counter()
+    summary = trainer.fit()
+    elapsed = time.perf_counter() - start
+    summary["positions_per_s"] = (summary["step"] - first_step) * args.batch_size / max(elapsed, 1e-9)
+    if args.export:
+        best = Path(args.out) / "best.pt"
+        final = nets.load(best if best.exists() else Path(args.out) / "last.pt")
+        provenance["validation"] = summary["val"]
+        provenance["steps"] = summary["step"]
+        provenance["batch_size"] = args.batch_size
+        provenance["positions_per_s"] = round(summary["positions_per_s"])
+        nets.save(final, args.export, half=True, features=net_features, provenance=provenance)
+    print(json.dumps(summary, default=str))
+    return summary
+
+
+def _steps_for(minutes: float, net: torch.nn.Module, loss, train_src, config: TrainConfig) -> int:
+    """Steps that fit in ``minutes``: time 40 steps of a throwaway copy of the run, after 10 to warm up."""
+    probe_net = copy.deepcopy(net)
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = dataclasses.replace(config, out_dir=tmp, steps=50, max_steps_this_run=10, val_every=10**9,
+                                    ckpt_every=10**9, progress=False, resume=False)
+        Trainer(probe_net, loss, train_src, None, config=probe).fit()
+        start = time.perf_counter()
+        Trainer(probe_net, loss, train_src, None, config=dataclasses.replace(probe, max_steps_this_run=0, resume=True)).fit()
+        per_step = (time.perf_counter() - start) / 40
+    # Validation and checkpoints take time too: aim a little short.
+    return max(1, int(0.9 * minutes * 60 / per_step))
+
+
+def run(args: argparse.Namespace) -> int:
+    train(args, "policy")
+    return 0
+
+
+def run_value(args: argparse.Namespace) -> int:
+    train(args, "value")
+    return 0
