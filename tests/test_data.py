@@ -173,3 +173,21 @@ def test_dataset_command_reads_archives(tmp_path, capsys):
     assert "positions by split" in out
     summary = json.loads((tmp_path / "ds" / "summary.json").read_text())
     assert sum(summary["games"].values()) + sum(summary["skipped"].values()) == 40
+
+
+@pytest.mark.parametrize("feature_set", ["alphago48", "zero17"])
+def test_numba_replay_encodes_the_same_planes_as_the_python_board(feature_set):
+    game = load(FIXTURES / "pro19-01.sgf")[0]
+    packed = data.encode_game(game, feature_set)
+    assert packed.shape[0] == len(game.moves)
+    for i, (board, colour, move) in enumerate(game.replay()):
+        expected = features.planes(board, feature_set)
+        assert (np.unpackbits(packed[i])[: expected.size].reshape(expected.shape) == expected).all(), i
+
+
+def test_encode_game_rejects_illegal_records():
+    from gogame.board import IllegalMove
+    from gogame.sgf import loads
+
+    with pytest.raises(IllegalMove, match="move 2"):
+        data.encode_game(loads("(;SZ[9];B[ee];W[ee])")[0], "alphago48")

@@ -49,19 +49,22 @@ from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
+import numba as nb
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from gogame import features
-from gogame.board import IllegalMove
-from gogame.sgf import Game, SGFError
+from gogame import coords, features
+from gogame import fastboard as fb
+from gogame.board import Board, IllegalMove
+from gogame.sgf import Game
 from training.corpus import iter_sgf, parse_games
 
 SPLITS = ("train", "val", "test")
 ARRAYS = ("planes", "move", "outcome", "move_number", "game")
 # Reasons a game is skipped (beside the corpus reader's "parse error" and "wrong size").
 ILLEGAL = "illegal move"
+MID_GAME_SETUP = "setup after the first node"
 TOO_SHORT = "too few moves"
 HANDICAP = "handicap"
 NO_RESULT = "no result"
@@ -128,40 +131,103 @@ def split_of(name: str, seed: int, val_fraction: float, test_fraction: float) ->
 # -- encoding games ---------------------------------------------------------
 
 
-def encode_games(games: Iterable[tuple[str, Game]], feature_set: str, size: int) -> dict[str, np.ndarray]:
-    """Replay games of one board size into the shard arrays (see the module docstring).
+_KIND = {"alphago48": 0, "alphago49": 1, "zero17": 2}
 
-    Raises IllegalMove or SGFError for a game that does not replay.
+
+@nb.njit(cache=True)
+def _pack_bits(planes: np.ndarray, out: np.ndarray) -> None:
+    """``np.packbits(planes.reshape(-1))`` into ``out`` (big-endian bit order, zero padded)."""
+    flat = planes.reshape(-1)
+    for j in range(out.size):
+        byte = 0
+        for k in range(8):
+            i = 8 * j + k
+            byte = (byte << 1) | (flat[i] if i < flat.size else 0)
+        out[j] = byte
+
+
+@nb.njit(cache=True)
+def _encode_game(start: fb.FastBoard, points: np.ndarray, colours: np.ndarray, kind: int,
+                 scratch: np.ndarray, packed: np.ndarray) -> int:
+    """Replay a game in numba, packing the planes before each move into ``packed[i]``.
+
+    ``points`` are padded indices (``fb.PASS`` for a pass). Returns the number
+    of moves replayed: less than ``points.size`` if a move was illegal
+    (occupied, suicide or simple ko, as a record is replayed).
     """
+    b = fb.copy_board(start)
+    history = np.zeros((8, b.colour.size), np.int8)  # colour arrays, newest first (zero17)
+    history[0] = b.colour
+    for i in range(points.size):
+        c = colours[i]
+        b.meta[fb.M_TO_MOVE] = c
+        if kind == 2:
+            features.compute_zero17(history[: min(i + 1, 8)], c, scratch)
+        else:
+            features.compute_alphago(b, scratch, kind == 1)
+        _pack_bits(scratch, packed[i])
+        if not fb.is_legal(b, points[i], c):
+            return i
+        fb.play(b, points[i], c)
+        history[1:] = history[:-1].copy()
+        history[0] = b.colour
+    return points.size
+
+
+def encode_game(game: Game, feature_set: str) -> np.ndarray:
+    """The packed planes before each move of ``game`` (uint8 ``(moves, nbytes)``).
+
+    Raises IllegalMove if a recorded move is illegal, ValueError for a game
+    with setup stones after the root (not supported by the fast replay).
+    """
+    if any(name in node.properties for node in game.main_line()[1:] for name in ("AB", "AW", "AE")):
+        raise ValueError("setup stones after the first node")
+    size = game.size
+    board = Board(size, game.komi, superko="none")
+    board.setup(*game.setup)
+    points = np.array([fb.PASS if m is None else board._index(m) for _, m in game.moves], np.int32)
+    colours = np.array([fb.BLACK if c == "B" else fb.WHITE for c, _ in game.moves], np.int64)
+    n_planes = features.FEATURE_SETS[feature_set]
+    packed = np.zeros((len(points), math.ceil(n_planes * size * size / 8)), np.uint8)
+    scratch = np.zeros((n_planes, size, size), np.uint8)
+    done = _encode_game(board.fast, points, colours, _KIND[feature_set], scratch, packed)
+    if done < len(points):
+        colour, move = game.moves[done]
+        raise IllegalMove(f"move {done + 1} ({colour} {coords.to_gtp(move)}) is illegal")
+    return packed
+
+
+def encode_games(games: Iterable[tuple[str, Game]], feature_set: str, size: int) -> dict[str, np.ndarray]:
+    """Encode games of one board size into the shard arrays (see the module docstring).
+
+    Raises as :func:`encode_game` for a game that does not replay.
+    """
+    return _assemble([(name, game, encode_game(game, feature_set)) for name, game in games], feature_set, size)
+
+
+def _assemble(encoded: list[tuple[str, Game, np.ndarray]], feature_set: str, size: int) -> dict[str, np.ndarray]:
+    """The shard arrays of games already encoded by :func:`encode_game`."""
     nbytes = math.ceil(features.FEATURE_SETS[feature_set] * size * size / 8)
-    columns: dict[str, list] = {k: [] for k in ARRAYS}
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ARRAYS}
     names, komis = [], []
-    for name, game in games:
+    for name, game, packed in encoded:
         if game.size != size:
             raise ValueError(f"{name}: a {game.size}x{game.size} game in a {size}x{size} dataset")
+        n = len(game.moves)
         winner = game.winner
-        rows = []
-        for board, colour, move in game.replay():
-            planes = features.planes(board, feature_set)
-            rows.append((np.packbits(planes.reshape(-1)), move, colour, len(board.history)))
-        gid = len(names)
+        parts["planes"].append(packed)
+        parts["move"].append(np.array([size * size if m is None else m[0] * size + m[1] for _, m in game.moves], np.int16))
+        parts["outcome"].append(np.array([0 if winner is None else (1 if winner == c else -1) for c, _ in game.moves], np.int8))
+        parts["move_number"].append(np.arange(n, dtype=np.int16))
+        parts["game"].append(np.full(n, len(names), np.int32))
         names.append(name)
         komis.append(game.komi)
-        for packed, move, colour, number in rows:
-            columns["planes"].append(packed)
-            columns["move"].append(size * size if move is None else move[0] * size + move[1])
-            columns["outcome"].append(0 if winner is None else (1 if winner == colour else -1))
-            columns["move_number"].append(number)
-            columns["game"].append(gid)
-    return {
-        "planes": np.array(columns["planes"], np.uint8).reshape(-1, nbytes),
-        "move": np.array(columns["move"], np.int16),
-        "outcome": np.array(columns["outcome"], np.int8),
-        "move_number": np.array(columns["move_number"], np.int16),
-        "game": np.array(columns["game"], np.int32),
-        "game_name": np.array(names, dtype=np.str_),
-        "game_komi": np.array(komis, np.float32),
-    }
+    empty = {"planes": np.zeros((0, nbytes), np.uint8), "move": np.zeros(0, np.int16), "outcome": np.zeros(0, np.int8),
+             "move_number": np.zeros(0, np.int16), "game": np.zeros(0, np.int32)}
+    arrays = {k: np.concatenate(v) if v else empty[k] for k, v in parts.items()}
+    arrays["game_name"] = np.array(names, dtype=np.str_)
+    arrays["game_komi"] = np.array(komis, np.float32)
+    return arrays
 
 
 def save_shard(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -203,21 +269,23 @@ class _Job:
 def _encode_chunk(job: _Job) -> dict:
     """Worker: parse, filter and encode one chunk of SGF files; write its shards and .done record."""
     skipped: Counter[str] = Counter()
-    by_split: dict[str, list[tuple[str, Game]]] = {s: [] for s in SPLITS}
+    by_split: dict[str, list[tuple[str, Game, np.ndarray]]] = {s: [] for s in SPLITS}
     for name, game in parse_games(job.files, job.game_filter.size, skipped):
         reason = job.game_filter.reason_to_skip(game)
         if reason is None:
             try:
-                list(game.replay())
-            except (IllegalMove, SGFError):
+                packed = encode_game(game, job.feature_set)
+            except IllegalMove:
                 reason = ILLEGAL
+            except ValueError:
+                reason = MID_GAME_SETUP
         if reason is not None:
             skipped[reason] += 1
             continue
-        by_split[split_of(name, job.seed, job.val_fraction, job.test_fraction)].append((name, game))
+        by_split[split_of(name, job.seed, job.val_fraction, job.test_fraction)].append((name, game, packed))
     counts = {"chunk": job.chunk, "skipped": dict(skipped), "games": {}, "positions": {}}
     for split, games in by_split.items():
-        arrays = encode_games(games, job.feature_set, job.game_filter.size)
+        arrays = _assemble(games, job.feature_set, job.game_filter.size)
         counts["games"][split] = len(games)
         counts["positions"][split] = int(arrays["move"].size)
         if games:
