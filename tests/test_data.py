@@ -119,6 +119,15 @@ def test_batches_resume_exactly_and_cover_each_position_once(nine_dataset):
     assert not torch.equal(full[0]["move"], other[0]["move"])
 
 
+def test_validation_keeps_the_partial_last_batch(nine_dataset):
+    paths = data.shard_paths(nine_dataset, "val")
+    source = data.PositionBatches(paths, 1000, shuffle=False, drop_last=False)
+    batches = list(source.batches(0))
+    assert len(batches) == source.num_batches() == 1 and 0 < len(source) < 1000
+    assert sum(b["move"].numel() for b in batches) == len(source)
+    assert data.PositionBatches(paths, 1000).num_batches() == 0
+
+
 def test_ddp_ranks_get_disjoint_batches(nine_dataset):
     source = data.PositionBatches(data.shard_paths(nine_dataset, "train"), 8, seed=0)
     r0 = list(source.batches(0, 0, rank=0, world_size=2))
@@ -191,3 +200,12 @@ def test_encode_game_rejects_illegal_records():
 
     with pytest.raises(IllegalMove, match="move 2"):
         data.encode_game(loads("(;SZ[9];B[ee];W[ee])")[0], "alphago48")
+
+
+def test_cached_batches_equal_uncached(nine_dataset):
+    paths = data.shard_paths(nine_dataset, "train")
+    plain = data.PositionBatches(paths, 8, seed=1, one_per_game=True)
+    cached = data.PositionBatches(paths, 8, seed=1, one_per_game=True, cache=True)
+    for epoch in (0, 1):
+        for a, b in zip(plain.batches(epoch), cached.batches(epoch)):
+            assert torch.equal(a["planes"], b["planes"]) and torch.equal(a["move"], b["move"])

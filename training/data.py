@@ -398,9 +398,14 @@ class PositionBatches:
     the positions of each group shuffled together, so data larger than memory
     streams. ``one_per_game`` instead yields one random position of each game
     per epoch (for value training, as AlphaGo did to avoid correlated targets);
-    ``decided_only`` keeps only games with a recorded winner.
+    ``decided_only`` keeps only games with a recorded winner. ``cache`` keeps
+    every shard in memory after its first reading (for data that fits, and
+    is read whole each epoch while few positions are used, as with
+    ``one_per_game``).
     A batch is a dict of tensors: ``planes`` (uint8, packed), ``move``,
-    ``outcome`` (float) and ``move_number``.
+    ``outcome`` (float) and ``move_number``, and the ``symmetry`` offset.
+    Training drops the positions that do not fill a last batch (every rank
+    steps in lockstep); validation keeps them (``drop_last=False``).
     """
 
     def __init__(
@@ -413,6 +418,8 @@ class PositionBatches:
         one_per_game: bool = False,
         decided_only: bool = False,
         shuffle: bool = True,
+        drop_last: bool = True,
+        cache: bool = False,
     ) -> None:
         self.one_per_game = one_per_game
         self.decided_only = decided_only
@@ -429,6 +436,8 @@ class PositionBatches:
         self.seed = seed
         self.shards_in_memory = shards_in_memory
         self.shuffle = shuffle
+        self.drop_last = drop_last
+        self._cache: dict[Path, dict[str, np.ndarray]] | None = {} if cache else None
 
     def _length(self, arrays: dict[str, np.ndarray]) -> int:
         games = arrays["game"][arrays["outcome"] != 0] if self.decided_only else arrays["game"]
@@ -438,10 +447,18 @@ class PositionBatches:
         return sum(self.lengths)
 
     def num_batches(self, world_size: int = 1) -> int:
-        return len(self) // (self.batch_size * world_size)
+        """Full batches for every rank; with ``drop_last=False`` one more, partial, for the rest."""
+        full, rest = divmod(len(self), self.batch_size * world_size)
+        return full + (rest > 0 and not self.drop_last)
 
     def _load(self, group) -> dict[str, np.ndarray]:
-        return group if isinstance(group, dict) else load_shard(group[0])
+        if isinstance(group, dict):
+            return group
+        if self._cache is None:
+            return load_shard(group[0])
+        if group[0] not in self._cache:
+            self._cache[group[0]] = load_shard(group[0])
+        return self._cache[group[0]]
 
     def batches(self, epoch: int, start: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[dict]:
         rng = np.random.default_rng(self.seed + epoch)
@@ -460,16 +477,22 @@ class PositionBatches:
                     return
                 symmetry = int(rng.integers(8))  # drawn for skipped batches too, so resuming keeps the sequence
                 if produced >= start:
-                    take = idx[b + rank * self.batch_size : b + (rank + 1) * self.batch_size]
-                    yield {
-                        "planes": torch.from_numpy(pool["planes"][take]),
-                        "move": torch.from_numpy(pool["move"][take].astype(np.int64)),
-                        "outcome": torch.from_numpy(pool["outcome"][take].astype(np.float32)),
-                        "move_number": torch.from_numpy(pool["move_number"][take].astype(np.int64)),
-                        "symmetry": symmetry,
-                    }
+                    yield self._batch(pool, idx[b + rank * self.batch_size : b + (rank + 1) * self.batch_size], symmetry)
                 produced += 1
             carry = {k: v[idx[full:]] for k, v in pool.items()}
+        if carry and produced < total and produced >= start:
+            # The partial last batch (drop_last=False): its rows dealt out to the ranks.
+            take = np.array_split(np.arange(carry["move"].size), world_size)[rank]
+            yield self._batch(carry, take, int(rng.integers(8)))
+    @staticmethod
+    def _batch(pool: dict[str, np.ndarray], take: np.ndarray, symmetry: int) -> dict:
+        return {
+            "planes": torch.from_numpy(pool["planes"][take]),
+            "move": torch.from_numpy(pool["move"][take].astype(np.int64)),
+            "outcome": torch.from_numpy(pool["outcome"][take].astype(np.float32)),
+            "move_number": torch.from_numpy(pool["move_number"][take].astype(np.int64)),
+            "symmetry": symmetry,
+        }
 
     def _select(self, arrays: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
         """The per-position arrays, reduced to decided games and one random position per game if asked."""

@@ -82,9 +82,11 @@ def evaluate_policy(net: torch.nn.Module, positions, batch_size: int = 256, devi
 
 
 def expert_positions(sources, size: int, feature_set: str, keep=lambda name: True, max_games: int | None = None, skipped=None):
-    """Yield ``(planes, legal_mask, move_index, move_number)`` for every move of the kept games."""
-    games = (g for g in read_games(sources, size=size, skipped=skipped) if keep(g[0]))
-    for name, game in islice(games, max_games):
+    """Yield ``(planes, legal_mask, move_index, move_number)`` for every move of the kept games
+    among the first ``max_games`` games of the sources."""
+    for name, game in islice(read_games(sources, size=size, skipped=skipped), max_games):
+        if not keep(name):
+            continue
         try:
             for board, colour, move in game.replay():
                 index = size * size if move is None else move[0] * size + move[1]
@@ -103,7 +105,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--val", type=float, default=0.02)
     parser.add_argument("--test", type=float, default=0.02)
-    parser.add_argument("--max-games", type=int, default=None)
+    parser.add_argument("--max-games", type=int, default=None, help="read only the first N games (before --split)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", action="store_true", help="print one JSON object")

@@ -97,6 +97,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-batches", type=int, default=0, help="validate on at most this many batches (0: all)")
     parser.add_argument("--ckpt-every", type=int, default=1000)
     parser.add_argument("--shards-in-memory", type=int, default=8)
+    parser.add_argument("--cache", action="store_true", help="keep all shards in memory after the first epoch")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
@@ -134,10 +135,10 @@ def train(args: argparse.Namespace, kind: str) -> dict:
         raise SystemExit(f"{args.data} has no train shards")
     # The value net sees one position per decided game per epoch (AlphaGo's
     # answer to the correlation of positions within a game).
-    sampling = {"one_per_game": True, "decided_only": True} if kind == "value" else {}
+    sampling = {"one_per_game": True, "decided_only": True, "cache": args.cache} if kind == "value" else {"cache": args.cache}
     train_src = data.PositionBatches(train_paths, args.batch_size, seed=args.seed,
                                      shards_in_memory=args.shards_in_memory, **sampling)
-    val_src = data.PositionBatches(val_paths, args.batch_size, seed=args.seed, shuffle=False,
+    val_src = data.PositionBatches(val_paths, args.batch_size, seed=args.seed, shuffle=False, drop_last=False,
                                    shards_in_memory=args.shards_in_memory, **sampling) if val_paths else None
     if val_src is not None and args.val_batches:
         val_src = _Limited(val_src, args.val_batches)

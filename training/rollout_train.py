@@ -1,0 +1,391 @@
+"""Learning the rollout and tree policies from expert games: ``gogame-train rollout``.
+
+The pipeline, top to bottom:
+
+1. read SGF records from folders, ``.sgf`` files and ``.tar.xz``/``.tar.gz``/``.tar``/``.zip`` archives
+   (:func:`iter_sgf`), keeping the games of one board size;
+2. set aside held-out games by a hash of their name (:func:`is_held_out`), so every run and the benchmark agree on
+   the split whatever ``--games`` says;
+3. replay the training games in numba and harvest the pattern keys of the expert moves; keys seen at least
+   ``--min-count`` times get a weight (:func:`harvest`);
+4. softmax regression over the legal moves of every position, one position per step with AdaGrad, for
+   ``--epochs`` passes over the games in a new random order each (:func:`train`);
+5. report the held-out top-1 accuracy and log loss (:func:`evaluate`) and save the ``.npz``.
+
+Positions where the expert passed are skipped (the policies never pass by choice); a game whose record turns
+illegal under simple ko and no suicide is used up to that move.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tarfile
+import time
+import zipfile
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numba as nb
+import numpy as np
+
+from gogame import fastboard as fb
+from gogame import rollout as ro
+from gogame import sgf
+from gogame.fastboard import BLACK, PASS, WHITE, FastBoard
+
+
+# ------------------------------------------------------------------------------------------------ reading games
+
+def iter_sgf(sources: Iterable[str | Path]) -> Iterator[tuple[str, bytes]]:
+    """``(name, data)`` of every ``.sgf`` in the sources: files, folders (recursively, sorted) and archives.
+
+    Raises FileNotFoundError for a source that does not exist, ValueError for a file of another kind.
+    """
+    for source in map(Path, sources):
+        if source.is_dir():
+            for path in sorted(source.rglob("*.sgf")):
+                yield str(path), path.read_bytes()
+        elif source.suffix.lower() == ".sgf":
+            yield str(source), source.read_bytes()
+        elif source.suffix.lower() == ".zip":
+            with zipfile.ZipFile(source) as archive:
+                for name in archive.namelist():
+                    if name.lower().endswith(".sgf"):
+                        yield name, archive.read(name)
+        elif tarfile.is_tarfile(source):
+            with tarfile.open(source, "r|*") as archive:
+                for member in archive:
+                    if member.isfile() and member.name.lower().endswith(".sgf"):
+                        yield member.name, archive.extractfile(member).read()
+        elif not source.exists():
+            raise FileNotFoundError(source)
+        else:
+            raise ValueError(f"{source}: not an SGF file, folder or archive")
+
+
+def is_held_out(name: str, percent: float) -> bool:
+    """Is the game called ``name`` in the held-out ``percent`` of games (a fixed hash of the name)?"""
+    return zlib.crc32(name.encode()) % 10000 < percent * 100
+
+
+@dataclass
+class GameSet:
+    """Games packed for numba: moves as padded points (PASS = 0) with colours, and the setup stones.
+
+    Game ``g`` has moves ``move_start[g]:move_start[g + 1]`` and setup ``setup_start[g]:setup_start[g + 1]``.
+    """
+
+    size: int
+    moves: np.ndarray  # int32
+    colours: np.ndarray  # int8: BLACK or WHITE
+    move_start: np.ndarray  # int64[G + 1]
+    setup_points: np.ndarray  # int32
+    setup_colours: np.ndarray  # int8
+    setup_start: np.ndarray  # int64[G + 1]
+    names: list[str]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @classmethod
+    def from_games(cls, games: Sequence[sgf.Game], size: int) -> GameSet:
+        """Pack ``games`` (all of board ``size``)."""
+        stride = size + 2
+        moves: list[int] = []
+        colours: list[int] = []
+        setup: list[int] = []
+        setup_colours: list[int] = []
+        move_start = [0]
+        setup_start = [0]
+        for game in games:
+            if game.size != size:
+                raise ValueError(f"{game.source}: a {game.size}x{game.size} game among {size}x{size} ones")
+            for colour, move in game.moves:
+                moves.append(PASS if move is None else (move[0] + 1) * stride + move[1] + 1)
+                colours.append(BLACK if colour == "B" else WHITE)
+            for c, points in zip((BLACK, WHITE), game.setup):
+                for row, col in sorted(points):
+                    setup.append((row + 1) * stride + col + 1)
+                    setup_colours.append(c)
+            move_start.append(len(moves))
+            setup_start.append(len(setup))
+        return cls(size, np.array(moves, np.int32), np.array(colours, np.int8), np.array(move_start, np.int64),
+                   np.array(setup, np.int32), np.array(setup_colours, np.int8), np.array(setup_start, np.int64),
+                   [game.source for game in games])
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        return (self.moves, self.colours, self.move_start, self.setup_points, self.setup_colours, self.setup_start)
+
+    def positions(self) -> int:
+        """Moves other than passes (an upper bound on the positions a kernel visits)."""
+        return int(np.count_nonzero(self.moves))
+
+
+def load_games(sources: Iterable[str | Path], size: int = 19, *, games: int | None = None, eval_games: int = 0,
+               holdout_percent: float = 2.0) -> tuple[GameSet, GameSet]:
+    """Read up to ``games`` training games and ``eval_games`` held-out games of board ``size``, in source order.
+
+    Records that do not parse are skipped.
+    """
+    train: list[sgf.Game] = []
+    held: list[sgf.Game] = []
+    for name, data in iter_sgf(sources):
+        want_train = games is None or len(train) < games
+        if not want_train and len(held) >= eval_games:
+            break
+        bucket = held if is_held_out(name, holdout_percent) else train
+        if bucket is held and len(held) >= eval_games or bucket is train and not want_train:
+            continue
+        try:
+            parsed = sgf.loads(data, name)
+        except sgf.SGFError:
+            continue
+        bucket.extend(g for g in parsed if g.size == size)
+    return GameSet.from_games(train, size), GameSet.from_games(held, size)
+
+
+# ------------------------------------------------------------------------------------------------ numba replay
+
+@nb.njit(cache=True)
+def _begin_game(b: FastBoard, template: FastBoard, setup_points: np.ndarray, setup_colours: np.ndarray,
+                setup_start: np.ndarray, g: int) -> None:
+    fb.copy_into(b, template)
+    for i in range(setup_start[g], setup_start[g + 1]):
+        b.colour[setup_points[i]] = setup_colours[i]
+    fb.rebuild(b)
+
+
+@nb.njit(cache=True)
+def harvest_kernel(template: FastBoard, tb: ro.Tables, moves: np.ndarray, colours: np.ndarray,
+                   move_start: np.ndarray, setup_points: np.ndarray, setup_colours: np.ndarray,
+                   setup_start: np.ndarray, first: int, last: int, out: np.ndarray) -> int:
+    """Write the pattern keys of the expert moves of games ``first:last`` to ``out``; returns how many.
+
+    Per move: its 3x3 key, its response key if it answers in the diamond of the previous move, and with
+    ``tb.tree`` its diamond key.
+    """
+    b = fb.copy_board(template)
+    st = ro.new_state(b)
+    n = 0
+    for g in range(first, last):
+        _begin_game(b, template, setup_points, setup_colours, setup_start, g)
+        ro.init_state(st, tb, b)
+        for i in range(move_start[g], move_start[g + 1]):
+            p = moves[i]
+            c = colours[i]
+            if p != PASS:
+                if not fb.is_legal(b, p, c):
+                    break
+                out[n] = ro.key3(tb, ro.raw3(st, p), c)
+                n += 1
+                for j in range(ro.response_context(st, tb, b, c)):
+                    if st.ctx[0, j] == p:
+                        out[n] = st.ctx[1, j]
+                        n += 1
+                if tb.tree:
+                    out[n] = ro.key12(st, tb, ro.raw12(st, p), c)
+                    n += 1
+            ro.state_play(st, tb, b, p, c)
+    return n
+
+
+@nb.njit(cache=True)
+def _softmax_loss(z: np.ndarray, n: int, target: int, prob: np.ndarray) -> float:
+    """Fill ``prob[:n]`` with softmax(``z[:n]``); returns -log prob[target]."""
+    zmax = z[:n].max()
+    s = 0.0
+    for i in range(n):
+        prob[i] = np.exp(z[i] - zmax)
+        s += prob[i]
+    for i in range(n):
+        prob[i] /= s
+    return np.log(s) + zmax - z[target]
+
+
+@nb.njit(cache=True)
+def train_kernel(template: FastBoard, tb: ro.Tables, sq_grad: np.ndarray, order: np.ndarray, moves: np.ndarray,
+                 colours: np.ndarray, move_start: np.ndarray, setup_points: np.ndarray, setup_colours: np.ndarray,
+                 setup_start: np.ndarray, lr: float) -> tuple[float, int]:
+    """One pass of AdaGrad softmax regression over the games in ``order``, updating ``tb.w`` in place.
+
+    ``sq_grad`` (float64[F]) holds AdaGrad's running sums of squared gradients. Returns (summed loss, positions).
+    """
+    b = fb.copy_board(template)
+    st = ro.new_state(b)
+    size = b.colour.size
+    rows = np.empty(size, np.int64)
+    feats = np.empty((size, ro.MAX_FEATURES), np.int64)
+    nfeat = np.empty(size, np.int64)
+    z = np.empty(size)
+    prob = np.empty(size)
+    grad = np.zeros(tb.w.size)
+    touched = np.empty(tb.w.size, np.int64)
+    stamp = np.full(tb.w.size, -1, np.int64)  # the position that last touched a feature
+    loss = 0.0
+    positions = 0
+    for g in order:
+        _begin_game(b, template, setup_points, setup_colours, setup_start, g)
+        ro.init_state(st, tb, b)
+        for i in range(move_start[g], move_start[g + 1]):
+            p = moves[i]
+            c = colours[i]
+            if p != PASS:
+                if not fb.is_legal(b, p, c):
+                    break
+                n = ro.candidates(st, tb, b, c, rows, feats, nfeat)
+                ro.logits(tb, feats, nfeat, n, z)
+                target = st.slot[p]
+                loss += _softmax_loss(z, n, target, prob)
+                positions += 1
+                prob[target] -= 1.0  # now the gradient of the loss by each logit
+                ntouched = 0
+                for r in range(n):
+                    for k in range(nfeat[r]):
+                        f = feats[r, k]
+                        if stamp[f] != positions:
+                            stamp[f] = positions
+                            touched[ntouched] = f
+                            ntouched += 1
+                        grad[f] += prob[r]
+                for j in range(ntouched):
+                    f = touched[j]
+                    sq_grad[f] += grad[f] * grad[f]
+                    if sq_grad[f] > 0.0:  # a feature of every move can get no gradient
+                        tb.w[f] -= lr * grad[f] / np.sqrt(sq_grad[f])
+                    grad[f] = 0.0
+            ro.state_play(st, tb, b, p, c)
+    return loss, positions
+
+
+@nb.njit(cache=True)
+def evaluate_kernel(template: FastBoard, tb: ro.Tables, moves: np.ndarray, colours: np.ndarray,
+                    move_start: np.ndarray, setup_points: np.ndarray, setup_colours: np.ndarray,
+                    setup_start: np.ndarray) -> tuple[float, float, int]:
+    """(top-1 hits, summed log loss, positions) of the policy on the expert moves of every game.
+
+    A hit among k moves tied for the highest logit counts 1/k (the accuracy of breaking ties at random).
+    """
+    b = fb.copy_board(template)
+    st = ro.new_state(b)
+    size = b.colour.size
+    rows = np.empty(size, np.int64)
+    feats = np.empty((size, ro.MAX_FEATURES), np.int64)
+    nfeat = np.empty(size, np.int64)
+    z = np.empty(size)
+    prob = np.empty(size)
+    hits = 0.0
+    loss = 0.0
+    positions = 0
+    for g in range(move_start.size - 1):
+        _begin_game(b, template, setup_points, setup_colours, setup_start, g)
+        ro.init_state(st, tb, b)
+        for i in range(move_start[g], move_start[g + 1]):
+            p = moves[i]
+            c = colours[i]
+            if p != PASS:
+                if not fb.is_legal(b, p, c):
+                    break
+                n = ro.candidates(st, tb, b, c, rows, feats, nfeat)
+                ro.logits(tb, feats, nfeat, n, z)
+                target = st.slot[p]
+                loss += _softmax_loss(z, n, target, prob)
+                positions += 1
+                top = z[:n].max()
+                if z[target] == top:
+                    hits += 1.0 / np.count_nonzero(z[:n] == top)
+            ro.state_play(st, tb, b, p, c)
+    return hits, loss, positions
+
+
+# ------------------------------------------------------------------------------------------------ Python layer
+
+def harvest(games: GameSet, tree: bool, min_count: int, chunk: int = 2000) -> np.ndarray:
+    """The sorted pattern keys of the expert moves in ``games`` that occur at least ``min_count`` times."""
+    tables = ro.make_tables(np.zeros(0, np.int64), np.zeros(ro.N_FIXED), tree)
+    template = fb.new_board(games.size)
+    found: list[np.ndarray] = []
+    counts: list[np.ndarray] = []
+    for first in range(0, len(games), chunk):
+        last = min(first + chunk, len(games))
+        out = np.empty(3 * int(games.move_start[last] - games.move_start[first]), np.int64)
+        n = harvest_kernel(template, tables, *games.arrays(), first, last, out)
+        keys, count = np.unique(out[:n], return_counts=True)
+        found.append(keys)
+        counts.append(count)
+    if not found:
+        return np.zeros(0, np.int64)
+    keys, inverse = np.unique(np.concatenate(found), return_inverse=True)
+    totals = np.bincount(inverse, weights=np.concatenate(counts))
+    return keys[totals >= min_count]
+
+
+def evaluate(policy: ro.RolloutPolicy, games: GameSet) -> tuple[float, float, int]:
+    """(top-1 accuracy, mean log loss, positions) of ``policy`` on the expert moves of ``games``."""
+    hits, loss, positions = evaluate_kernel(fb.new_board(games.size), policy.tables, *games.arrays())
+    return hits / max(positions, 1), loss / max(positions, 1), positions
+
+
+def train(games: GameSet, *, tree: bool = False, epochs: int = 1, lr: float = 0.1, min_count: int = 2,
+          seed: int = 0, log=print) -> ro.RolloutPolicy:
+    """Harvest the patterns of ``games`` and fit the weights; ``log`` gets one line per stage."""
+    start = time.perf_counter()
+    keys = harvest(games, tree, min_count)
+    log(f"harvested {keys.size} pattern keys seen >= {min_count} times "
+        f"({time.perf_counter() - start:.0f} s)")
+    tables = ro.make_tables(keys, np.zeros(ro.N_FIXED + keys.size), tree)
+    template = fb.new_board(games.size)
+    sq_grad = np.zeros(tables.w.size)
+    rng = np.random.default_rng(seed)
+    for epoch in range(epochs):
+        order = rng.permutation(len(games)).astype(np.int64)
+        loss, positions = train_kernel(template, tables, sq_grad, order, *games.arrays(), lr)
+        log(f"epoch {epoch + 1}/{epochs}: training loss {loss / max(positions, 1):.4f} over {positions} positions "
+            f"({time.perf_counter() - start:.0f} s)")
+    return ro.RolloutPolicy(keys, tables.w, tree=tree,
+                            info={"train_games": len(games), "epochs": epochs, "min_count": min_count})
+
+
+# ------------------------------------------------------------------------------------------------ command line
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", nargs="+", help="SGF files, folders or archives (.tar.xz, .tar.gz, .zip)")
+    parser.add_argument("--out", required=True, help="the .npz to write")
+    parser.add_argument("--policy", choices=("rollout", "tree"), default="rollout", help="which feature set")
+    parser.add_argument("--games", type=int, default=None, help="training games to use (default: all)")
+    parser.add_argument("--eval-games", type=int, default=500, help="held-out games to report accuracy on")
+    parser.add_argument("--holdout-percent", type=float, default=2.0, help="share of games held out (by name)")
+    parser.add_argument("--size", type=int, default=19, help="board size of the games to use")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--lr", type=float, default=0.1, help="AdaGrad learning rate")
+    parser.add_argument("--min-count", type=int, default=2, help="keep patterns seen at least this often")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def run(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    train_set, held = load_games(args.data, args.size, games=args.games, eval_games=args.eval_games,
+                                 holdout_percent=args.holdout_percent)
+    print(f"read {len(train_set)} training and {len(held)} held-out {args.size}x{args.size} games "
+          f"({time.perf_counter() - start:.0f} s)", flush=True)
+    if not len(train_set):
+        print("no training games", file=sys.stderr)
+        return 1
+    policy = train(train_set, tree=args.policy == "tree", epochs=args.epochs, lr=args.lr,
+                   min_count=args.min_count, seed=args.seed, log=lambda line: print(line, flush=True))
+    if len(held):
+        accuracy, loss, positions = evaluate(policy, held)
+        policy.info.update(heldout_accuracy=accuracy, heldout_loss=loss, heldout_positions=positions)
+        print(f"held-out: top-1 accuracy {accuracy:.4f}, log loss {loss:.4f} over {positions} positions "
+              f"of {len(held)} games")
+    policy.save(args.out)
+    print(f"wrote {args.out} ({policy.keys.size} patterns, {time.perf_counter() - start:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    _parser = argparse.ArgumentParser(prog="python -m training.rollout_train", description=__doc__)
+    add_arguments(_parser)
+    sys.exit(run(_parser.parse_args()))
