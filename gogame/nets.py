@@ -67,10 +67,17 @@ def _hidden_convs(in_planes: int, layers: int, filters: int) -> nn.Sequential:
     """The hidden stack both nets share in shape: 5x5 conv, then layers-2 3x3 convs, each + ReLU.
 
     'Same' padding keeps every plane ``size x size`` (the paper zero-pads to 23x23, then 21x21).
+    He initialisation: with PyTorch's default the signal shrinks about fivefold
+    per layer, so a deep plain stack starts out blind to its input (a value net
+    then learns only the mean outcome).
     """
     stack: list[nn.Module] = [nn.Conv2d(in_planes, filters, 5, padding=2), nn.ReLU()]
     for _ in range(layers - 2):
         stack += [nn.Conv2d(filters, filters, 3, padding=1), nn.ReLU()]
+    for layer in stack:
+        if isinstance(layer, nn.Conv2d):
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+            nn.init.zeros_(layer.bias)
     return nn.Sequential(*stack)
 
 

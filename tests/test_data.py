@@ -209,3 +209,21 @@ def test_cached_batches_equal_uncached(nine_dataset):
     for epoch in (0, 1):
         for a, b in zip(plain.batches(epoch), cached.batches(epoch)):
             assert torch.equal(a["planes"], b["planes"]) and torch.equal(a["move"], b["move"])
+
+
+def test_positions_per_game_samples_a_seeded_subset(tmp_path):
+    out = tmp_path / "value"
+    summary = data.build_dataset([str(p) for p in NINE], out, feature_set="alphago49",
+                                 game_filter=data.GameFilter(size=9, min_moves=10), workers=1,
+                                 val_fraction=0, test_fraction=0, positions_per_game=3)
+    arrays = data.load_shard(data.shard_paths(out, "train")[0])
+    counts = np.bincount(arrays["game"])
+    assert (counts == 3).all() and summary["positions"]["train"] == 3 * summary["games"]["train"]
+    for gid, name in enumerate(arrays["game_name"]):
+        game = load(str(name))[0]
+        kept = arrays["move_number"][arrays["game"] == gid]
+        assert (kept == data.sample_moves(str(name), len(game.moves), 3, 0)).all()
+        row = np.flatnonzero(arrays["game"] == gid)[0]
+        board = game.board_at(int(kept[0]))
+        expected = features.planes(board, "alphago49")
+        assert (np.unpackbits(arrays["planes"][row])[: expected.size].reshape(expected.shape) == expected).all()

@@ -227,3 +227,13 @@ def test_load_trainer_checkpoints(tmp_path):
 def test_gogame_nets_does_not_import_training():
     code = "import sys, gogame.nets; assert not any(m.startswith('training') for m in sys.modules)"
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=60)
+
+
+def test_deep_stack_keeps_the_signal_of_its_input():
+    # He initialisation: the last hidden layer of a 12-layer net still depends on the input.
+    torch.manual_seed(0)
+    net = nets.build("value", 49, 9, "medium")
+    x = torch.rand(8, 49, 9, 9).round()
+    hidden = net.hidden(x)
+    assert hidden.std(dim=0).mean() > 0.05 * hidden.abs().mean()
+    assert net(x).std() > 1e-4

@@ -147,13 +147,14 @@ def _pack_bits(planes: np.ndarray, out: np.ndarray) -> None:
 
 
 @nb.njit(cache=True)
-def _encode_game(start: fb.FastBoard, points: np.ndarray, colours: np.ndarray, kind: int,
+def _encode_game(start: fb.FastBoard, points: np.ndarray, colours: np.ndarray, rows: np.ndarray, kind: int,
                  scratch: np.ndarray, packed: np.ndarray) -> int:
-    """Replay a game in numba, packing the planes before each move into ``packed[i]``.
+    """Replay a game in numba, packing the planes before move ``i`` into ``packed[rows[i]]``.
 
-    ``points`` are padded indices (``fb.PASS`` for a pass). Returns the number
-    of moves replayed: less than ``points.size`` if a move was illegal
-    (occupied, suicide or simple ko, as a record is replayed).
+    ``points`` are padded indices (``fb.PASS`` for a pass); ``rows[i] < 0``
+    skips the planes of move ``i``. Returns the number of moves replayed:
+    less than ``points.size`` if a move was illegal (occupied, suicide or
+    simple ko, as a record is replayed).
     """
     b = fb.copy_board(start)
     history = np.zeros((8, b.colour.size), np.int8)  # colour arrays, newest first (zero17)
@@ -161,11 +162,12 @@ def _encode_game(start: fb.FastBoard, points: np.ndarray, colours: np.ndarray, k
     for i in range(points.size):
         c = colours[i]
         b.meta[fb.M_TO_MOVE] = c
-        if kind == 2:
-            features.compute_zero17(history[: min(i + 1, 8)], c, scratch)
-        else:
-            features.compute_alphago(b, scratch, kind == 1)
-        _pack_bits(scratch, packed[i])
+        if rows[i] >= 0:
+            if kind == 2:
+                features.compute_zero17(history[: min(i + 1, 8)], c, scratch)
+            else:
+                features.compute_alphago(b, scratch, kind == 1)
+            _pack_bits(scratch, packed[rows[i]])
         if not fb.is_legal(b, points[i], c):
             return i
         fb.play(b, points[i], c)
@@ -174,11 +176,13 @@ def _encode_game(start: fb.FastBoard, points: np.ndarray, colours: np.ndarray, k
     return points.size
 
 
-def encode_game(game: Game, feature_set: str) -> np.ndarray:
+def encode_game(game: Game, feature_set: str, keep: np.ndarray | None = None) -> np.ndarray:
     """The packed planes before each move of ``game`` (uint8 ``(moves, nbytes)``).
 
-    Raises IllegalMove if a recorded move is illegal, ValueError for a game
-    with setup stones after the root (not supported by the fast replay).
+    ``keep`` (sorted move indices) encodes only those moves: uint8
+    ``(len(keep), nbytes)``; the whole game is replayed all the same, so an
+    illegal move anywhere raises IllegalMove. ValueError for a game with
+    setup stones after the root (not supported by the fast replay).
     """
     if any(name in node.properties for node in game.main_line()[1:] for name in ("AB", "AW", "AE")):
         raise ValueError("setup stones after the first node")
@@ -187,10 +191,13 @@ def encode_game(game: Game, feature_set: str) -> np.ndarray:
     board.setup(*game.setup)
     points = np.array([fb.PASS if m is None else board._index(m) for _, m in game.moves], np.int32)
     colours = np.array([fb.BLACK if c == "B" else fb.WHITE for c, _ in game.moves], np.int64)
+    rows = np.arange(len(points)) if keep is None else np.full(len(points), -1)
+    if keep is not None:
+        rows[keep] = np.arange(len(keep))
     n_planes = features.FEATURE_SETS[feature_set]
-    packed = np.zeros((len(points), math.ceil(n_planes * size * size / 8)), np.uint8)
+    packed = np.zeros((int((rows >= 0).sum()), math.ceil(n_planes * size * size / 8)), np.uint8)
     scratch = np.zeros((n_planes, size, size), np.uint8)
-    done = _encode_game(board.fast, points, colours, _KIND[feature_set], scratch, packed)
+    done = _encode_game(board.fast, points, colours, rows, _KIND[feature_set], scratch, packed)
     if done < len(points):
         colour, move = game.moves[done]
         raise IllegalMove(f"move {done + 1} ({colour} {coords.to_gtp(move)}) is illegal")
@@ -202,24 +209,34 @@ def encode_games(games: Iterable[tuple[str, Game]], feature_set: str, size: int)
 
     Raises as :func:`encode_game` for a game that does not replay.
     """
-    return _assemble([(name, game, encode_game(game, feature_set)) for name, game in games], feature_set, size)
+    all_moves = [(name, game, np.arange(len(game.moves))) for name, game in games]
+    return _assemble([(name, game, keep, encode_game(game, feature_set)) for name, game, keep in all_moves],
+                     feature_set, size)
 
 
-def _assemble(encoded: list[tuple[str, Game, np.ndarray]], feature_set: str, size: int) -> dict[str, np.ndarray]:
-    """The shard arrays of games already encoded by :func:`encode_game`."""
+def sample_moves(name: str, moves: int, per_game: int | None, seed: int) -> np.ndarray:
+    """The sorted indices of the moves a dataset keeps from a game: all, or ``per_game`` drawn by a seeded hash of its name."""
+    if per_game is None or per_game >= moves:
+        return np.arange(moves)
+    rng = np.random.default_rng(zlib.crc32(f"{seed}:{name}".encode()))
+    return np.sort(rng.choice(moves, per_game, replace=False))
+
+
+def _assemble(encoded: list[tuple[str, Game, np.ndarray, np.ndarray]], feature_set: str, size: int) -> dict[str, np.ndarray]:
+    """The shard arrays of ``(name, game, kept move indices, packed planes)`` from :func:`encode_game`."""
     nbytes = math.ceil(features.FEATURE_SETS[feature_set] * size * size / 8)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ARRAYS}
     names, komis = [], []
-    for name, game, packed in encoded:
+    for name, game, keep, packed in encoded:
         if game.size != size:
             raise ValueError(f"{name}: a {game.size}x{game.size} game in a {size}x{size} dataset")
-        n = len(game.moves)
         winner = game.winner
+        moves = [game.moves[i] for i in keep]
         parts["planes"].append(packed)
-        parts["move"].append(np.array([size * size if m is None else m[0] * size + m[1] for _, m in game.moves], np.int16))
-        parts["outcome"].append(np.array([0 if winner is None else (1 if winner == c else -1) for c, _ in game.moves], np.int8))
-        parts["move_number"].append(np.arange(n, dtype=np.int16))
-        parts["game"].append(np.full(n, len(names), np.int32))
+        parts["move"].append(np.array([size * size if m is None else m[0] * size + m[1] for _, m in moves], np.int16))
+        parts["outcome"].append(np.array([0 if winner is None else (1 if winner == c else -1) for c, _ in moves], np.int8))
+        parts["move_number"].append(keep.astype(np.int16))
+        parts["game"].append(np.full(len(keep), len(names), np.int32))
         names.append(name)
         komis.append(game.komi)
     empty = {"planes": np.zeros((0, nbytes), np.uint8), "move": np.zeros(0, np.int16), "outcome": np.zeros(0, np.int8),
@@ -264,6 +281,7 @@ class _Job:
     seed: int
     val_fraction: float
     test_fraction: float
+    positions_per_game: int | None
 
 
 def _encode_chunk(job: _Job) -> dict:
@@ -273,8 +291,9 @@ def _encode_chunk(job: _Job) -> dict:
     for name, game in parse_games(job.files, job.game_filter.size, skipped):
         reason = job.game_filter.reason_to_skip(game)
         if reason is None:
+            keep = sample_moves(name, len(game.moves), job.positions_per_game, job.seed)
             try:
-                packed = encode_game(game, job.feature_set)
+                packed = encode_game(game, job.feature_set, keep)
             except IllegalMove:
                 reason = ILLEGAL
             except ValueError:
@@ -282,7 +301,7 @@ def _encode_chunk(job: _Job) -> dict:
         if reason is not None:
             skipped[reason] += 1
             continue
-        by_split[split_of(name, job.seed, job.val_fraction, job.test_fraction)].append((name, game, packed))
+        by_split[split_of(name, job.seed, job.val_fraction, job.test_fraction)].append((name, game, keep, packed))
     counts = {"chunk": job.chunk, "skipped": dict(skipped), "games": {}, "positions": {}}
     for split, games in by_split.items():
         arrays = _assemble(games, job.feature_set, job.game_filter.size)
@@ -313,6 +332,7 @@ def build_dataset(
     val_fraction: float = 0.02,
     test_fraction: float = 0.02,
     max_games: int | None = None,
+    positions_per_game: int | None = None,
 ) -> dict:
     """Build (or finish building) a shard dataset; returns the summary also saved as ``summary.json``."""
     out = Path(out_dir)
@@ -327,6 +347,7 @@ def build_dataset(
         "val_fraction": val_fraction,
         "test_fraction": test_fraction,
         "filter": game_filter.__dict__,
+        "positions_per_game": positions_per_game,
         "sources": [str(s) for s in sources],
     }
     meta_path = out / "meta.json"
@@ -353,7 +374,7 @@ def build_dataset(
                 _add(totals, json.loads(done.read_text()))
                 bar.update(len(chunk))
                 continue
-            yield _Job(i, chunk, out, feature_set, game_filter, seed, val_fraction, test_fraction)
+            yield _Job(i, chunk, out, feature_set, game_filter, seed, val_fraction, test_fraction, positions_per_game)
 
     start = time.perf_counter()
     with tqdm(desc="dataset", unit="file", total=max_games) as bar:
@@ -573,6 +594,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--require-result", action="store_true", help="skip games without a winner in RE")
     parser.add_argument("--min-rank", default=None, help='skip games with a player below this rank, e.g. "6d" or "1p"')
     parser.add_argument("--since", type=int, default=None, help="first year kept (DT)")
+    parser.add_argument("--positions-per-game", type=int, default=None,
+                        help="keep only this many positions of each game, drawn at random (value data)")
     parser.add_argument("--until", type=int, default=None, help="last year kept (DT)")
 
 
@@ -599,6 +622,7 @@ def run(args: argparse.Namespace) -> int:
         val_fraction=args.val,
         test_fraction=args.test,
         max_games=args.max_games,
+        positions_per_game=args.positions_per_game,
     )
     print(f"games by split: {summary['games']}")
     print(f"positions by split: {summary['positions']}")
