@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "sl": ("training.sl", "run", "train a policy net on expert moves (supervised)"),
     "value-sl": ("training.sl", "run_value", "train a value net on expert game outcomes"),
     "eval-policy": ("training.evaluate", "run", "accuracy of a policy net on held-out expert games"),
+    "rollout": ("training.rollout_train", "run", "learn the rollout or tree policy's pattern weights from expert games"),
     "plot": ("training.metrics", "run", "plot a run's metrics.csv to PNG"),
 }
 

@@ -2,15 +2,15 @@
 
 The pipeline, top to bottom:
 
-1. read SGF records from folders, ``.sgf`` files and ``.tar.xz``/``.tar.gz``/``.tar``/``.zip`` archives
-   (:func:`iter_sgf`), keeping the games of one board size;
-2. set aside held-out games by a hash of their name (:func:`is_held_out`), so every run and the benchmark agree on
-   the split whatever ``--games`` says;
-3. replay the training games in numba and harvest the pattern keys of the expert moves; keys seen at least
+1. read SGF records from folders, files and archives (:func:`training.corpus.iter_sgf`), keeping the games of
+   one board size and setting aside the held-out games: the ``test`` split of the dataset builder
+   (:func:`training.data.split_of`), so the held-out games are the same whatever ``--games`` says, for the
+   benchmark and for the policy networks;
+2. replay the training games in numba and harvest the pattern keys of the expert moves; keys seen at least
    ``--min-count`` times get a weight (:func:`harvest`);
-4. softmax regression over the legal moves of every position, one position per step with AdaGrad, for
+3. softmax regression over the legal moves of every position, one position per step with AdaGrad, for
    ``--epochs`` passes over the games in a new random order each (:func:`train`);
-5. report the held-out top-1 accuracy and log loss (:func:`evaluate`) and save the ``.npz``.
+4. report the held-out top-1 accuracy and log loss (:func:`evaluate`) and save the ``.npz``.
 
 Positions where the expert passed are skipped (the policies never pass by choice); a game whose record turns
 illegal under simple ko and no suicide is used up to that move.
@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tarfile
 import time
-import zipfile
-import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from array import array
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,41 +33,11 @@ from gogame import fastboard as fb
 from gogame import rollout as ro
 from gogame import sgf
 from gogame.fastboard import BLACK, PASS, WHITE, FastBoard
+from training.corpus import iter_sgf
+from training.data import split_of
 
 
-# ------------------------------------------------------------------------------------------------ reading games
-
-def iter_sgf(sources: Iterable[str | Path]) -> Iterator[tuple[str, bytes]]:
-    """``(name, data)`` of every ``.sgf`` in the sources: files, folders (recursively, sorted) and archives.
-
-    Raises FileNotFoundError for a source that does not exist, ValueError for a file of another kind.
-    """
-    for source in map(Path, sources):
-        if source.is_dir():
-            for path in sorted(source.rglob("*.sgf")):
-                yield str(path), path.read_bytes()
-        elif source.suffix.lower() == ".sgf":
-            yield str(source), source.read_bytes()
-        elif source.suffix.lower() == ".zip":
-            with zipfile.ZipFile(source) as archive:
-                for name in archive.namelist():
-                    if name.lower().endswith(".sgf"):
-                        yield name, archive.read(name)
-        elif tarfile.is_tarfile(source):
-            with tarfile.open(source, "r|*") as archive:
-                for member in archive:
-                    if member.isfile() and member.name.lower().endswith(".sgf"):
-                        yield member.name, archive.extractfile(member).read()
-        elif not source.exists():
-            raise FileNotFoundError(source)
-        else:
-            raise ValueError(f"{source}: not an SGF file, folder or archive")
-
-
-def is_held_out(name: str, percent: float) -> bool:
-    """Is the game called ``name`` in the held-out ``percent`` of games (a fixed hash of the name)?"""
-    return zlib.crc32(name.encode()) % 10000 < percent * 100
-
+# ------------------------------------------------------------------------------------------------ games
 
 @dataclass
 class GameSet:
@@ -91,30 +59,12 @@ class GameSet:
         return len(self.names)
 
     @classmethod
-    def from_games(cls, games: Sequence[sgf.Game], size: int) -> GameSet:
+    def from_games(cls, games: Iterable[sgf.Game], size: int) -> GameSet:
         """Pack ``games`` (all of board ``size``)."""
-        stride = size + 2
-        moves: list[int] = []
-        colours: list[int] = []
-        setup: list[int] = []
-        setup_colours: list[int] = []
-        move_start = [0]
-        setup_start = [0]
+        packer = _Packer(size)
         for game in games:
-            if game.size != size:
-                raise ValueError(f"{game.source}: a {game.size}x{game.size} game among {size}x{size} ones")
-            for colour, move in game.moves:
-                moves.append(PASS if move is None else (move[0] + 1) * stride + move[1] + 1)
-                colours.append(BLACK if colour == "B" else WHITE)
-            for c, points in zip((BLACK, WHITE), game.setup):
-                for row, col in sorted(points):
-                    setup.append((row + 1) * stride + col + 1)
-                    setup_colours.append(c)
-            move_start.append(len(moves))
-            setup_start.append(len(setup))
-        return cls(size, np.array(moves, np.int32), np.array(colours, np.int8), np.array(move_start, np.int64),
-                   np.array(setup, np.int32), np.array(setup_colours, np.int8), np.array(setup_start, np.int64),
-                   [game.source for game in games])
+            packer.add(game)
+        return packer.done()
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         return (self.moves, self.colours, self.move_start, self.setup_points, self.setup_colours, self.setup_start)
@@ -124,27 +74,68 @@ class GameSet:
         return int(np.count_nonzero(self.moves))
 
 
-def load_games(sources: Iterable[str | Path], size: int = 19, *, games: int | None = None, eval_games: int = 0,
-               holdout_percent: float = 2.0) -> tuple[GameSet, GameSet]:
-    """Read up to ``games`` training games and ``eval_games`` held-out games of board ``size``, in source order.
+class _Packer:
+    """Builds a :class:`GameSet` one game at a time, in compact arrays (a parsed game tree is far bigger)."""
 
-    Records that do not parse are skipped.
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.moves = array("i")
+        self.colours = array("b")
+        self.move_start = [0]
+        self.setup_points = array("i")
+        self.setup_colours = array("b")
+        self.setup_start = [0]
+        self.names: list[str] = []
+
+    def add(self, game: sgf.Game) -> None:
+        if game.size != self.size:
+            raise ValueError(f"{game.source}: a {game.size}x{game.size} game among {self.size}x{self.size} ones")
+        stride = self.size + 2
+        for colour, move in game.moves:
+            self.moves.append(PASS if move is None else (move[0] + 1) * stride + move[1] + 1)
+            self.colours.append(BLACK if colour == "B" else WHITE)
+        for c, points in zip((BLACK, WHITE), game.setup):
+            for row, col in sorted(points):
+                self.setup_points.append((row + 1) * stride + col + 1)
+                self.setup_colours.append(c)
+        self.move_start.append(len(self.moves))
+        self.setup_start.append(len(self.setup_points))
+        self.names.append(game.source)
+
+    def done(self) -> GameSet:
+        return GameSet(self.size, np.array(self.moves, np.int32), np.array(self.colours, np.int8),
+                       np.array(self.move_start, np.int64), np.array(self.setup_points, np.int32),
+                       np.array(self.setup_colours, np.int8), np.array(self.setup_start, np.int64), self.names)
+
+
+def load_games(sources: Iterable[str | Path], size: int = 19, *, games: int | None = None, eval_games: int = 0,
+               seed: int = 0, val: float = 0.02, test: float = 0.02) -> tuple[GameSet, GameSet]:
+    """Up to ``games`` training games and ``eval_games`` held-out games of board ``size``, in source order.
+
+    Games go to the two sets by :func:`training.data.split_of` with ``seed``, ``val`` and ``test``: training games
+    from its ``train`` split, held-out ones from its ``test`` split, so a run of the dataset builder with the same
+    values holds out the same games. Files that do not parse are skipped, and so are games with setup stones
+    after the first node (the packed form has setup only at the start).
     """
-    train: list[sgf.Game] = []
-    held: list[sgf.Game] = []
+    train, held = _Packer(size), _Packer(size)
     for name, data in iter_sgf(sources):
-        want_train = games is None or len(train) < games
-        if not want_train and len(held) >= eval_games:
+        want_train = games is None or len(train.names) < games
+        if not want_train and len(held.names) >= eval_games:
             break
-        bucket = held if is_held_out(name, holdout_percent) else train
-        if bucket is held and len(held) >= eval_games or bucket is train and not want_train:
-            continue
-        try:
-            parsed = sgf.loads(data, name)
-        except sgf.SGFError:
-            continue
-        bucket.extend(g for g in parsed if g.size == size)
-    return GameSet.from_games(train, size), GameSet.from_games(held, size)
+        split = split_of(name, seed, val, test)
+        if split == "train" and want_train or split == "test" and len(held.names) < eval_games:
+            try:
+                parsed = sgf.loads(data, name)
+            except sgf.SGFError:
+                continue
+            for game in parsed:
+                if game.size == size and not _late_setup(game):
+                    (train if split == "train" else held).add(game)
+    return train.done(), held.done()
+
+
+def _late_setup(game: sgf.Game) -> bool:
+    return any(name in node.properties for node in game.main_line()[1:] for name in ("AB", "AW", "AE"))
 
 
 # ------------------------------------------------------------------------------------------------ numba replay
@@ -221,9 +212,10 @@ def train_kernel(template: FastBoard, tb: ro.Tables, sq_grad: np.ndarray, order:
     nfeat = np.empty(size, np.int64)
     z = np.empty(size)
     prob = np.empty(size)
-    grad = np.zeros(tb.w.size)
-    touched = np.empty(tb.w.size, np.int64)
-    stamp = np.full(tb.w.size, -1, np.int64)  # the position that last touched a feature
+    w = tb.w
+    grad = np.zeros(w.size)
+    touched = np.empty(w.size, np.int64)
+    stamp = np.full(w.size, -1, np.int64)  # the position that last touched a feature
     loss = 0.0
     positions = 0
     for g in order:
@@ -254,7 +246,7 @@ def train_kernel(template: FastBoard, tb: ro.Tables, sq_grad: np.ndarray, order:
                     f = touched[j]
                     sq_grad[f] += grad[f] * grad[f]
                     if sq_grad[f] > 0.0:  # a feature of every move can get no gradient
-                        tb.w[f] -= lr * grad[f] / np.sqrt(sq_grad[f])
+                        w[f] -= lr * grad[f] / np.sqrt(sq_grad[f])
                     grad[f] = 0.0
             ro.state_play(st, tb, b, p, c)
     return loss, positions
@@ -356,18 +348,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", choices=("rollout", "tree"), default="rollout", help="which feature set")
     parser.add_argument("--games", type=int, default=None, help="training games to use (default: all)")
     parser.add_argument("--eval-games", type=int, default=500, help="held-out games to report accuracy on")
-    parser.add_argument("--holdout-percent", type=float, default=2.0, help="share of games held out (by name)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the train/val/test split (and of the shuffle)")
+    parser.add_argument("--val", type=float, default=0.02, help="share of games in the val split (not used)")
+    parser.add_argument("--test", type=float, default=0.02, help="share of games held out (the test split)")
     parser.add_argument("--size", type=int, default=19, help="board size of the games to use")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--lr", type=float, default=0.1, help="AdaGrad learning rate")
     parser.add_argument("--min-count", type=int, default=2, help="keep patterns seen at least this often")
-    parser.add_argument("--seed", type=int, default=0)
 
 
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     train_set, held = load_games(args.data, args.size, games=args.games, eval_games=args.eval_games,
-                                 holdout_percent=args.holdout_percent)
+                                 seed=args.seed, val=args.val, test=args.test)
     print(f"read {len(train_set)} training and {len(held)} held-out {args.size}x{args.size} games "
           f"({time.perf_counter() - start:.0f} s)", flush=True)
     if not len(train_set):

@@ -1,0 +1,526 @@
+"""The Python API: an :class:`Engine` that evaluates, analyses and plays positions, and board rendering.
+
+Scope: loading networks and the rollout policy, the networks' raw view of a position (:meth:`Engine.evaluate`),
+the tree search's view (:meth:`Engine.analyze`), move generation with pass and resign rules
+(:meth:`Engine.genmove`), rollout ownership (:meth:`Engine.ownership`), and pictures of a position as PNG or
+SVG (:func:`render`). The search itself is :mod:`gogame.mcts`; the GTP protocol is elsewhere and talks to this.
+
+Conventions. Boards are :class:`gogame.board.Board` (the engine never changes them). Moves come back as GTP
+vertices (``"D4"``, ``"pass"``, ``"resign"``). Probability vectors over moves are indexed ``row * size + col``
+in :meth:`Board.stones` orientation (row 0 at the bottom), pass last. A *win rate* is a probability in [0, 1];
+``winrate`` is for the side to move, ``winrate_black`` for black.
+
+Example::
+
+    engine = gogame.Engine.load(size=19)          # shipped weights
+    board = gogame.sgf.load("game.sgf")[0].board_at(50)
+    print(engine.analyze(board, visits=400).move)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from gogame import coords, features, nets
+from gogame import fastboard as fb
+from gogame import rollout as ro
+from gogame.board import Board
+from gogame.mcts import MCTS, Rollouts, SearchConfig, SearchStats, pass_wins
+
+SYMMETRY_MODES = ("random", "all", "none")
+LCB_Z = 1.96  # the normal quantile of the lower confidence bounds (95%, one-sided 97.5%)
+
+
+class NetEvaluator:
+    """The policy and value networks behind the search's :class:`gogame.mcts.Evaluator` interface.
+
+    Each forward pass looks at the position through a random one of the 8 board symmetries per position
+    (``symmetries="random"``, as AlphaGo did), through all 8 averaged (``"all"``: probabilities and values are
+    averaged, 8 times the work), or as it is (``"none"``). Either net may be None: no policy net gives uniform
+    priors, no value net leaves rollouts only. Nets must read alphago48 or alphago49 planes.
+    """
+
+    def __init__(self, policy: nets.PolicyNet | None, value: nets.ValueNet | None, *,
+                 symmetries: str = "random", seed: int | None = None, device: str | torch.device = "cpu",
+                 size: int | None = None) -> None:
+        if symmetries not in SYMMETRY_MODES:
+            raise ValueError(f"symmetries must be one of {SYMMETRY_MODES}, not {symmetries!r}")
+        sizes = {net.board_size for net in (policy, value) if net is not None}
+        if len(sizes) > 1:
+            raise ValueError(f"the policy net is for {policy.board_size}x{policy.board_size} but the value net "
+                             f"for {value.board_size}x{value.board_size}")
+        if not sizes and size is None:
+            raise ValueError("give a policy net, a value net or a board size")
+        self.size = sizes.pop() if sizes else coords.check_size(size)
+        if size is not None and size != self.size:
+            raise ValueError(f"board size {size} does not match the networks' {self.size}x{self.size}")
+        for net in (policy, value):
+            if net is not None:
+                name = net.meta.get("features") or f"alphago{net.in_planes}"
+                if name not in ("alphago48", "alphago49") or net.in_planes != features.FEATURE_SETS[name]:
+                    raise ValueError(f"the {net.kind} net reads {name!r} planes ({net.in_planes}); the search "
+                                     "feeds alphago48 or alphago49")
+        self.policy_net = policy.to(device).eval() if policy is not None else None
+        self.value_net = value.to(device).eval() if value is not None else None
+        self.has_value = value is not None
+        self.symmetries = symmetries
+        self.device = torch.device(device)
+        self._rng = np.random.default_rng(seed)
+
+    def _transforms(self, batch: int) -> np.ndarray:
+        """The symmetry of each forward row: ``(batch * 8,)`` for "all", else ``(batch,)``."""
+        if self.symmetries == "all":
+            return np.tile(np.arange(8), batch)
+        if self.symmetries == "random":
+            return self._rng.integers(8, size=batch)
+        return np.zeros(batch, np.int64)
+
+    def _forward(self, net: torch.nn.Module, planes: np.ndarray, ks: np.ndarray) -> np.ndarray:
+        rows = np.repeat(planes, len(ks) // len(planes), axis=0)[:, : net.in_planes]
+        x = np.stack([features.transform_planes(p, int(k)) for p, k in zip(rows, ks)])  # (R, C, S, S)
+        with torch.inference_mode():
+            return net(torch.from_numpy(x).to(self.device)).float().cpu().numpy()
+
+    def policy(self, planes: np.ndarray) -> np.ndarray:
+        """Log-probabilities ``(B, size * size + 1)`` over all moves (legality is the caller's)."""
+        b, s = len(planes), self.size
+        if self.policy_net is None:
+            return np.zeros((b, s * s + 1), np.float32)
+        ks = self._transforms(b)
+        logits = self._forward(self.policy_net, planes, ks)
+        logp = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)  # (R, S*S+1)
+        for r, k in enumerate(ks):  # back to the board's orientation
+            grid = logp[r, : s * s].reshape(s, s)
+            logp[r, : s * s] = features.transform_planes(grid, features.inverse(int(k))).ravel()
+        logp = logp.reshape(b, -1, s * s + 1)  # (B, 1 or 8, S*S+1)
+        if logp.shape[1] == 1:
+            return logp[:, 0]
+        return np.log(np.exp(logp).mean(axis=1))  # mean of the 8 distributions
+
+    def value(self, planes: np.ndarray) -> np.ndarray:
+        """float ``(B,)`` in [-1, 1] for the side to move (mean over the 8 symmetries with "all")."""
+        if self.value_net is None:
+            raise ValueError("no value network")
+        ks = self._transforms(len(planes))
+        return self._forward(self.value_net, planes, ks).reshape(len(planes), -1).mean(axis=1).astype(np.float64)
+
+
+# -- results --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The networks' raw view of a position.
+
+    ``moves``: float64 ``(size * size + 1,)``, the policy's probabilities (``row * size + col``, pass last;
+    illegal moves 0, superko included; sums to 1). ``winrate_black``: the value net's ``v`` as black's win
+    probability, ``(1 + v) / 2`` for black to move and ``(1 - v) / 2`` for white; None without a value net.
+    """
+
+    size: int
+    to_move: str
+    moves: np.ndarray
+    winrate_black: float | None
+
+    def top(self, k: int = 5) -> list[tuple[str, float]]:
+        """The ``k`` most probable moves as ``(vertex, probability)``."""
+        order = np.argsort(-self.moves, kind="stable")[:k]
+        return [(coords.to_gtp(coords.from_flat(int(i), self.size)), float(self.moves[i])) for i in order]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A root move after a search: visits, win rate for the side to move, prior, a lower bound and the PV."""
+
+    move: str
+    visits: int
+    winrate: float
+    prior: float
+    lcb: float  # Wilson lower bound of the win rate over `visits` (z = LCB_Z); 0 without visits
+    pv: list[str]  # this move, then the most visited line after it
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """The search's view of a position: the best move (most visits) and every visited candidate, best first."""
+
+    to_move: str
+    move: str
+    winrate: float  # the best move's win rate for the side to move
+    winrate_black: float
+    visits: int  # root visits (reused ones included)
+    candidates: list[Candidate]
+    stats: SearchStats = field(repr=False)
+
+
+def wilson_lower_bound(p: float, n: int, z: float = LCB_Z) -> float:
+    """The Wilson score interval's lower end for a success rate ``p`` over ``n`` trials (0 for ``n = 0``)."""
+    if n <= 0:
+        return 0.0
+    z2 = z * z
+    centre = p + z2 / (2 * n)
+    spread = z * math.sqrt(max(p * (1 - p), 0.0) / n + z2 / (4 * n * n))
+    return max(0.0, (centre - spread) / (1 + z2 / n))
+
+
+# -- the engine -----------------------------------------------------------------------------------------------
+
+
+def position_from_sgf(path: str | PathLike, move: int | None = None, game: int = 0) -> Board:
+    """The board of game ``game`` of an SGF file after ``move`` moves (all when None), next player to move."""
+    from gogame import sgf
+
+    return sgf.load(path)[game].board_at(move)
+
+
+class Engine:
+    """An AlphaGo-style player: policy and value networks, a rollout policy and APV-MCTS.
+
+    Options (keyword arguments of the constructor and of :meth:`load`): ``visits`` (400) and ``seconds``
+    (None) limit each search (whichever comes first); ``symmetries`` ("random", "all" or "none");
+    ``resign_threshold`` (0.05: :meth:`genmove` resigns when the best win rate is below it; 0 never);
+    ``device`` ("cpu"); ``torch_threads`` (None: torch's default; an int calls :func:`torch.set_num_threads`
+    for the whole process: small batches run best on 1 thread on a busy CPU); and any
+    :class:`gogame.mcts.SearchConfig` field: ``c_puct``, ``lambda_`` (0.5, or 1 without a value net),
+    ``batch_size``, ``threads``, ``seed``, ``expand_threshold``, ``virtual_loss``, ``max_nodes``,
+    ``dirichlet_alpha``, ``cleanup``, ...
+
+    The engine keeps its search tree between calls: when the next board continues the last one (the same game
+    with more moves), the subtree of the new position is reused.
+    """
+
+    def __init__(self, policy: nets.PolicyNet | None, value: nets.ValueNet | None = None,
+                 rollout: ro.RolloutPolicy | None = None, *, size: int | None = None, visits: int = 400,
+                 seconds: float | None = None, symmetries: str = "random", resign_threshold: float = 0.05,
+                 device: str | torch.device = "cpu", torch_threads: int | None = None,
+                 **search_options) -> None:
+        if torch_threads is not None:
+            torch.set_num_threads(torch_threads)
+        search_options.setdefault("lambda_", 0.5 if value is not None else 1.0)
+        self.config = SearchConfig(**search_options)
+        self.evaluator = NetEvaluator(policy, value, symmetries=symmetries, seed=self.config.seed,
+                                      device=device, size=size)
+        self.size = self.evaluator.size
+        self.rollout = rollout
+        self.visits = visits
+        self.seconds = seconds
+        self.resign_threshold = resign_threshold
+        self.rollouts = Rollouts(rollout, self.config.threads)
+        self.mcts = MCTS(self.evaluator, self.config, self.rollouts)
+
+    @classmethod
+    def load(cls, path: str | PathLike | None = None, *, size: int | None = None,
+             policy: str | PathLike | None = None, value: str | PathLike | None = None,
+             rollout: str | PathLike | ro.RolloutPolicy | None = None, device: str | torch.device = "cpu",
+             **options) -> Engine:
+        """An engine from weight files.
+
+        ``Engine.load(size=19)``: the shipped policy and value nets for that size
+        (:func:`gogame.nets.default_weights`; FileNotFoundError naming the shipped sizes if there is no policy
+        net; with no value net shipped for the size, leaves are valued by rollouts alone).
+        ``Engine.load(path)``: a policy or value net file (its kind decides which; the other net is then
+        absent), or a folder holding ``policy*.pt`` and ``value*.pt`` (``size`` picks ``policy{size}.pt`` when
+        there are several). ``Engine.load(policy=..., value=...)``: explicit files, either may be left out.
+        ``rollout``: a :class:`gogame.rollout.RolloutPolicy`, its file, or ``"uniform"`` (random playouts); by
+        default the shipped policy if it exists, else uniform. Raises CheckpointError for a file that is not a
+        net.
+        """
+        if path is not None:
+            path = Path(path)
+            if path.is_dir():
+                policy = policy or _pick(path, "policy", size)
+                value = value or _pick(path, "value", size)
+            else:
+                net = nets.load(path, device)
+                return cls(net if net.kind == "policy" else None, net if net.kind == "value" else None,
+                           _rollout_policy(rollout), size=size, device=device, **options)
+        elif policy is None and value is None:
+            if size is None:
+                raise ValueError("give a path, policy/value files, or the size of the shipped weights")
+            policy = nets.default_weights("policy", size)
+            shipped_value = nets.WEIGHTS_DIR / f"value{size}.pt"
+            value = shipped_value if shipped_value.exists() else None  # then leaves are valued by rollouts alone
+        if policy is None and value is None:
+            raise FileNotFoundError(f"no policy*.pt or value*.pt in {path}")
+        return cls(nets.load(policy, device, "policy") if policy is not None else None,
+                   nets.load(value, device, "value") if value is not None else None,
+                   _rollout_policy(rollout), size=size, device=device, **options)
+
+    # -- checks -----------------------------------------------------------------------------------------------
+
+    def _check(self, board: Board, playing: bool) -> None:
+        """ValueError for a board the engine cannot work on (and, when ``playing``, a finished game)."""
+        if not isinstance(board, Board):
+            raise TypeError(f"expected a gogame.Board, not {type(board).__name__}")
+        if board.size != self.size:
+            raise ValueError(f"board is {board.size}x{board.size} but the networks are for "
+                             f"{self.size}x{self.size}")
+        f = board.fast
+        stones = np.flatnonzero((f.colour == fb.BLACK) | (f.colour == fb.WHITE))
+        dead = stones[f.libs[f.head[stones]] == 0]
+        if dead.size:
+            raise ValueError(f"illegal position: the chain at {coords.to_gtp(board._point(int(dead[0])))} "
+                             "has no liberties")
+        if playing and board.is_over():
+            how = f"{board.resigned} resigned" if board.resigned else "both sides passed"
+            raise ValueError(f"the game is over ({how})")
+
+    # -- views ------------------------------------------------------------------------------------------------
+
+    def evaluate(self, board: Board) -> Evaluation:
+        """The networks' raw view of ``board``: move probabilities and black's win probability (no search)."""
+        self._check(board, playing=False)
+        planes = features.planes(board, "alphago49")[None]
+        logp = self.evaluator.policy(planes)[0].astype(np.float64)
+        legal = np.append(features.legal_mask(board), True)  # pass is always legal
+        p = np.where(legal, np.exp(logp - logp[legal].max()), 0.0)
+        p /= p.sum()
+        black = None
+        if self.evaluator.has_value:
+            v = float(self.evaluator.value(planes)[0])
+            black = (1 + v) / 2 if board.to_move == "B" else (1 - v) / 2
+        return Evaluation(self.size, board.to_move, p, black)
+
+    def analyze(self, board: Board, visits: int | None = None, seconds: float | None = None) -> Analysis:
+        """Search ``board`` and report the best move and every visited candidate (most visits first).
+
+        Limits default to the engine's ``visits`` and ``seconds``; giving either here replaces both. Raises
+        ValueError for a wrong size, an illegal position or a finished game.
+        """
+        self._check(board, playing=True)
+        if visits is None and seconds is None:
+            visits, seconds = self.visits, self.seconds
+        self.mcts.set_root(board)
+        stats = self.mcts.search(visits, seconds)
+        candidates = []
+        for child in self.mcts.children():
+            if not child.visits:
+                continue
+            wr = (1 + child.q) / 2
+            pv = [coords.to_gtp(m) for m in self.mcts.principal_variation(child.move)]
+            candidates.append(Candidate(coords.to_gtp(child.move), child.visits, wr, child.prior,
+                                        wilson_lower_bound(wr, child.visits), pv))
+        if candidates:
+            move, winrate = candidates[0].move, candidates[0].winrate
+        else:  # a single visit evaluates the root only: fall back on the priors
+            best = max(self.mcts.children(), key=lambda c: c.prior)
+            move, winrate = coords.to_gtp(best.move), (1 + self.mcts.root_q()) / 2
+        black = winrate if board.to_move == "B" else 1 - winrate
+        return Analysis(board.to_move, move, winrate, black, self.mcts.root_visits, candidates, stats)
+
+    def genmove(self, board: Board, visits: int | None = None, seconds: float | None = None) -> str:
+        """The move to play on ``board`` (which is not changed): a GTP vertex, ``"pass"`` or ``"resign"``.
+
+        Passes at once when the opponent has just passed and the board as it stands wins for us (area
+        scoring); never passes when that would lose (see :func:`gogame.mcts.pass_allowed`); resigns when the
+        best move's win rate is below ``resign_threshold``.
+        """
+        self._check(board, playing=True)
+        if pass_wins(board):
+            return "pass"
+        analysis = self.analyze(board, visits, seconds)
+        if analysis.winrate < self.resign_threshold:
+            return "resign"
+        return analysis.move
+
+    def ownership(self, board: Board, rollouts: int = 200, seed: int = 0) -> np.ndarray:
+        """float64 ``[row, col]`` in [-1, 1]: who owns each point at the end of ``rollouts`` playouts (+1 black).
+
+        Each playout's final position is scored by area (every stone alive, empty regions to the colour that
+        surrounds them); the mean over playouts marks dead stones (owned by the other colour) and territory.
+        """
+        self._check(board, playing=False)
+        return self.rollouts.ownership(board, rollouts, seed)
+
+    def render(self, board: Board, path: str | PathLike, what: str = "policy", visits: int | None = None) -> Path:
+        """Draw ``board`` to PNG or SVG (by the suffix) with the policy (``what="policy"``: a heatmap and the
+        top moves' percentages) or the search (``"winrate"``: visit shares and the candidates' win rates)."""
+        if what == "policy":
+            ev = self.evaluate(board)
+            labels = {m: f"{100 * p:.0f}" for m, p in ev.top(10) if m != "pass" and p >= 0.005}
+            return render(board, path, heatmap=ev.moves, labels=labels, title="policy (%)")
+        if what == "winrate":
+            an = self.analyze(board, visits)
+            heat = np.zeros(self.size * self.size + 1)
+            for c in an.candidates:
+                heat[coords.to_flat(coords.from_gtp(c.move, self.size), self.size)] = c.visits
+            labels = {c.move: f"{100 * c.winrate:.0f}" for c in an.candidates[:10] if c.move != "pass"}
+            return render(board, path, heatmap=heat, labels=labels,
+                          title=f"win rate (%), black {100 * an.winrate_black:.0f}%")
+        raise ValueError(f"what must be 'policy' or 'winrate', not {what!r}")
+
+
+def _pick(folder: Path, kind: str, size: int | None) -> Path | None:
+    if size is not None and (folder / f"{kind}{size}.pt").exists():
+        return folder / f"{kind}{size}.pt"
+    found = sorted(folder.glob(f"{kind}*.pt"))
+    if len(found) > 1:
+        raise ValueError(f"{folder} holds several {kind} nets ({', '.join(p.name for p in found)}): give size")
+    return found[0] if found else None
+
+
+def _rollout_policy(rollout: str | PathLike | ro.RolloutPolicy | None) -> ro.RolloutPolicy | None:
+    """The given rollout policy, else the shipped one if present, else None (uniform playouts)."""
+    if isinstance(rollout, ro.RolloutPolicy):
+        return rollout
+    if rollout == "uniform":
+        return None
+    if rollout is not None:
+        return ro.RolloutPolicy.load(rollout)
+    return ro.RolloutPolicy.load() if ro.DEFAULT_ROLLOUT.exists() else None
+
+
+# -- pictures -------------------------------------------------------------------------------------------------
+
+BOARD_COLOUR = "#dcb35c"
+HEAT_COLOUR = (0.85, 0.1, 0.1)  # red; opacity grows with the value
+
+
+def _heat_grid(heatmap: np.ndarray | None, size: int) -> np.ndarray | None:
+    """A heatmap given flat (with or without pass) or as ``[row, col]``, as ``[row, col]`` scaled to max 1."""
+    if heatmap is None:
+        return None
+    h = np.asarray(heatmap, np.float64)
+    if h.shape in ((size * size + 1,), (size * size,)):
+        h = h[: size * size].reshape(size, size)
+    if h.shape != (size, size):
+        raise ValueError(f"heatmap of shape {h.shape} does not fit a {size}x{size} board")
+    top = h.max()
+    return h / top if top > 0 else h
+
+
+def render(board: Board, path: str | PathLike, *, heatmap: Sequence[float] | np.ndarray | None = None,
+           labels: Mapping[str, str] | None = None, title: str | None = None) -> Path:
+    """Draw ``board`` to ``path``: PNG (matplotlib, Agg) or SVG (written by hand), chosen by the suffix.
+
+    ``heatmap``: one value per point (flat ``row * size + col``, pass entry ignored, or ``[row, col]``), drawn
+    as red squares whose opacity is the value over the maximum. ``labels``: text by GTP vertex (e.g. win rates).
+    Returns the path. Raises ValueError for another suffix or a heatmap of the wrong shape.
+    """
+    path = Path(path)
+    heat = _heat_grid(heatmap, board.size)
+    marks = {coords.from_gtp(v, board.size): text for v, text in (labels or {}).items()}
+    if path.suffix.lower() == ".png":
+        _render_png(board, path, heat, marks, title)
+    elif path.suffix.lower() == ".svg":
+        path.write_text(_render_svg(board, heat, marks, title), encoding="utf-8")
+    else:
+        raise ValueError(f"render writes .png or .svg, not {path.suffix or 'no suffix'!r}")
+    return path
+
+
+def _star_points(size: int) -> list[coords.Point]:
+    if size < 7:
+        return []
+    lo = 3 if size >= 13 else 2
+    hi = size - 1 - lo
+    pts = [(lo, lo), (lo, hi), (hi, lo), (hi, hi)]
+    if size % 2 and size >= 9:
+        mid = size // 2
+        pts.append((mid, mid))
+        if size >= 13:
+            pts += [(lo, mid), (hi, mid), (mid, lo), (mid, hi)]
+    return pts
+
+
+def _render_png(board: Board, path: Path, heat: np.ndarray | None, marks: dict, title: str | None) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    n = board.size
+    fig = Figure(figsize=(6, 6.3 if title else 6), dpi=100)
+    FigureCanvasAgg(fig)  # attaches itself to the figure: no pyplot, no global state
+    ax = fig.add_axes((0.06, 0.06, 0.9, 0.9 * (6 / 6.3) if title else 0.9))
+    ax.set_xlim(-0.8, n - 0.2)
+    ax.set_ylim(-0.8, n - 0.2)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.add_patch(_rect((-0.8, -0.8), n + 0.6, n + 0.6, BOARD_COLOUR, 1.0, z=0))
+    for i in range(n):
+        ax.plot([0, n - 1], [i, i], color="black", lw=0.8, zorder=1)
+        ax.plot([i, i], [0, n - 1], color="black", lw=0.8, zorder=1)
+        ax.text(i, -0.6, coords.GTP_COLUMNS[i], ha="center", va="center", fontsize=8)
+        ax.text(-0.6, i, str(i + 1), ha="center", va="center", fontsize=8)
+    for row, col in _star_points(n):
+        ax.plot(col, row, "o", color="black", ms=3, zorder=1)
+    if heat is not None:
+        for row, col in zip(*np.nonzero(heat > 0)):
+            ax.add_patch(_rect((col - 0.5, row - 0.5), 1, 1, HEAT_COLOUR, 0.75 * heat[row, col], z=2))
+    from matplotlib.patches import Circle
+
+    stones = board.stones()
+    for row, col in zip(*np.nonzero(stones)):
+        black = stones[row, col] > 0
+        ax.add_patch(Circle((col, row), 0.47, facecolor="black" if black else "white", edgecolor="black",
+                            lw=0.8, zorder=3))
+    for (row, col), text in marks.items():
+        ax.text(col, row, text, ha="center", va="center", fontsize=7, zorder=4,
+                color="white" if stones[row, col] > 0 else "black")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.savefig(path, format="png")
+
+
+def _rect(xy, w, h, colour, alpha, z):
+    from matplotlib.patches import Rectangle
+
+    return Rectangle(xy, w, h, facecolor=colour, alpha=alpha, edgecolor="none", zorder=z)
+
+
+def _render_svg(board: Board, heat: np.ndarray | None, marks: dict, title: str | None) -> str:
+    n = board.size
+    cell, margin = 30, 30
+    top = 24 if title else 0
+    side = 2 * margin + (n - 1) * cell
+
+    def xy(row: int, col: int) -> tuple[int, int]:
+        return margin + col * cell, top + margin + (n - 1 - row) * cell
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{side}" height="{side + top}" '
+           f'viewBox="0 0 {side} {side + top}" font-family="sans-serif">',
+           f'<rect x="0" y="{top}" width="{side}" height="{side}" fill="{BOARD_COLOUR}"/>']
+    if title:
+        out.append(f'<text x="{side / 2}" y="17" font-size="14" text-anchor="middle">{_xml(title)}</text>')
+    for i in range(n):
+        x0, y0 = xy(0, i)
+        x1, y1 = xy(n - 1, i)
+        out.append(f'<line x1="{x0}" y1="{y0}" x2="{x1}" y2="{y1}" stroke="black"/>')
+        x0, y0 = xy(i, 0)
+        x1, y1 = xy(i, n - 1)
+        out.append(f'<line x1="{x0}" y1="{y0}" x2="{x1}" y2="{y1}" stroke="black"/>')
+        x, y = xy(-1, i)
+        out.append(f'<text x="{x}" y="{y - 8}" font-size="11" text-anchor="middle">{coords.GTP_COLUMNS[i]}</text>')
+        x, y = xy(i, -1)
+        out.append(f'<text x="{x + 8}" y="{y + 4}" font-size="11" text-anchor="middle">{i + 1}</text>')
+    for row, col in _star_points(n):
+        x, y = xy(row, col)
+        out.append(f'<circle cx="{x}" cy="{y}" r="3" fill="black"/>')
+    if heat is not None:
+        r, g, b = (int(255 * c) for c in HEAT_COLOUR)
+        for row, col in zip(*np.nonzero(heat > 0)):
+            x, y = xy(row, col)
+            out.append(f'<rect x="{x - cell / 2}" y="{y - cell / 2}" width="{cell}" height="{cell}" '
+                       f'fill="rgb({r},{g},{b})" fill-opacity="{0.75 * heat[row, col]:.3f}"/>')
+    stones = board.stones()
+    for row, col in zip(*np.nonzero(stones)):
+        x, y = xy(row, col)
+        fill = "black" if stones[row, col] > 0 else "white"
+        out.append(f'<circle cx="{x}" cy="{y}" r="{cell * 0.47}" fill="{fill}" stroke="black"/>')
+    for (row, col), text in marks.items():
+        x, y = xy(row, col)
+        fill = "white" if stones[row, col] > 0 else "black"
+        out.append(f'<text x="{x}" y="{y + 4}" font-size="11" text-anchor="middle" fill="{fill}">'
+                   f'{_xml(text)}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def _xml(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

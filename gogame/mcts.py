@@ -1,0 +1,876 @@
+"""AlphaGo's asynchronous policy-and-value Monte Carlo tree search (APV-MCTS), batched, on flat arrays.
+
+Scope: the search tree, the search loop and its seams to the networks (:class:`Evaluator`) and to rollouts
+(:class:`Rollouts`). Nothing here knows GTP or files; :mod:`gogame.api` wraps it for users.
+
+The search follows Silver et al. 2016 (Methods, "Search algorithm"), with the paper's names:
+
+* *selection*: from the root, take ``a = argmax Q(s, a) + u(s, a)`` with
+  ``u = c_puct * P(s, a) * sqrt(sum_b N(s, b)) / (1 + N(s, a))``; ``P`` are the priors, ``Q = W / N``, and an
+  unvisited child has ``Q = fpu`` (0 by default, as in the paper). While ``sum_b N(s, b)`` is 0 we take it as 1,
+  so the first visit follows the priors instead of the child order (as Leela Zero and KataGo do);
+* *evaluation*: the leaf ``s_L`` gets ``V = (1 - lambda) * v(s_L) + lambda * z``: ``v`` from the value network
+  (computed once per node and cached), ``z`` the outcome (+1, 0, -1) of one rollout from ``s_L``. A leaf where
+  both sides passed is scored exactly (area, every stone alive) instead;
+* *expansion*: a leaf whose visit count ``N`` has reached ``expand_threshold`` (the paper's ``n_thr``; the root
+  always) gets its children at once, one per legal move plus pass, with placeholder priors (uniform over the
+  legal moves that do not fill an own eye); the policy network's priors replace them when the batch is evaluated;
+* *backup*: ``N += 1`` and ``W += V`` along the path, the sign alternating.
+
+Batching. A batch selects up to ``batch_size`` leaves one after another with *virtual loss*: each simulation in
+flight counts as ``virtual_loss`` lost visits of every node on its path (``N + n_vl``, ``W - n_vl``), so the next
+selection turns elsewhere. A selection that ends on a leaf already in the batch is a *collision*: it keeps its
+virtual loss until the batch is backed up (so later selections avoid it too) and evaluates nothing. The distinct
+leaves then go to each network in one forward pass while their rollouts run in other threads (the rollout kernels
+release the GIL), and the batch is backed up together. Selection, board replay, expansion and backup are numba
+kernels; only the network forward runs in Python (torch).
+
+Departures from the paper. AlphaGo ran asynchronously (search threads, a GPU queue per network); here batches are
+synchronous, as in minigo and Leela Zero, so a node's placeholder priors only ever steer the later selections of
+the batch that expanded it. AlphaGo kept separate value and rollout statistics (``N_v, W_v`` and ``N_r, W_r``)
+because the two arrived at different times; here both arrive together, so the leaf value is mixed at once, and a
+leaf visited again before its expansion adds its cached ``v`` again with a new rollout.
+
+Values. ``W`` and ``Q`` of a node are from the point of view of the player who moved *into* it, so a parent
+maximises its children's ``Q`` directly; the root's own ``W`` is therefore from the opponent's view. Win rates
+are ``(1 + Q) / 2``.
+
+The tree lives in flat numpy arrays (:class:`Tree`): node ``i``'s parent, move, first child and child count,
+``N``, ``W``, ``P``, virtual loss, cached value-network output and flags; the children of a node are contiguous.
+The root is node 0. Advancing the root to a played move (:meth:`MCTS.set_root`) keeps that child's subtree and
+compacts it to the front of the arrays. When the arrays are full the search goes on without expanding (as Leela
+Zero does): leaves are then re-evaluated (new rollouts, the cached value), and no array grows.
+
+Rules in the tree. The root's children obey the board's superko rule (:meth:`gogame.board.Board.is_legal`);
+deeper in the tree only simple ko and suicide are checked (the :mod:`gogame.fastboard` rules), since a superko
+cycle inside a search is rare and costs at worst a wasted branch. Pass at the root is governed by
+:func:`pass_allowed` so the engine never passes a won game away under area scoring.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
+
+import numba as nb
+import numpy as np
+
+from gogame import fastboard as fb
+from gogame import features
+from gogame import rollout as ro
+from gogame.board import Board
+from gogame.coords import Move
+from gogame.fastboard import BLACK, EMPTY, M_PASSES, M_SIZE, M_STRIDE, M_TO_MOVE, PASS, WHITE, FastBoard
+
+# Node flags.
+BANNED = 1  # a root child that may not be chosen (superko, or a pass that pass_allowed forbids)
+NET_PRIORS = 2  # the node's children carry the policy network's priors, not the placeholders
+
+# What a batch entry is.
+EVAL, TERMINAL = 0, 1
+
+T_USED, T_FULL = 0, 1  # Tree.meta: nodes in use; 1 once an expansion found no room
+PLANES = 49  # alphago49: the policy net reads the first 48 when it takes alphago48
+
+
+class Tree(NamedTuple):
+    """The search tree's node arrays (capacity ``len(N)``); see the module docstring. Opaque outside numba."""
+
+    parent: np.ndarray  # int32[M]: parent node, -1 for the root
+    move: np.ndarray  # int32[M]: the move into the node (padded index, PASS = 0)
+    first: np.ndarray  # int32[M]: first child, -1 while not expanded
+    count: np.ndarray  # int32[M]: number of children (contiguous from `first`)
+    N: np.ndarray  # int32[M]: visits
+    W: np.ndarray  # float64[M]: total value, for the player who moved into the node
+    P: np.ndarray  # float32[M]: prior of the move into the node
+    vl: np.ndarray  # int32[M]: simulations in flight through the node (virtual losses)
+    value: np.ndarray  # float32[M]: value net output for the side to move at the node; NaN until evaluated
+    flags: np.ndarray  # uint8[M]: BANNED, NET_PRIORS
+    meta: np.ndarray  # int64[2]: T_USED, T_FULL
+
+
+def new_tree(max_nodes: int) -> Tree:
+    """An empty tree with room for ``max_nodes`` nodes (about 40 bytes each), holding only the root."""
+    if max_nodes < 2:
+        raise ValueError(f"max_nodes must be at least 2, not {max_nodes}")
+    m = int(max_nodes)
+    t = Tree(np.empty(m, np.int32), np.empty(m, np.int32), np.empty(m, np.int32), np.empty(m, np.int32),
+             np.empty(m, np.int32), np.empty(m, np.float64), np.empty(m, np.float32), np.empty(m, np.int32),
+             np.empty(m, np.float32), np.empty(m, np.uint8), np.zeros(2, np.int64))
+    reset_tree(t)
+    return t
+
+
+@nb.njit(cache=True)
+def _init_node(t: Tree, i: int, parent: int, move: int, prior: float) -> None:
+    t.parent[i] = parent
+    t.move[i] = move
+    t.first[i] = -1
+    t.count[i] = 0
+    t.N[i] = 0
+    t.W[i] = 0.0
+    t.P[i] = prior
+    t.vl[i] = 0
+    t.value[i] = np.nan
+    t.flags[i] = 0
+
+
+@nb.njit(cache=True)
+def reset_tree(t: Tree) -> None:
+    """Drop every node but a fresh root."""
+    _init_node(t, 0, -1, fb.NO_POINT, 1.0)
+    t.meta[T_USED] = 1
+    t.meta[T_FULL] = 0
+
+
+# -- selection ------------------------------------------------------------------------------------------------
+
+
+@nb.njit(cache=True)
+def select_child(t: Tree, node: int, c_puct: float, n_vl: int, fpu: float) -> int:
+    """The child of the expanded ``node`` maximising ``Q + u`` with virtual losses counted; -1 if all are banned.
+
+    Ties go to the first child in order (points in padded order, pass last).
+    """
+    f = t.first[node]
+    k = t.count[node]
+    total = 0
+    for j in range(f, f + k):
+        if not t.flags[j] & BANNED:
+            total += t.N[j] + n_vl * t.vl[j]
+    sq = math.sqrt(max(total, 1))
+    best = -1
+    best_score = -np.inf
+    for j in range(f, f + k):
+        if t.flags[j] & BANNED:
+            continue
+        n = t.N[j] + n_vl * t.vl[j]
+        q = (t.W[j] - n_vl * t.vl[j]) / n if n > 0 else fpu
+        score = q + c_puct * t.P[j] * sq / (1 + n)
+        if score > best_score:
+            best_score = score
+            best = j
+    return best
+
+
+@nb.njit(cache=True)
+def expand(t: Tree, node: int, b: FastBoard) -> bool:
+    """Give ``node`` (position ``b``) one child per legal move (simple ko, no suicide) and pass.
+
+    Placeholder priors: uniform over the legal points that are not an own single-point eye (pass only if there
+    are none). Returns False, and sets ``meta[T_FULL]``, if the tree has no room for the children.
+    """
+    c = b.meta[M_TO_MOVE]
+    s = b.meta[M_STRIDE]
+    lo = s + 1
+    hi = s * (b.meta[M_SIZE] + 1) - 1
+    n = 1  # pass
+    sensible = 0
+    for p in range(lo, hi):
+        if b.colour[p] == EMPTY and fb.is_legal(b, p, c):
+            n += 1
+            if not fb.is_eyelike(b, p, c):
+                sensible += 1
+    used = t.meta[T_USED]
+    if used + n > t.N.size:
+        t.meta[T_FULL] = 1
+        return False
+    prior = 1.0 / sensible if sensible else 0.0
+    j = used
+    for p in range(lo, hi):
+        if b.colour[p] == EMPTY and fb.is_legal(b, p, c):
+            _init_node(t, j, node, p, 0.0 if fb.is_eyelike(b, p, c) else prior)
+            j += 1
+    _init_node(t, j, node, PASS, 0.0 if sensible else 1.0)
+    t.first[node] = used
+    t.count[node] = n
+    t.meta[T_USED] = used + n
+    return True
+
+
+class Boards(NamedTuple):
+    """A batch of boards of one size: the :class:`FastBoard` arrays stacked by row (see :func:`board_row`)."""
+
+    colour: np.ndarray
+    head: np.ndarray
+    nxt: np.ndarray
+    chain_size: np.ndarray
+    libs: np.ndarray
+    placed: np.ndarray
+    empties: np.ndarray
+    empty_pos: np.ndarray
+    meta: np.ndarray
+    zobrist: np.ndarray
+
+
+def new_boards(b: FastBoard, rows: int) -> Boards:
+    """``rows`` scratch boards shaped like ``b``."""
+    return Boards(*(np.empty((rows, *a.shape), a.dtype) for a in b[:9]), b.zobrist)
+
+
+@nb.njit(cache=True)
+def board_row(bs: Boards, i: int) -> FastBoard:
+    """Board ``i`` of the batch, as a FastBoard whose arrays are views into the batch."""
+    return FastBoard(bs.colour[i], bs.head[i], bs.nxt[i], bs.chain_size[i], bs.libs[i], bs.placed[i],
+                     bs.empties[i], bs.empty_pos[i], bs.meta[i], bs.zobrist)
+
+
+@nb.njit(cache=True)
+def outcome(b: FastBoard, komi: float) -> float:
+    """+1, 0 or -1: the area result (every stone alive) for the side to move in ``b``."""
+    black, white = fb.area_counts(b, np.zeros(b.colour.size, np.bool_))
+    margin = black - white - komi
+    z = 1.0 if margin > 0 else (-1.0 if margin < 0 else 0.0)
+    return z if b.meta[M_TO_MOVE] == BLACK else -z
+
+
+@nb.njit(cache=True)
+def select_batch(t: Tree, root: FastBoard, bs: Boards, n: int, c_puct: float, n_vl: int, fpu: float,
+                 expand_threshold: int, komi: float, leaves: np.ndarray, kinds: np.ndarray, values: np.ndarray,
+                 expanded: np.ndarray, collided: np.ndarray) -> tuple[int, int]:
+    """Select up to ``n`` leaves with virtual loss, replaying each one's moves onto board row ``i`` of ``bs``.
+
+    Entry ``i < count`` is ``leaves[i]`` of kind EVAL (to evaluate; ``expanded[i]`` if it was expanded now and
+    needs policy priors) or TERMINAL (both sides passed; ``values[i]`` its exact outcome for the side to move).
+    Leaves of collisions go to ``collided`` (length ``2 n``). Stops after ``2 n`` selections. Returns
+    ``(count, collisions)``; every selection leaves a virtual loss on its path for :func:`backup_batch`.
+    """
+    count = 0
+    n_coll = 0
+    for _ in range(2 * n):
+        if count == n:
+            break
+        b = board_row(bs, count)
+        fb.copy_into(b, root)
+        node = 0
+        t.vl[0] += 1
+        while t.first[node] >= 0:
+            child = select_child(t, node, c_puct, n_vl, fpu)
+            if child < 0:
+                break
+            fb.play(b, t.move[child], b.meta[M_TO_MOVE])
+            node = child
+            t.vl[node] += 1
+        if b.meta[M_PASSES] >= 2:
+            kinds[count] = TERMINAL
+            values[count] = outcome(b, komi)
+        elif t.vl[node] > 1 and t.first[node] < 0:
+            collided[n_coll] = node
+            n_coll += 1
+            continue
+        else:
+            kinds[count] = EVAL
+        leaves[count] = node
+        expanded[count] = False
+        if kinds[count] == EVAL and t.first[node] < 0 and (node == 0 or t.N[node] >= expand_threshold):
+            expanded[count] = expand(t, node, b)
+        count += 1
+    return count, n_coll
+
+
+# -- backup ---------------------------------------------------------------------------------------------------
+
+
+@nb.njit(cache=True)
+def backup_batch(t: Tree, leaves: np.ndarray, values: np.ndarray, n: int, collided: np.ndarray,
+                 n_coll: int) -> None:
+    """Back up ``values[i]`` (for the side to move at ``leaves[i]``) for ``i < n``; drop all virtual losses."""
+    for i in range(n):
+        v = -values[i]  # the leaf's W is for the player who moved into it
+        node = leaves[i]
+        while node >= 0:
+            t.vl[node] -= 1
+            t.N[node] += 1
+            t.W[node] += v
+            v = -v
+            node = t.parent[node]
+    for i in range(n_coll):
+        node = collided[i]
+        while node >= 0:
+            t.vl[node] -= 1
+            node = t.parent[node]
+
+
+@nb.njit(cache=True)
+def set_priors(t: Tree, nodes: np.ndarray, logits: np.ndarray, size: int, temperature: float) -> None:
+    """Replace the children priors of ``nodes[i]`` by ``softmax(logits[i] / temperature)`` over its children.
+
+    ``logits[i]`` is indexed by flat move (``row * size + col``, pass ``size * size``); banned children get 0.
+    """
+    stride = size + 2
+    for i in range(nodes.size):
+        node = nodes[i]
+        f = t.first[node]
+        k = t.count[node]
+        top = -np.inf
+        for j in range(f, f + k):
+            if not t.flags[j] & BANNED:
+                top = max(top, logits[i, _flat(t.move[j], size, stride)])
+        total = 0.0
+        for j in range(f, f + k):
+            e = 0.0
+            if not t.flags[j] & BANNED and top > -np.inf:
+                e = math.exp((logits[i, _flat(t.move[j], size, stride)] - top) / temperature)
+            t.P[j] = e
+            total += e
+        if total > 0:
+            for j in range(f, f + k):
+                t.P[j] /= total
+        t.flags[node] |= NET_PRIORS
+
+
+@nb.njit(cache=True, inline="always")
+def _flat(p: int, size: int, stride: int) -> int:
+    if p == PASS:
+        return size * size
+    return (p // stride - 1) * size + p % stride - 1
+
+
+@nb.njit(cache=True)
+def reroot(t: Tree, new_root: int) -> None:
+    """Keep only the subtree of ``new_root``, moved to the front of the arrays with ``new_root`` as node 0."""
+    cap = t.N.size
+    order = np.empty(cap, np.int64)
+    new_index = np.full(cap, -1, np.int32)
+    order[0] = new_root
+    new_index[new_root] = 0
+    m = 1
+    head = 0
+    while head < m:  # breadth first: each node's children are allocated together, so they stay contiguous
+        o = order[head]
+        head += 1
+        f = t.first[o]
+        if f < 0:
+            continue
+        for j in range(f, f + t.count[o]):
+            order[m] = j
+            new_index[j] = m
+            m += 1
+    order = order[:m]
+    parent = t.parent[order]
+    first = t.first[order]
+    t.move[:m] = t.move[order]
+    t.count[:m] = t.count[order]
+    t.N[:m] = t.N[order]
+    t.W[:m] = t.W[order]
+    t.P[:m] = t.P[order]
+    t.vl[:m] = t.vl[order]
+    t.value[:m] = t.value[order]
+    t.flags[:m] = t.flags[order]
+    for i in range(m):
+        t.parent[i] = new_index[parent[i]] if i > 0 else -1
+        t.first[i] = new_index[first[i]] if first[i] >= 0 else -1
+    t.flags[0] &= ~np.uint8(BANNED)
+    t.meta[T_USED] = m
+    t.meta[T_FULL] = 0
+
+
+# -- features and rollouts ----------------------------------------------------------------------------------
+#
+# The kernels cached here embed only gogame.fastboard code. Feature planes and rollout-policy playouts are called
+# through their own modules' kernels, one call per board: numba's cache does not notice when a function from
+# another file changes, so a kernel of ours that inlined them could run stale code.
+
+
+def row_board(bs: Boards, i: int) -> FastBoard:
+    """Board ``i`` of the batch as a FastBoard of views (Python side of :func:`board_row`)."""
+    return FastBoard(*(a[i] for a in bs[:9]), bs.zobrist)
+
+
+def batch_planes(bs: Boards, rows: np.ndarray, out: np.ndarray) -> None:
+    """``out[i]``: the alphago49 planes of board row ``rows[i]`` (uint8 ``(len(rows), 49, size, size)``)."""
+    for i, r in enumerate(rows):
+        features.compute_alphago(row_board(bs, int(r)), out[i], True)
+
+
+@nb.njit(cache=True, nogil=True)
+def uniform_rollouts(bs: Boards, rows: np.ndarray, komi: float, seeds: np.ndarray, max_moves: int,
+                     out: np.ndarray) -> None:
+    """``out[i]``: black's area margin minus ``komi`` after a uniform random playout from row ``rows[i]``.
+
+    Moves are uniform over the legal points that do not fill an own eye (:func:`gogame.fastboard.playout`);
+    numba's generator is reseeded with ``seeds[i]`` (per thread, so results do not depend on the threads).
+    """
+    b = fb.copy_board(board_row(bs, rows[0]))
+    no_dead = np.zeros(b.colour.size, np.bool_)
+    for i in range(rows.size):
+        fb.copy_into(b, board_row(bs, rows[i]))
+        np.random.seed(seeds[i])
+        fb.playout(b, max_moves)
+        black, white = fb.area_counts(b, no_dead)
+        out[i] = black - white - komi
+
+
+@nb.njit(cache=True, nogil=True)
+def _owner_sum(b: FastBoard, out: np.ndarray) -> None:
+    owner = fb.territory_owner(b, np.zeros(b.colour.size, np.bool_))
+    for p in range(owner.size):
+        if owner[p] == BLACK:
+            out[p] += 1.0
+        elif owner[p] == WHITE:
+            out[p] -= 1.0
+
+
+@nb.njit(cache=True, nogil=True)
+def uniform_ownership(start: FastBoard, seeds: np.ndarray, max_moves: int) -> np.ndarray:
+    """float64[N]: the sum over playouts (one per seed) of +1 black area / -1 white area at the end."""
+    out = np.zeros(start.colour.size)
+    b = fb.copy_board(start)
+    for i in range(seeds.size):
+        fb.copy_into(b, start)
+        np.random.seed(seeds[i])
+        fb.playout(b, max_moves)
+        _owner_sum(b, out)
+    return out
+
+
+@nb.njit(cache=True, nogil=True)
+def replay_ownership(start: FastBoard, moves: np.ndarray, out: np.ndarray) -> None:
+    """Add the final owners (+1 black, -1 white) after playing ``moves`` (padded points) from ``start``."""
+    b = fb.copy_board(start)
+    for p in moves:
+        fb.play(b, p, b.meta[M_TO_MOVE])
+    _owner_sum(b, out)
+
+
+class Rollouts:
+    """Playouts to the end of the game, run in ``threads`` threads (the kernels release the GIL).
+
+    With a :class:`gogame.rollout.RolloutPolicy` the moves come from AlphaGo's fast rollout policy
+    (:func:`gogame.rollout.rollouts_kernel`); with None, from the uniform policy over legal moves that do not fill
+    an own eye. A playout stops after two passes or ``3 * size * size`` moves and is scored by area with every
+    stone alive.
+    """
+
+    def __init__(self, policy: ro.RolloutPolicy | None = None, threads: int = 1) -> None:
+        if policy is not None and policy.tree:
+            raise ValueError("rollouts need a rollout policy, not a tree policy")
+        self.policy = policy
+        self.threads = max(1, int(threads))
+        self._pool = ThreadPoolExecutor(self.threads) if self.threads > 1 else None
+
+    def _map(self, fn, parts: list) -> list:
+        if self._pool is None or len(parts) == 1:
+            return [fn(part) for part in parts]
+        return list(self._pool.map(fn, parts))
+
+    def _margins(self, bs: Boards, rows: np.ndarray, komi: float, seeds: np.ndarray) -> np.ndarray:
+        size = int(bs.meta[0, M_SIZE])
+        max_moves = 3 * size * size
+        out = np.empty(rows.size)
+        if self.policy is None:
+            uniform_rollouts(bs, rows, komi, seeds, max_moves, out)
+        else:
+            for i, r in enumerate(rows):
+                out[i] = ro.rollouts_kernel(row_board(bs, int(r)), self.policy.tables, komi, seeds[i:i + 1],
+                                            max_moves)[0]
+        return out
+
+    def start(self, bs: Boards, rows: np.ndarray, komi: float, seeds: np.ndarray):
+        """Begin rollouts from board rows ``rows``; returns a callable that waits and gives the margins.
+
+        The margins (float64[len(rows)]) are black's area minus white's minus ``komi``; rollout ``i`` is seeded
+        with ``seeds[i]``. ``bs`` must not change until the result is taken.
+        """
+        chunks = np.array_split(np.arange(rows.size), min(self.threads, rows.size))
+        if self._pool is None:
+            out = self._margins(bs, rows, komi, seeds)
+            return lambda: out
+        futures = [self._pool.submit(self._margins, bs, rows[idx], komi, seeds[idx]) for idx in chunks]
+        return lambda: np.concatenate([f.result() for f in futures])
+
+    def ownership(self, board: Board, n: int, seed: int = 0) -> np.ndarray:
+        """float64 ``[row, col]`` in [-1, 1]: the mean final owner (+1 black) over ``n`` playouts from ``board``."""
+        max_moves = 3 * board.size * board.size
+        parts = np.array_split(np.arange(seed, seed + n, dtype=np.int64), min(self.threads, max(n, 1)))
+        start = board.fast
+
+        def work(seeds: np.ndarray) -> np.ndarray:
+            if self.policy is None:
+                return uniform_ownership(start, seeds, max_moves)
+            out = np.zeros(start.colour.size)
+            for s in seeds:
+                replay_ownership(start, ro.playout_kernel(start, self.policy.tables, int(s), max_moves), out)
+            return out
+
+        stride = board.size + 2
+        return (np.sum(self._map(work, parts), axis=0) / max(n, 1)).reshape(stride, stride)[1:-1, 1:-1]
+
+
+# -- evaluators -----------------------------------------------------------------------------------------------
+
+
+class Evaluator(Protocol):
+    """What the search asks of the networks. ``planes`` are uint8 alphago49 ``(B, 49, size, size)``.
+
+    ``uses_planes`` False (optional attribute) tells the search to skip computing the planes.
+    """
+
+    size: int
+    has_value: bool
+
+    def policy(self, planes: np.ndarray) -> np.ndarray:
+        """Logits (or log-probabilities) ``(B, size * size + 1)``, flat index ``row * size + col``, pass last."""
+
+    def value(self, planes: np.ndarray) -> np.ndarray:
+        """float ``(B,)`` in [-1, 1]: the expected outcome for the side to move."""
+
+
+class UniformEvaluator:
+    """A stand-in for the networks: uniform priors over the legal moves, a constant value (rollouts only)."""
+
+    uses_planes = False
+
+    def __init__(self, size: int, value: float | None = None) -> None:
+        self.size = size
+        self.has_value = value is not None
+        self._value = 0.0 if value is None else float(value)
+
+    def policy(self, planes: np.ndarray) -> np.ndarray:
+        return np.zeros((len(planes), self.size * self.size + 1), np.float32)
+
+    def value(self, planes: np.ndarray) -> np.ndarray:
+        return np.full(len(planes), self._value)
+
+
+# -- root rules -----------------------------------------------------------------------------------------------
+
+
+def area_margin_for(board: Board) -> float:
+    """The side to move's area margin minus komi on the board as it stands (every stone alive: Tromp-Taylor)."""
+    margin = board.score("area")
+    return margin if board.to_move == "B" else -margin
+
+
+def opponent_in_atari(board: Board) -> bool:
+    """Has the opponent of the side to move a chain in atari (stones that can be captured at once)?"""
+    f = board.fast
+    opp = 3 - int(f.meta[M_TO_MOVE])
+    stones = np.flatnonzero(f.colour == opp)
+    return bool(np.any(f.libs[f.head[stones]] == 1))
+
+
+def pass_allowed(board: Board, cleanup: bool = False) -> bool:
+    """May the side to move pass without risking a won game under area scoring?
+
+    Passing invites the opponent to pass and end the game with the board scored as it stands, every stone
+    alive, so a pass is allowed only when that score does not lose. In ``cleanup`` mode (capture the dead
+    stones before the game ends) it must win, and no opponent chain may be in atari.
+    """
+    margin = area_margin_for(board)
+    if cleanup:
+        return margin > 0 and not opponent_in_atari(board)
+    return margin >= 0
+
+
+def pass_wins(board: Board) -> bool:
+    """Does passing end the game now (the opponent just passed) with a win for the side to move?"""
+    return board.consecutive_passes >= 1 and area_margin_for(board) > 0
+
+
+# -- the search -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SearchConfig:
+    """Search constants (the paper's values where it gives them)."""
+
+    c_puct: float = 5.0  # exploration constant; AlphaGo used 5
+    lambda_: float = 0.5  # leaf value mix: 0 value network only, 1 rollouts only; AlphaGo 0.5
+    batch_size: int = 16  # leaves per network forward
+    virtual_loss: int = 3  # n_vl; AlphaGo used 3
+    expand_threshold: int = 1  # n_thr: visits a leaf needs before it is expanded (the root always is)
+    fpu: float = 0.0  # Q of an unvisited child (first-play urgency); 0 is a draw, as in the paper
+    policy_temperature: float = 1.0  # softmax temperature of the priors (AlphaGo's beta was 0.67)
+    max_nodes: int = 1_000_000  # tree capacity; about 40 bytes a node
+    threads: int = 2  # rollout threads
+    dirichlet_alpha: float | None = None  # root noise for self-play: Dir(alpha) mixed in with weight epsilon
+    dirichlet_epsilon: float = 0.25
+    cleanup: bool = False  # see pass_allowed
+    seed: int | None = None  # seeds rollouts, symmetries and noise; None: from the OS
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.lambda_ <= 1.0:
+            raise ValueError(f"lambda_ must be in [0, 1], not {self.lambda_}")
+        if self.batch_size < 1 or self.virtual_loss < 0 or self.expand_threshold < 0:
+            raise ValueError("batch_size must be positive, virtual_loss and expand_threshold not negative")
+        if self.c_puct < 0 or self.policy_temperature <= 0:
+            raise ValueError("c_puct must not be negative and policy_temperature must be positive")
+
+
+@dataclass
+class SearchStats:
+    """What one :meth:`MCTS.search` call did. Seconds are wall-clock, split by stage."""
+
+    simulations: int = 0  # leaves backed up (collisions not counted)
+    collisions: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+    tree_seconds: float = 0.0  # the numba tree kernels: selection with replay and expansion, priors, backup
+    feature_seconds: float = 0.0
+    net_seconds: float = 0.0
+    rollout_wait_seconds: float = 0.0  # waiting for rollouts after the networks were done
+    stopped: str = ""  # "visits" or "time"
+    full: bool = False  # the tree has run out of room (the search went on without expanding)
+
+
+@dataclass(frozen=True)
+class ChildStats:
+    """A root child: its move, visits, ``Q`` for the side to move at the root, and prior."""
+
+    move: Move
+    visits: int
+    q: float
+    prior: float
+
+
+class MCTS:
+    """APV-MCTS over one position at a time, reusing the tree as the game goes on.
+
+    ``evaluator`` gives priors and values (see :class:`Evaluator`); ``rollouts`` plays leaves out (required
+    unless ``lambda_ == 0``; default: uniform playouts). Call :meth:`set_root`, then :meth:`search`; read the
+    result with :meth:`children`, :meth:`root_q` and :meth:`principal_variation`.
+    """
+
+    def __init__(self, evaluator: Evaluator, config: SearchConfig | None = None,
+                 rollouts: Rollouts | None = None) -> None:
+        self.evaluator = evaluator
+        self.config = config or SearchConfig()
+        if self.config.lambda_ < 1 and not evaluator.has_value:
+            raise ValueError("lambda_ < 1 mixes in a value network, but the evaluator has none")
+        self.rollouts = rollouts if rollouts is not None else Rollouts(None, self.config.threads)
+        self.size = evaluator.size
+        if self.config.max_nodes < self.size * self.size + 2:
+            raise ValueError(f"max_nodes must hold at least the root and its {self.size * self.size + 1} children")
+        self.tree = new_tree(self.config.max_nodes)
+        self.board: Board | None = None
+        self._rng = np.random.default_rng(self.config.seed)
+        self._next_seed = int(self._rng.integers(1 << 40))
+        self._noised = False
+        b = self.config.batch_size
+        self._leaves = np.empty(b, np.int32)
+        self._kinds = np.empty(b, np.int8)
+        self._values = np.empty(b, np.float64)
+        self._expanded = np.empty(b, np.bool_)
+        self._collided = np.empty(2 * b, np.int32)
+        self._boards: Boards | None = None
+        self._planes = np.empty((b, PLANES, self.size, self.size), np.uint8)
+
+    # -- root -------------------------------------------------------------------------------------------------
+
+    def set_root(self, board: Board) -> bool:
+        """Search ``board`` next (a copy is kept). Returns True if the old tree was reused.
+
+        The tree is reused when ``board`` continues the position searched before (same rules, the same history
+        plus zero or more moves) and the tree holds those moves: the subtree of the new position is kept.
+        """
+        if board.size != self.size:
+            raise ValueError(f"board is {board.size}x{board.size} but the search is for {self.size}x{self.size}")
+        path = self._continuation(board)
+        node = 0
+        for move in path if path is not None else ():
+            node = self._child(node, board._index(move))
+            if node < 0:
+                break
+        self.board = board.copy()
+        if self._boards is None:
+            self._boards = new_boards(board.fast, self.config.batch_size)
+        if path is None or node < 0:
+            reset_tree(self.tree)
+        elif node > 0:
+            reroot(self.tree, node)
+        else:
+            return True
+        self._noised = False
+        return path is not None and node >= 0
+
+    def _continuation(self, board: Board) -> list[Move] | None:
+        """The moves that lead from the searched position to ``board``, or None if it does not continue it."""
+        old = self.board
+        if old is None or (old.komi, old.superko, old.allow_suicide) != (board.komi, board.superko,
+                                                                         board.allow_suicide):
+            return None
+        k = len(old.history)
+        if board.history[:k] != old.history:
+            return None
+        trial = old.copy()
+        for colour, move in board.history[k:]:
+            if colour != trial.to_move or not trial.is_legal(move):
+                return None  # a move out of turn is not in the tree, whose edges alternate colours
+            trial.play(move)
+        if (trial.zobrist_hash, trial.to_move, trial.ko_point) != (board.zobrist_hash, board.to_move, board.ko_point):
+            return None
+        return [move for _, move in board.history[k:]]
+
+    def _child(self, node: int, move: int) -> int:
+        t = self.tree
+        f = int(t.first[node])
+        if f < 0:
+            return -1
+        hit = np.flatnonzero(t.move[f:f + t.count[node]] == move)
+        return f + int(hit[0]) if hit.size else -1
+
+    def _prepare_root(self) -> None:
+        """Ban the root children the rules forbid, renormalise their priors, add Dirichlet noise once."""
+        board = self.board
+        t = self.tree
+        f, k = int(t.first[0]), int(t.count[0])
+        moves = t.move[f:f + k]
+        allowed = np.zeros(k, np.bool_)
+        legal = features.legal_mask(board)  # superko included
+        points = moves != PASS
+        stride = self.size + 2
+        flat = (moves[points] // stride - 1) * self.size + moves[points] % stride - 1
+        allowed[points] = legal[flat]
+        if not allowed.any() or pass_allowed(board, self.config.cleanup):
+            allowed[~points] = True  # nothing else to play, or passing cannot lose
+        flags = t.flags[f:f + k]
+        t.flags[f:f + k] = np.where(allowed, flags & ~np.uint8(BANNED), flags | BANNED)
+        prior = np.where(allowed, t.P[f:f + k], 0.0)
+        if prior.sum() <= 0:
+            prior = allowed.astype(np.float64)
+        prior = prior / prior.sum()
+        alpha = self.config.dirichlet_alpha
+        if alpha and not self._noised and t.flags[0] & NET_PRIORS:
+            eps = self.config.dirichlet_epsilon
+            noise = np.zeros(k)
+            noise[allowed] = self._rng.dirichlet(np.full(int(allowed.sum()), alpha))
+            prior = (1 - eps) * prior + eps * noise
+            self._noised = True
+        t.P[f:f + k] = prior
+
+    # -- search -----------------------------------------------------------------------------------------------
+
+    def search(self, visits: int | None = None, seconds: float | None = None) -> SearchStats:
+        """Search until the root has ``visits`` visits (reused ones count) or ``seconds`` passed, whichever first.
+
+        The time limit is checked between batches, so a search may overrun it by one batch. Raises ValueError
+        without a limit, or before :meth:`set_root`, or if the root position is over (two passes).
+        """
+        if visits is None and seconds is None:
+            raise ValueError("give visits, seconds or both")
+        if self.board is None:
+            raise ValueError("set_root() first")
+        if self.board.consecutive_passes >= 2:
+            raise ValueError("the game is over (both sides passed)")
+        stats = SearchStats()
+        start = time.perf_counter()
+        deadline = start + seconds if seconds is not None else math.inf
+        t = self.tree
+        if t.first[0] < 0:
+            self._batch(1, stats)
+        self._prepare_root()
+        while True:
+            root_n = int(t.N[0])
+            if visits is not None and root_n >= visits:
+                stats.stopped = "visits"
+                break
+            if time.perf_counter() >= deadline:
+                stats.stopped = "time"
+                break
+            n = self.config.batch_size if visits is None else min(self.config.batch_size, visits - root_n)
+            self._batch(n, stats)
+        stats.seconds = time.perf_counter() - start
+        stats.full = bool(t.meta[T_FULL])
+        return stats
+
+    def _batch(self, n: int, stats: SearchStats) -> None:
+        """One batch: select, evaluate (networks here, rollouts in threads at the same time), back up."""
+        cfg = self.config
+        t = self.tree
+        bs = self._boards
+        t0 = time.perf_counter()
+        count, n_coll = select_batch(t, self.board.fast, bs, n, cfg.c_puct, cfg.virtual_loss, cfg.fpu,
+                                     cfg.expand_threshold, self.board.komi, self._leaves, self._kinds,
+                                     self._values, self._expanded, self._collided)
+        t1 = time.perf_counter()
+        stats.tree_seconds += t1 - t0
+        leaves = self._leaves[:count]
+        values = self._values[:count]
+        evals = np.flatnonzero(self._kinds[:count] == EVAL)
+        expand = np.flatnonzero(self._expanded[:count])
+        need_value = evals[np.isnan(t.value[leaves[evals]])] if cfg.lambda_ < 1 else evals[:0]
+        wait = None
+        if cfg.lambda_ > 0 and evals.size:
+            seeds = np.arange(self._next_seed, self._next_seed + evals.size, dtype=np.int64)
+            self._next_seed += evals.size
+            wait = self.rollouts.start(bs, evals.astype(np.int64), self.board.komi, seeds)
+        wanted = np.zeros(count, np.bool_)
+        wanted[need_value] = True
+        wanted[expand] = True
+        rows = np.flatnonzero(wanted)  # entries whose planes a network reads
+        slot = np.cumsum(wanted) - 1  # entry -> its row in `planes`
+        planes = self._planes[:rows.size]
+        t2 = time.perf_counter()
+        if rows.size and getattr(self.evaluator, "uses_planes", True):
+            batch_planes(bs, rows, planes)
+        t3 = time.perf_counter()
+        stats.feature_seconds += t3 - t2
+        logits = self.evaluator.policy(planes[slot[expand]]) if expand.size else None
+        if need_value.size:
+            t.value[leaves[need_value]] = self.evaluator.value(planes[slot[need_value]])
+        t4 = time.perf_counter()
+        stats.net_seconds += t4 - t3
+        if evals.size:
+            v = t.value[leaves[evals]].astype(np.float64) if cfg.lambda_ < 1 else 0.0
+            z = 0.0
+            if wait is not None:
+                margin = wait()
+                to_move = bs.meta[evals, M_TO_MOVE]
+                z = np.sign(margin) * np.where(to_move == BLACK, 1.0, -1.0)
+            values[evals] = (1 - cfg.lambda_) * v + cfg.lambda_ * z
+        t5 = time.perf_counter()
+        stats.rollout_wait_seconds += t5 - t4
+        if expand.size:
+            set_priors(t, leaves[expand].astype(np.int64), np.ascontiguousarray(logits, np.float32), self.size,
+                       cfg.policy_temperature)
+        backup_batch(t, leaves, values, count, self._collided, n_coll)
+        stats.tree_seconds += time.perf_counter() - t5
+        stats.simulations += count
+        stats.collisions += n_coll
+        stats.batches += 1
+
+    # -- results ----------------------------------------------------------------------------------------------
+
+    @property
+    def root_visits(self) -> int:
+        return int(self.tree.N[0])
+
+    def root_q(self) -> float:
+        """``Q`` of the root for the side to move there: the mean of all values backed up through it."""
+        t = self.tree
+        return float(-t.W[0] / t.N[0]) if t.N[0] else 0.0
+
+    def children(self, node: int = 0, include_banned: bool = False) -> list[ChildStats]:
+        """The children of ``node`` (default: the root) with visits, ``Q`` and prior, most visited first."""
+        t = self.tree
+        f, k = int(t.first[node]), int(t.count[node])
+        out = []
+        for j in range(f, f + k if f >= 0 else f):
+            if t.flags[j] & BANNED and not include_banned:
+                continue
+            n = int(t.N[j])
+            q = float(t.W[j] / n) if n else float(self.config.fpu)
+            out.append(ChildStats(self.board._point(int(t.move[j])), n, q, float(t.P[j])))
+        out.sort(key=lambda c: (-c.visits, -c.q, -c.prior))
+        return out
+
+    def principal_variation(self, move: Move, max_length: int = 20) -> list[Move]:
+        """``move`` and then, from the root child it names, the most visited child repeatedly."""
+        node = self._child(0, self.board._index(move))
+        pv = [move]
+        while node >= 0 and len(pv) < max_length:
+            t = self.tree
+            f, k = int(t.first[node]), int(t.count[node])
+            if f < 0 or not t.N[f:f + k].any():
+                break
+            node = f + int(np.argmax(t.N[f:f + k]))
+            pv.append(self.board._point(int(t.move[node])))
+        return pv
+
+    @property
+    def nodes(self) -> int:
+        return int(self.tree.meta[T_USED])

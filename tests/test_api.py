@@ -1,0 +1,234 @@
+"""The Engine API on tiny random networks: evaluate, analyze, genmove, ownership, render, loading and errors."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import gogame
+from gogame import Board, features, nets, sgf
+from gogame.api import Engine, position_from_sgf, render, wilson_lower_bound
+from gogame.coords import from_gtp, to_flat
+
+DATA = Path(__file__).parent / "data"
+
+# Black's area is columns A-D (36 points), white's E-J (45): white leads by 9.5 as the board stands.
+WALLS = "\n".join([". . . X O . . . ."] * 9)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("nets")
+    torch.manual_seed(0)
+    nets.save(nets.build("policy", 48, 9, "tiny"), folder / "policy9.pt", features="alphago48")
+    nets.save(nets.build("value", 49, 9, "tiny"), folder / "value9.pt", features="alphago49")
+    nets.save(nets.build("value", 49, 7, "tiny"), folder.parent / "value7.pt", features="alphago49")
+    return folder
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny batches on a shared CPU: intra-op threads only wait for each other (restored afterwards)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def engine(weights: Path, **options) -> Engine:
+    options = {"rollout": "uniform", "visits": 48, "batch_size": 8, "seed": 0, "max_nodes": 200_000} | options
+    return Engine.load(weights, **options)
+
+
+def test_package_exports_engine_and_render():
+    assert gogame.Engine is Engine and gogame.render is render
+    assert {"Engine", "render", "Board", "IllegalMove", "random_playouts"} <= set(gogame.__all__)
+
+
+# -- evaluate -------------------------------------------------------------------------------------------------
+
+
+def test_evaluate_gives_a_distribution_over_legal_moves_and_blacks_win_probability(weights):
+    board = Board(9)
+    for move in ("E5", "D5", "C3"):
+        board.play(move)
+    e = engine(weights, symmetries="none")
+    ev = e.evaluate(board)
+    assert ev.moves.shape == (82,) and ev.moves.sum() == pytest.approx(1.0)
+    for vertex in ("E5", "D5", "C3"):
+        assert ev.moves[to_flat(from_gtp(vertex, 9), 9)] == 0
+    assert ev.moves[:-1][features.legal_mask(board)].min() > 0
+    # The value net's v is for white (to move here): black's win probability is (1 - v) / 2.
+    with torch.inference_mode():
+        v = e.evaluator.value_net(torch.from_numpy(features.planes(board, "alphago49")[None])).item()
+    assert 0 <= ev.winrate_black <= 1 and ev.winrate_black == pytest.approx((1 - v) / 2)
+    assert ev.top(1)[0][1] == ev.moves.max()
+
+
+def test_evaluate_without_symmetries_is_the_masked_softmax_of_the_net(weights):
+    board = Board(9)
+    board.play("C3")
+    e = engine(weights, symmetries="none")
+    with torch.inference_mode():
+        logits = e.evaluator.policy_net(torch.from_numpy(features.planes(board)[None]))
+        legal = torch.from_numpy(np.append(features.legal_mask(board), True))
+        expected = nets.masked_log_softmax(logits, legal).exp()[0].numpy()
+    np.testing.assert_allclose(e.evaluate(board).moves, expected, atol=1e-6)
+
+
+def test_evaluate_averaged_over_all_symmetries_is_equivariant(weights):
+    stones = {"B": ["C3", "D7", "G5"], "W": ["E5", "F3"]}
+    board = Board(9)
+    board.setup(black=stones["B"], white=stones["W"])
+    turned = Board(9)
+    k = 5  # a rotation: rows and columns both move
+    move = lambda v: features.transform_flat_move(to_flat(from_gtp(v, 9), 9), 9, k)  # noqa: E731
+    turned.setup(black=[divmod(move(v), 9) for v in stones["B"]], white=[divmod(move(v), 9) for v in stones["W"]])
+    e = engine(weights, symmetries="all")
+    a, b = e.evaluate(board), e.evaluate(turned)
+    np.testing.assert_allclose(b.moves[features.transform_flat_move(np.arange(82), 9, k)], a.moves, atol=1e-5)
+    assert a.winrate_black == pytest.approx(b.winrate_black, abs=1e-5)
+
+
+# -- errors ---------------------------------------------------------------------------------------------------
+
+
+def test_bad_boards_raise_clear_errors(weights):
+    e = engine(weights)
+    with pytest.raises(ValueError, match="13x13.*9x9"):
+        e.evaluate(Board(13))
+    with pytest.raises(TypeError, match="Board"):
+        e.analyze("not a board")
+    over = Board(9)
+    over.pass_move()
+    over.pass_move()
+    with pytest.raises(ValueError, match="game is over"):
+        e.genmove(over)
+    resigned = Board(9)
+    resigned.resign()
+    with pytest.raises(ValueError, match="B resigned"):
+        e.analyze(resigned)
+    captured = Board(9)
+    captured.setup(black=["A1"], white=["A2", "B1"])  # setup does not capture: A1 has no liberties
+    with pytest.raises(ValueError, match="illegal position.*A1"):
+        e.evaluate(captured)
+
+
+def test_load_errors(weights):
+    with pytest.raises(ValueError, match="7x7"):
+        Engine.load(policy=weights / "policy9.pt", value=weights.parent / "value7.pt")
+    with pytest.raises(ValueError, match="give a path"):
+        Engine.load()
+    with pytest.raises(TypeError):
+        Engine.load(weights, no_such_option=1)
+
+
+# -- search ---------------------------------------------------------------------------------------------------
+
+
+def test_analyze_reports_sane_fields(weights):
+    board = Board(9)
+    board.play("E5")
+    a = engine(weights).analyze(board, visits=64)
+    assert a.visits == 64 and sum(c.visits for c in a.candidates) == 63  # the first visit evaluates the root
+    assert a.to_move == "W" and a.move == a.candidates[0].move
+    assert a.winrate_black == pytest.approx(1 - a.winrate)
+    assert [c.visits for c in a.candidates] == sorted((c.visits for c in a.candidates), reverse=True)
+    for c in a.candidates:
+        assert 0 <= c.lcb <= c.winrate <= 1 and 0 <= c.prior <= 1
+        assert c.pv[0] == c.move and board.is_legal(c.move)
+    assert a.stats.simulations == 64
+
+
+def test_tree_is_reused_along_the_game(weights):
+    e = engine(weights)
+    board = Board(9)
+    first = e.analyze(board, visits=64)
+    board.play(first.move)
+    second = e.analyze(board, visits=64)
+    assert second.visits == 64 and second.stats.simulations < 64
+
+
+def test_genmove_passes_to_win_and_resigns_when_lost(weights):
+    board = Board.from_diagram(WALLS, komi=0.5, to_move="B")
+    board.pass_move()  # white to move, 9.5 ahead: passing ends the game with a win
+    assert engine(weights).genmove(board) == "pass"
+    board.undo()
+    move = engine(weights).genmove(board)  # black, behind on the board: must not pass
+    assert move not in ("pass", "resign") and board.is_legal(move)
+    assert engine(weights, resign_threshold=1.0).genmove(Board(9)) == "resign"
+
+
+def test_ownership_marks_each_sides_area(weights):
+    board = Board.from_diagram(WALLS, komi=0.5)
+    own = engine(weights).ownership(board, rollouts=40)
+    assert own.shape == (9, 9) and np.all(np.abs(own) <= 1)
+    assert own[:, :3].mean() > 0.5 and own[:, 5:].mean() < -0.5
+
+
+def test_a_position_from_sgf_can_be_analyzed(weights):
+    path = DATA / "pro9-00.sgf"
+    board = sgf.load(path)[0].board_at(20)
+    a = engine(weights).analyze(board, visits=16)
+    assert board.is_legal(a.move) or a.move == "pass"
+    assert position_from_sgf(path, 20).zobrist_hash == board.zobrist_hash
+
+
+def test_a_single_policy_file_plays_on_rollouts(weights):
+    e = Engine.load(weights / "policy9.pt", rollout="uniform", visits=16, seed=0)
+    assert not e.evaluator.has_value and e.config.lambda_ == 1.0
+    assert e.evaluate(Board(9)).winrate_black is None
+    assert Board(9).is_legal(e.genmove(Board(9)))
+
+
+@pytest.mark.parametrize("size", [9, 19])
+def test_shipped_weights_load(size):
+    e = Engine.load(size=size, visits=8, torch_threads=1)
+    assert e.size == size and Board(size).is_legal(e.genmove(Board(size)))
+    has_value = (nets.WEIGHTS_DIR / f"value{size}.pt").exists()
+    assert e.config.lambda_ == (0.5 if has_value else 1.0)  # rollouts alone when no value net ships
+
+
+def test_no_shipped_weights_for_other_sizes():
+    with pytest.raises(FileNotFoundError, match="shipped"):
+        Engine.load(size=13)
+
+
+# -- pictures -------------------------------------------------------------------------------------------------
+
+
+def test_render_writes_png_and_svg(weights, tmp_path):
+    board = Board(9)
+    for move in ("E5", "D5", "C3"):
+        board.play(move)
+    e = engine(weights)
+    png = e.render(board, tmp_path / "policy.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    svg = e.render(board, tmp_path / "winrate.svg", what="winrate", visits=24)
+    root = ET.fromstring(svg.read_text())
+    assert root.tag.endswith("svg")
+    assert len([el for el in root.iter() if el.tag.endswith("circle") and el.get("r") != "3"]) == 3  # stones
+    render(board, tmp_path / "plain.svg", labels={"G7": "50"})
+    assert ">50<" in (tmp_path / "plain.svg").read_text()
+    with pytest.raises(ValueError, match="png or .svg"):
+        render(board, tmp_path / "board.jpg")
+    with pytest.raises(ValueError, match="heatmap"):
+        render(board, tmp_path / "x.svg", heatmap=np.zeros(10))
+
+
+def test_wilson_lower_bound():
+    assert wilson_lower_bound(0.5, 0) == 0.0
+    assert wilson_lower_bound(1.0, 10) == pytest.approx(10 / (10 + 1.96 ** 2))
+    assert wilson_lower_bound(0.6, 100) < wilson_lower_bound(0.6, 1000) < 0.6
+
+
+def test_a_seed_makes_the_search_reproducible(weights):
+    board = Board(9)
+    board.play("E5")
+    a, b = (engine(weights, seed=11).analyze(board, visits=40) for _ in range(2))
+    summary = lambda an: [(c.move, c.visits, c.winrate) for c in an.candidates]  # noqa: E731
+    assert summary(a) == summary(b)
