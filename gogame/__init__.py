@@ -1,8 +1,10 @@
 """gogame: an AlphaGo-style Go engine (board, features, networks, search)."""
 
+from gogame import sgf
 from gogame.board import Board, IllegalMove, random_playouts
+from gogame.sgf import SGFError
 
-__all__ = ["Board", "Engine", "IllegalMove", "random_playouts", "render"]
+__all__ = ["Board", "Engine", "IllegalMove", "SGFError", "random_playouts", "render", "sgf"]
 __version__ = "0.1.0"
 
 # The engine pulls in torch and the search kernels; load it on first use so `import gogame` stays light.

@@ -329,3 +329,10 @@ def test_illegal_recorded_move_raises_illegal_move():
     assert game.board_at(1).colour_at((8, 0)) == "B"
     with pytest.raises(IllegalMove):
         game.board_at()
+
+
+def test_package_exports():
+    import gogame
+
+    assert gogame.SGFError is SGFError and issubclass(SGFError, ValueError)
+    assert gogame.sgf.loads("(;SZ[9];B[ee])")[0].moves == [("B", (4, 4))]
