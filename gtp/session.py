@@ -1,0 +1,719 @@
+"""The GTP game state and its command handlers: board, komi, move history, undo by replay, handicap, time
+settings, and the player that generates moves.
+
+Scope: the Go meaning of the GTP commands. The protocol text (ids, ``=``/``?``, blank lines, the I/O loop) is
+:mod:`gtp.engine`; the search is :class:`gogame.api.Engine`, reached only through a *player* (see
+:class:`Player`): it gets a board copy and a time budget and returns a vertex or an analysis, and never sees
+GTP text.
+
+Vocabulary as in :mod:`gogame.coords`: a *colour* is ``"B"`` or ``"W"``; a *move* a ``(row, col)`` point or
+None for pass; a *vertex* its GTP text.
+
+State. The position is rebuilt from the history (``setup`` stones, then ``moves``) after undo, komi and size
+changes, as gomill's gtp_states does, so undo is exact (ko and superko included) whatever the board keeps.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+
+from gogame import coords
+from gogame.board import Board, IllegalMove, fixed_handicap_points
+from gtp.engine import GtpError, Stream, log
+
+# -- time ------------------------------------------------------------------------------------------------------
+
+TIME_SYSTEMS = ("none", "absolute", "byoyomi", "canadian")
+SAFETY_SECONDS = 1.0  # kept back from any clock for lag
+MIN_SECONDS = 0.1  # the smallest budget a move gets
+MIN_MOVES_LEFT = 10  # main time is never spread over fewer moves than this
+
+
+@dataclass
+class Clock:
+    """One colour's clock as the controller last reported it (``time_left``) or as the settings start it.
+
+    ``stones`` is 0 in main time; in byo-yomi it is the stones (canadian) or periods (japanese) left."""
+
+    seconds: float
+    stones: int = 0
+
+
+@dataclass
+class TimeControl:
+    """A time system (``system`` in :data:`TIME_SYSTEMS`) and both clocks.
+
+    ``main``: main time in seconds. ``period``: byo-yomi time (canadian: for ``stones`` stones; japanese: per
+    period, ``periods`` of them)."""
+
+    system: str = "none"
+    main: float = 0.0
+    period: float = 0.0
+    stones: int = 0
+    periods: int = 0
+    clocks: dict[str, Clock] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.system not in TIME_SYSTEMS:
+            raise ValueError(f"time system must be one of {TIME_SYSTEMS}, not {self.system!r}")
+        if not self.clocks:
+            self.clocks = {c: self._start() for c in coords.COLOURS}
+
+    def _start(self) -> Clock:
+        if self.main > 0 or self.system == "absolute":
+            return Clock(self.main, 0)
+        if self.system == "canadian":
+            return Clock(self.period, self.stones)
+        if self.system == "byoyomi":
+            return Clock(self.period, self.periods)
+        return Clock(0.0, 0)
+
+    @classmethod
+    def from_gtp(cls, main: float, byo: float, stones: int) -> TimeControl:
+        """GTP ``time_settings``: byo > 0 with 0 stones means no limit; byo 0 means absolute; else canadian."""
+        if main < 0 or byo < 0 or stones < 0:
+            raise ValueError("negative time")
+        if byo > 0 and stones == 0:
+            return cls("none")
+        if byo == 0:
+            return cls("absolute", main) if main > 0 else cls("none")
+        return cls("canadian", main, byo, stones)
+
+    def update(self, colour: str, seconds: float, stones: int) -> None:
+        """GTP ``time_left``."""
+        self.clocks[colour] = Clock(max(0.0, seconds), max(0, stones))
+
+    def spend(self, colour: str, seconds: float) -> None:
+        """Charge our own clock for a move we made (the controller's next ``time_left`` overrides it)."""
+        clock = self.clocks[colour]
+        clock.seconds -= seconds
+        if clock.stones > 0 and self.system == "canadian":
+            clock.stones -= 1
+            if clock.stones == 0:
+                clock.seconds, clock.stones = self.period, self.stones
+        elif clock.stones > 0 and self.system == "byoyomi":
+            clock.seconds = self.period  # a move within the period restarts it
+        elif clock.seconds <= 0 and self.system in ("canadian", "byoyomi"):  # main time ran out
+            clock.seconds = self.period
+            clock.stones = self.stones if self.system == "canadian" else self.periods
+        clock.seconds = max(0.0, clock.seconds)
+
+    def budget(self, colour: str, empty_points: int) -> float | None:
+        """Seconds to think about the next move of ``colour``; None without a time limit.
+
+        In main time: the remaining main time over an estimate of our moves left (half the empty points, at
+        least :data:`MIN_MOVES_LEFT`), plus most of a byo-yomi period when one follows. In canadian byo-yomi:
+        the period's time over its stones left. In japanese byo-yomi: one period. Always at least
+        :data:`SAFETY_SECONDS` below the clock and never under :data:`MIN_SECONDS`."""
+        if self.system == "none":
+            return None
+        clock = self.clocks[colour]
+        moves_left = max(MIN_MOVES_LEFT, empty_points // 2)
+        if clock.stones == 0:  # main time (or absolute)
+            share = clock.seconds / moves_left
+            if self.system != "absolute" and self.period > 0:
+                per_move = self.period / self.stones if self.system == "canadian" else self.period
+                share += 0.8 * per_move
+                usable = clock.seconds + per_move - SAFETY_SECONDS
+            else:
+                usable = clock.seconds - SAFETY_SECONDS
+        elif self.system == "canadian":
+            share = clock.seconds / clock.stones
+            usable = clock.seconds - SAFETY_SECONDS
+        else:
+            share = usable = clock.seconds - SAFETY_SECONDS
+        return max(MIN_SECONDS, min(share, usable))
+
+
+# -- the player ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Info:
+    """One candidate of an analysis, for the ``info`` lines. ``winrate`` for the side to move."""
+
+    move: str
+    visits: int
+    winrate: float
+    prior: float
+    lcb: float
+    pv: list[str]
+
+
+class Player(Protocol):
+    """What the session needs from a move generator. Boards are copies the player may keep."""
+
+    def supports(self, size: int) -> bool:
+        """Can this player play on ``size`` (without loading anything slow)?"""
+
+    def genmove(self, board: Board, seconds: float | None, cleanup: bool = False) -> str:
+        """A vertex, ``"pass"`` or ``"resign"`` for ``board.to_move``."""
+
+    def analyze(self, board: Board, seconds: float) -> list[Info]:
+        """Search for about ``seconds`` more (continuing the previous search of the same position)."""
+
+    def ownership(self, board: Board) -> np.ndarray:
+        """float ``[row, col]`` in [-1, 1], +1 black's area."""
+
+
+class EnginePlayer:
+    """A :class:`Player` over :class:`gogame.api.Engine`, one engine per board size, loaded on first use.
+
+    ``weights``: a net file or folder (:meth:`Engine.load`'s ``path``), else the shipped nets for each size.
+    Without a value net (not shipped yet for a size) the engine runs on the policy net and rollouts only
+    (``lambda`` 1). ``options``: keyword arguments for the engine (``visits``, ``seconds``, ``threads``, ...).
+    """
+
+    def __init__(self, weights: str | None = None, **options) -> None:
+        self.weights = weights
+        self.options = options
+        self._engines: dict[int, object] = {}
+        self._fixed_size: int | None = None
+        if weights is not None and Path(weights).is_file():
+            from gogame import nets
+
+            self._fixed_size = nets.load(weights).board_size
+
+    @property
+    def resign_threshold(self) -> float:
+        return float(self.options.get("resign_threshold", 0.05))
+
+    def supports(self, size: int) -> bool:
+        if size in self._engines:
+            return True
+        if self.weights is not None:
+            if self._fixed_size is not None:
+                return size == self._fixed_size
+            folder = Path(self.weights)
+            return (folder / f"policy{size}.pt").exists() or (folder / f"value{size}.pt").exists()
+        from gogame import nets
+
+        try:
+            nets.default_weights("policy", size)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def engine(self, size: int):
+        """The engine for ``size``, loaded once; GtpError if there are no weights for it."""
+        if size not in self._engines:
+            self._engines[size] = self._load(size)
+        return self._engines[size]
+
+    def _load(self, size: int):
+        from gogame import nets
+        from gogame.api import Engine
+
+        started = time.monotonic()
+        try:
+            if self.weights is not None:
+                engine = Engine.load(self.weights, size=size, **self.options)
+            else:
+                try:
+                    engine = Engine.load(size=size, **self.options)
+                except FileNotFoundError:  # no shipped value net yet: policy net and rollouts only
+                    options = dict(self.options, lambda_=1.0)
+                    engine = Engine.load(policy=nets.default_weights("policy", size), size=size, **options)
+        except (FileNotFoundError, ValueError) as e:
+            raise GtpError(f"cannot load networks for {size}x{size}: {e}") from None
+        if not engine.evaluator.has_value and engine.config.lambda_ < 1.0:
+            log("gogame-gtp: no value net; using rollouts only (lambda 1)")
+            engine.config.lambda_ = 1.0
+        log(f"gogame-gtp: loaded {size}x{size} networks in {time.monotonic() - started:.1f}s "
+            f"(value net: {'yes' if engine.evaluator.has_value else 'no'})")
+        return engine
+
+    def genmove(self, board: Board, seconds: float | None, cleanup: bool = False) -> str:
+        engine = self.engine(board.size)
+        visits = engine.visits
+        if seconds is None:
+            seconds = engine.seconds
+        engine.config.cleanup = cleanup
+        try:
+            return engine.genmove(board, visits=visits, seconds=seconds)
+        finally:
+            engine.config.cleanup = False
+
+    def analyze(self, board: Board, seconds: float) -> list[Info]:
+        engine = self.engine(board.size)
+        analysis = engine.analyze(board, seconds=seconds)
+        return [Info(c.move, c.visits, c.winrate, c.prior, c.lcb, c.pv) for c in analysis.candidates]
+
+    def ownership(self, board: Board) -> np.ndarray:
+        return self.engine(board.size).ownership(board)
+
+
+# -- argument helpers ----------------------------------------------------------------------------------------
+
+
+def _colour(text: str) -> str:
+    try:
+        return coords.parse_colour(text)
+    except ValueError:
+        raise GtpError("invalid color") from None
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise GtpError("syntax error") from None
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise GtpError("syntax error") from None
+    if not math.isfinite(value):
+        raise GtpError("syntax error")
+    return value
+
+
+def _nargs(args: list[str], *counts: int) -> None:
+    if len(args) not in counts:
+        raise GtpError("syntax error")
+
+
+def _colour_name(colour: str) -> str:
+    return "black" if colour == "B" else "white"
+
+
+# -- the session -----------------------------------------------------------------------------------------------
+
+
+class Session:
+    """One GTP game: its state and the handlers of the Go commands (:meth:`handlers`).
+
+    ``player``: the move generator (None: commands that need one fail with a GtpError). ``rules``: ``"area"``
+    or ``"territory"`` for ``final_score``. ``seconds``: fixed thinking time per move when no time settings
+    are given (None: the player's visit limit)."""
+
+    def __init__(self, player: Player | None = None, size: int = 19, komi: float = 7.5, rules: str = "area",
+                 seconds: float | None = None) -> None:
+        if rules not in ("area", "territory"):
+            raise ValueError(f"rules must be 'area' or 'territory', not {rules!r}")
+        self.player = player
+        self.rules = rules
+        self.seconds = seconds
+        self.size = coords.check_size(size)
+        self.komi = float(komi)
+        self.time = TimeControl()
+        self._dead_cache: tuple[tuple, list[str]] | None = None
+        self.clear()
+
+    # -- state ----------------------------------------------------------------------------------------------
+
+    def clear(self) -> None:
+        self.handicap: list[coords.Point] = []
+        self.setup_black: list[coords.Point] = []
+        self.setup_white: list[coords.Point] = []
+        self.first_to_move: str | None = None  # set by loadsgf when the record starts with white
+        self.moves: list[tuple[str, coords.Move]] = []
+        self.board = Board(self.size, self.komi)
+
+    def rebuild(self) -> None:
+        """The board from the setup and the moves (undo by replay)."""
+        board = Board(self.size, self.komi)
+        if self.handicap:
+            board.place_handicap(self.handicap)
+        elif self.setup_black or self.setup_white:
+            board.setup(self.setup_black, self.setup_white)
+        if self.first_to_move:
+            board.to_move = self.first_to_move
+        for colour, move in self.moves:
+            board.play(move, colour)
+        self.board = board
+
+    def play(self, colour: str, move: coords.Move) -> None:
+        try:
+            self.board.play(move, colour)
+        except IllegalMove:
+            raise GtpError("illegal move") from None
+        self.moves.append((colour, move))
+
+    def _vertex(self, text: str) -> coords.Move:
+        try:
+            return coords.from_gtp(text, self.size)
+        except ValueError:
+            raise GtpError("invalid vertex") from None
+
+    def _need_player(self) -> Player:
+        if self.player is None:
+            raise GtpError("no move generator")
+        if not self.player.supports(self.size):
+            raise GtpError(f"no networks for {self.size}x{self.size}")
+        return self.player
+
+    # -- commands -------------------------------------------------------------------------------------------
+
+    def handlers(self) -> dict[str, Callable[[list[str]], str | Stream]]:
+        return {
+            "boardsize": self.cmd_boardsize,
+            "clear_board": self.cmd_clear_board,
+            "komi": self.cmd_komi,
+            "play": self.cmd_play,
+            "genmove": self.cmd_genmove,
+            "reg_genmove": self.cmd_reg_genmove,
+            "kgs-genmove_cleanup": self.cmd_genmove_cleanup,
+            "undo": self.cmd_undo,
+            "showboard": self.cmd_showboard,
+            "final_score": self.cmd_final_score,
+            "final_status_list": self.cmd_final_status_list,
+            "fixed_handicap": self.cmd_fixed_handicap,
+            "place_free_handicap": self.cmd_place_free_handicap,
+            "set_free_handicap": self.cmd_set_free_handicap,
+            "time_settings": self.cmd_time_settings,
+            "kgs-time_settings": self.cmd_kgs_time_settings,
+            "time_left": self.cmd_time_left,
+            "loadsgf": self.cmd_loadsgf,
+            "printsgf": self.cmd_printsgf,
+            "list_stones": self.cmd_list_stones,
+            "captures": self.cmd_captures,
+            "lz-analyze": lambda args: self.cmd_analyze(args, "lz", genmove=False),
+            "kata-analyze": lambda args: self.cmd_analyze(args, "kata", genmove=False),
+            "lz-genmove_analyze": lambda args: self.cmd_analyze(args, "lz", genmove=True),
+            "kata-genmove_analyze": lambda args: self.cmd_analyze(args, "kata", genmove=True),
+        }
+
+    def cmd_boardsize(self, args: list[str]) -> str:
+        _nargs(args, 1)
+        size = _int(args[0])
+        if not coords.MIN_SIZE <= size <= coords.MAX_SIZE:
+            raise GtpError("unacceptable size")
+        if self.player is not None and not self.player.supports(size):
+            raise GtpError("unacceptable size")
+        self.size = size
+        self.clear()
+        return ""
+
+    def cmd_clear_board(self, args: list[str]) -> str:
+        self.clear()
+        return ""
+
+    def cmd_komi(self, args: list[str]) -> str:
+        _nargs(args, 1)
+        self.komi = _float(args[0])
+        self.board.komi = self.komi
+        return ""
+
+    def cmd_play(self, args: list[str]) -> str:
+        _nargs(args, 2)
+        colour = _colour(args[0])
+        if args[1].lower() == "resign":
+            return ""  # a resignation ends the game; there is nothing to record on the board
+        self.play(colour, self._vertex(args[1]))
+        return ""
+
+    def _generate(self, args: list[str], cleanup: bool = False) -> tuple[str, str]:
+        """The colour and the move the player chooses for it (not played)."""
+        _nargs(args, 1)
+        colour = _colour(args[0])
+        player = self._need_player()
+        board = self.board.copy()
+        board.to_move = colour
+        if board.consecutive_passes >= 2:
+            return colour, "pass"  # the engine does not search a finished game; GTP may ask anyway
+        seconds = self.time.budget(colour, int(np.sum(board.stones() == 0)))
+        if seconds is None:
+            seconds = self.seconds
+        started = time.monotonic()
+        move = player.genmove(board, seconds, cleanup)
+        if self.time.system != "none":
+            self.time.spend(colour, time.monotonic() - started)
+        return colour, move
+
+    def _genmove(self, args: list[str], cleanup: bool = False) -> str:
+        colour, move = self._generate(args, cleanup)
+        if move != "resign":
+            self.play(colour, coords.from_gtp(move, self.size))
+        return move
+
+    def cmd_genmove(self, args: list[str]) -> str:
+        return self._genmove(args)
+
+    def cmd_genmove_cleanup(self, args: list[str]) -> str:
+        return self._genmove(args, cleanup=True)
+
+    def cmd_reg_genmove(self, args: list[str]) -> str:
+        return self._generate(args)[1]
+
+    def cmd_undo(self, args: list[str]) -> str:
+        if not self.moves:
+            raise GtpError("cannot undo")
+        self.moves.pop()
+        self.rebuild()
+        return ""
+
+    def cmd_showboard(self, args: list[str]) -> str:
+        b = self.board
+        return (f"\n{b}\nkomi {self.komi:g}, {_colour_name(b.to_move)} to play, captures: "
+                f"black {b.captures('B')}, white {b.captures('W')}")
+
+    def dead_stones(self) -> list[str]:
+        """Vertices of the stones whose point the rollouts give to the opponent (ownership of the other sign);
+        none without a player for this size. Cached per position."""
+        if self.player is None or not self.player.supports(self.size):
+            return []
+        key = (self.size, self.board.zobrist_hash, tuple(self.moves))
+        if self._dead_cache is not None and self._dead_cache[0] == key:
+            return self._dead_cache[1]
+        own = self.player.ownership(self.board.copy())
+        stones = self.board.stones()
+        rows, cols = np.nonzero(stones * own < 0)
+        dead = [coords.to_gtp((int(r), int(c))) for r, c in zip(rows, cols)]
+        self._dead_cache = (key, dead)
+        return dead
+
+    def cmd_final_score(self, args: list[str]) -> str:
+        return self.board.result(self.rules, self.dead_stones())
+
+    def cmd_final_status_list(self, args: list[str]) -> str:
+        _nargs(args, 1)
+        status = args[0].lower()
+        if status not in ("alive", "dead", "seki"):
+            raise GtpError("syntax error")
+        if status == "seki":
+            return ""
+        dead = set(self.dead_stones())
+        stones = self.board.stones()
+        rows, cols = np.nonzero(stones)
+        vertices = [coords.to_gtp((int(r), int(c))) for r, c in zip(rows, cols)]
+        chosen = [v for v in vertices if (v in dead) == (status == "dead")]
+        return "\n".join(chosen)  # GTP wants one chain per line; one stone per line is accepted by controllers
+
+    def _check_empty(self) -> None:
+        if self.moves or np.any(self.board.stones()):
+            raise GtpError("board not empty")
+
+    def cmd_fixed_handicap(self, args: list[str]) -> str:
+        _nargs(args, 1)
+        n = _int(args[0])
+        self._check_empty()
+        try:
+            points = fixed_handicap_points(self.size, n)
+        except ValueError:
+            raise GtpError("invalid number of stones") from None
+        return self._place(points)
+
+    def _place(self, points: list[coords.Point]) -> str:
+        self.handicap = list(points)
+        self.rebuild()
+        return " ".join(coords.to_gtp(p) for p in points)
+
+    def cmd_place_free_handicap(self, args: list[str]) -> str:
+        _nargs(args, 1)
+        n = _int(args[0])
+        self._check_empty()
+        if not 2 <= n < self.size * self.size:
+            raise GtpError("invalid number of stones")
+        try:
+            points = fixed_handicap_points(self.size, n)
+        except ValueError:  # more than the fixed points, or a small board: the fixed ones, then centre-out
+            points = []
+            for k in range(min(n, 9), 1, -1):
+                try:
+                    points = fixed_handicap_points(self.size, k)
+                    break
+                except ValueError:
+                    continue
+            centre = (self.size - 1) / 2
+            rest = sorted(((r, c) for r in range(self.size) for c in range(self.size) if (r, c) not in points),
+                          key=lambda p: (abs(p[0] - centre) + abs(p[1] - centre), p))
+            # skip neighbours of chosen stones where possible, so the stones stay apart
+            spread = [p for p in rest if all(abs(p[0] - q[0]) + abs(p[1] - q[1]) > 1 for q in points)]
+            points = list(points) + (spread + [p for p in rest if p not in spread])[: n - len(points)]
+        return self._place(points)
+
+    def cmd_set_free_handicap(self, args: list[str]) -> str:
+        points = [self._vertex(v) for v in args]
+        self._check_empty()
+        if len(points) < 2 or None in points or len(set(points)) != len(points) \
+                or len(points) >= self.size * self.size:
+            raise GtpError("bad vertex list")
+        self._place(points)  # type: ignore[arg-type]
+        return ""
+
+    def cmd_time_settings(self, args: list[str]) -> str:
+        _nargs(args, 3)
+        try:
+            self.time = TimeControl.from_gtp(_float(args[0]), _float(args[1]), _int(args[2]))
+        except ValueError:
+            raise GtpError("syntax error") from None
+        return ""
+
+    def cmd_kgs_time_settings(self, args: list[str]) -> str:
+        if not args:
+            raise GtpError("syntax error")
+        system = args[0].lower()
+        try:
+            if system == "none":
+                _nargs(args, 1)
+                self.time = TimeControl("none")
+            elif system == "absolute":
+                _nargs(args, 2)
+                self.time = TimeControl.from_gtp(_float(args[1]), 0, 0)
+            elif system == "byoyomi":
+                _nargs(args, 4)
+                main, period, periods = _float(args[1]), _float(args[2]), _int(args[3])
+                if main < 0 or period < 0 or periods < 0:
+                    raise ValueError
+                if period == 0 or periods == 0:
+                    self.time = TimeControl.from_gtp(main, 0, 0)
+                else:
+                    self.time = TimeControl("byoyomi", main, period, periods=periods)
+            elif system == "canadian":
+                _nargs(args, 4)
+                self.time = TimeControl.from_gtp(_float(args[1]), _float(args[2]), _int(args[3]))
+            else:
+                raise GtpError("syntax error")
+        except ValueError:
+            raise GtpError("syntax error") from None
+        return ""
+
+    def cmd_time_left(self, args: list[str]) -> str:
+        _nargs(args, 3)
+        colour = _colour(args[0])
+        self.time.update(colour, _float(args[1]), _int(args[2]))
+        return ""
+
+    def cmd_loadsgf(self, args: list[str]) -> str:
+        from gogame import sgf
+
+        _nargs(args, 1, 2)
+        upto = _int(args[1]) if len(args) == 2 else None
+        try:
+            games = sgf.load(args[0])
+        except OSError:
+            raise GtpError("cannot load file") from None
+        except ValueError as e:
+            raise GtpError(f"cannot load file: {e}".splitlines()[0]) from None
+        if not games:
+            raise GtpError("cannot load file: no game")
+        game = games[0]
+        if self.player is not None and not self.player.supports(game.size):
+            raise GtpError("unacceptable size")
+        moves = game.moves if upto is None else game.moves[: max(0, upto - 1)]
+        saved = (self.size, self.komi, self.handicap, self.setup_black, self.setup_white, self.first_to_move,
+                 self.moves, self.board)
+        self.size, self.komi = game.size, game.komi
+        self.handicap = []
+        self.setup_black, self.setup_white = sorted(game.setup[0]), sorted(game.setup[1])
+        self.first_to_move = game.moves[0][0] if game.moves else ("W" if game.setup[0] and not game.setup[1]
+                                                                  else None)
+        self.moves = list(moves)
+        try:
+            self.rebuild()
+        except (IllegalMove, ValueError):
+            (self.size, self.komi, self.handicap, self.setup_black, self.setup_white, self.first_to_move,
+             self.moves, self.board) = saved
+            raise GtpError("cannot load file: illegal move in the record") from None
+        if upto is not None and upto - 1 < len(game.moves):
+            self.board.to_move = game.moves[max(0, upto - 1)][0]
+        return ""
+
+    def to_sgf(self) -> str:
+        from gogame import sgf
+
+        black = self.handicap or self.setup_black
+        game = sgf.Game.from_moves(self.moves, size=self.size, komi=self.komi, handicap=len(self.handicap),
+                                   setup=(black, self.setup_white),
+                                   properties={"AP": "gogame"})
+        return sgf.dumps(game)
+
+    def cmd_printsgf(self, args: list[str]) -> str:
+        _nargs(args, 0, 1)
+        text = self.to_sgf()
+        if args:
+            try:
+                Path(args[0]).write_text(text, encoding="utf-8")
+            except OSError:
+                raise GtpError("cannot write file") from None
+            return ""
+        return text
+
+    def cmd_list_stones(self, args: list[str]) -> str:
+        _nargs(args, 1)
+        sign = 1 if _colour(args[0]) == "B" else -1
+        rows, cols = np.nonzero(self.board.stones() == sign)
+        return " ".join(coords.to_gtp((int(r), int(c))) for r, c in zip(rows, cols))
+
+    def cmd_captures(self, args: list[str]) -> str:
+        _nargs(args, 1)
+        return str(self.board.captures(_colour(args[0])))
+
+    # -- analysis -------------------------------------------------------------------------------------------
+
+    def cmd_analyze(self, args: list[str], flavour: str, genmove: bool) -> Stream:
+        """``lz-analyze [colour] [interval]`` and friends (``interval`` in centiseconds; the keyword form
+        ``interval N`` is read too; other keywords and their values are ignored)."""
+        colour = self.board.to_move
+        interval = 100
+        rest = list(args)
+        if rest and rest[0].lower() in ("b", "w", "black", "white"):
+            colour = _colour(rest.pop(0))
+        elif genmove:
+            raise GtpError("syntax error")
+        seen_interval = False
+        while rest:
+            word = rest.pop(0)
+            if word.lower() == "interval" and rest:
+                interval, seen_interval = _int(rest.pop(0)), True
+            elif word.isdigit() and not seen_interval:
+                interval, seen_interval = int(word), True
+            elif rest:
+                rest.pop(0)  # an option we do not support, with its value
+        if interval < 0:
+            raise GtpError("syntax error")
+        player = self._need_player()
+        board = self.board.copy()
+        board.to_move = colour
+        if board.consecutive_passes >= 2:
+            raise GtpError("the game is over")
+        seconds = max(interval, 5) / 100  # search in steps of the interval (at least 0.05s)
+
+        def line(infos: list[Info]) -> str:
+            return " ".join(_info(i, order, flavour) for order, i in enumerate(infos))
+
+        if not genmove:
+            def run(write: Callable[[str], None], stop: threading.Event) -> None:
+                while not stop.is_set():
+                    infos = player.analyze(board.copy(), seconds)
+                    if infos and interval > 0:
+                        write(line(infos))
+            return Stream(run)
+
+        def run_genmove(write: Callable[[str], None], stop: threading.Event) -> None:
+            budget = self.time.budget(colour, int(np.sum(board.stones() == 0)))
+            total = budget if budget is not None else (self.seconds if self.seconds is not None else 1.0)
+            started = time.monotonic()
+            infos: list[Info] = []
+            while time.monotonic() - started < total:
+                infos = player.analyze(board.copy(), min(seconds, max(0.01, total - (time.monotonic() - started))))
+                if infos and interval > 0:
+                    write(line(infos))
+            move = infos[0].move if infos else player.genmove(board.copy(), 0.05)
+            if infos and infos[0].winrate < getattr(player, "resign_threshold", 0.0):
+                move = "resign"
+            if move != "resign":
+                self.play(colour, coords.from_gtp(move, self.size))
+            write(f"play {move}")
+        return Stream(run_genmove, interruptible=False)
+
+
+def _info(i: Info, order: int, flavour: str) -> str:
+    """One ``info`` clause: Leela Zero's integers (x10000) or KataGo's floats; ``pv`` last."""
+    pv = " ".join(i.pv or [i.move])
+    if flavour == "lz":
+        return (f"info move {i.move} visits {i.visits} winrate {round(10000 * i.winrate)} "
+                f"prior {round(10000 * i.prior)} lcb {round(10000 * i.lcb)} order {order} pv {pv}")
+    return (f"info move {i.move} visits {i.visits} utility {2 * i.winrate - 1:.6f} winrate {i.winrate:.6f} "
+            f"scoreMean 0.0 scoreStdev 0.0 scoreLead 0.0 prior {i.prior:.6f} lcb {i.lcb:.6f} order {order} "
+            f"pv {pv}")

@@ -1,0 +1,590 @@
+"""Tests of the GTP engine: the pure core (gtp.engine + gtp.session with a fake player), time budgets, a fuzz
+test, and end-to-end runs of ``python -m gtp`` over pipes with the shipped 9x9 nets."""
+
+from __future__ import annotations
+
+import os
+import queue
+import random
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gogame import coords, sgf
+from gtp.engine import GtpEngine, Stream, clean_line, format_response, parse_command, serve
+from gtp.session import MIN_SECONDS, SAFETY_SECONDS, Info, Session, TimeControl
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class FakePlayer:
+    """Plays the first legal non-pass move (in ``board.legal_moves()`` order); its ownership gives every
+    stone to its own colour except those listed in ``dead``, which it gives to the opponent."""
+
+    resign_threshold = 0.0
+
+    def __init__(self, sizes=(9, 19), dead=()):
+        self.sizes = set(sizes)
+        self.dead = set(dead)
+        self.calls: list[tuple[str, float | None]] = []
+
+    def supports(self, size):
+        return size in self.sizes
+
+    def genmove(self, board, seconds, cleanup=False):
+        self.calls.append(("genmove", seconds))
+        moves = [m for m in board.legal_moves() if m != "pass"]
+        return moves[0] if moves else "pass"
+
+    def analyze(self, board, seconds):
+        time.sleep(min(seconds, 0.02))
+        moves = [m for m in board.legal_moves() if m != "pass"][:3]
+        return [Info(m, 10 - k, 0.5 + 0.1 * k, 0.2, 0.4, [m, "pass"]) for k, m in enumerate(moves)]
+
+    def ownership(self, board):
+        own = board.stones().astype(np.float64)
+        for v in self.dead:
+            r, c = coords.from_gtp(v, board.size)
+            own[r, c] = -own[r, c]
+        return own
+
+
+_DEFAULT = object()
+
+
+def make(size=9, player=_DEFAULT, **kw):
+    player = FakePlayer() if player is _DEFAULT else player
+    session = Session(player, size=size, **kw)
+    engine = GtpEngine("gogame", "0.1.0")
+    engine.add_commands(session.handlers())
+    return engine, session
+
+
+def ask(engine, line):
+    return engine.handle_line(line).text
+
+
+
+
+# -- protocol core -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("protocol_version", "= 2\n\n"),
+    ("12 protocol_version", "=12 2\n\n"),
+    ("name", "= gogame\n\n"),
+    ("version", "= 0.1.0\n\n"),
+    ("known_command play", "= true\n\n"),
+    ("known_command frobnicate", "= false\n\n"),
+    ("frobnicate", "? unknown command\n\n"),
+    ("5 frobnicate 3", "?5 unknown command\n\n"),
+    ("boardsize 13", "? unacceptable size\n\n"),  # the fake player has no 13x13 nets
+    ("boardsize 30", "? unacceptable size\n\n"),
+    ("boardsize x", "? syntax error\n\n"),
+    ("boardsize 19", "=\n\n"),
+    ("komi 6.5", "=\n\n"),
+    ("komi abc", "? syntax error\n\n"),
+    ("komi nan", "? syntax error\n\n"),
+    ("play b e5", "=\n\n"),
+    ("play black E5", "=\n\n"),
+    ("play x e5", "? invalid color\n\n"),
+    ("play b z99", "? invalid vertex\n\n"),
+    ("play b", "? syntax error\n\n"),
+    ("play w pass", "=\n\n"),
+    ("undo", "? cannot undo\n\n"),
+    ("captures b", "= 0\n\n"),
+    ("list_stones w", "=\n\n"),
+    ("fixed_handicap 1", "? invalid number of stones\n\n"),
+    ("fixed_handicap 3", "= C3 G7 C7\n\n"),
+    ("set_free_handicap a1", "? bad vertex list\n\n"),
+    ("set_free_handicap a1 a1", "? bad vertex list\n\n"),
+    ("set_free_handicap a1 zz", "? invalid vertex\n\n"),
+    ("time_settings 300 30 5", "=\n\n"),
+    ("time_settings 300 x 5", "? syntax error\n\n"),
+    ("kgs-time_settings byoyomi 60 10 3", "=\n\n"),
+    ("kgs-time_settings canadian 60 300 25", "=\n\n"),
+    ("kgs-time_settings none", "=\n\n"),
+    ("kgs-time_settings fischer 60 5", "? syntax error\n\n"),
+    ("time_left b 100 0", "=\n\n"),
+    ("final_status_list alive", "=\n\n"),
+    ("final_status_list foo", "? syntax error\n\n"),
+    ("loadsgf /nonexistent/x.sgf", "? cannot load file\n\n"),
+    ("clear_board", "=\n\n"),
+    ("genmove b", "= A1\n\n"),
+    ("reg_genmove w", "= A1\n\n"),
+    ("kgs-genmove_cleanup w", "= A1\n\n"),
+])
+def test_single_commands(line, expected):
+    engine, _ = make()
+    assert ask(engine, line) == expected
+
+
+def test_quit_ends_the_session_and_list_commands_reads_the_table():
+    engine, _ = make()
+    reply = engine.handle_line("3 quit")
+    assert reply.text == "=3\n\n" and reply.end
+    listed = ask(engine, "list_commands")[2:-2].split("\n")
+    assert listed == sorted(engine.handlers)
+    for name in ("play", "genmove", "lz-analyze", "kata-analyze", "loadsgf", "kgs-genmove_cleanup", "quit"):
+        assert name in listed and ask(engine, f"known_command {name}") == "= true\n\n"
+
+
+def test_line_cleaning():
+    assert clean_line("  play\tb e5 # a comment\r\n") == "play b e5"
+    assert clean_line("pl\x01ay b\x7f e5") == "play b e5"
+    assert clean_line("# only a comment") == ""
+    assert parse_command("") is None
+    assert parse_command("7 name") == ("7", "name", [])
+    engine, _ = make()
+    assert engine.handle_line("\n").text == ""
+    assert engine.handle_line("   # comment\n").text == ""
+    assert ask(engine, "3 name # hi\r\n") == "=3 gogame\n\n"
+    assert ask(engine, "4\tknown_command\tname\r\n") == "=4 true\n\n"
+
+
+def test_no_blank_line_inside_a_response():
+    assert format_response(True, "1", "a\n\nb\n") == "=1 a\nb\n\n"
+    assert format_response(True, None, "\nboard") == "=\nboard\n\n"
+
+
+def test_internal_errors_are_answered_and_logged(capsys):
+    engine, _ = make()
+
+    def boom(args):
+        raise RuntimeError("kaboom")
+    engine.add_commands({"boom": boom})
+    assert ask(engine, "9 boom") == "?9 internal error: RuntimeError: kaboom\n\n"
+    assert "kaboom" in capsys.readouterr().err
+    assert ask(engine, "name") == "= gogame\n\n"  # still in sync
+
+
+# -- game state --------------------------------------------------------------------------------------------------
+
+
+def test_play_illegal_and_capture():
+    engine, session = make()
+    for line in ("play b a2", "play w a1", "play b b1"):
+        assert ask(engine, line) == "=\n\n"
+    assert ask(engine, "captures b") == "= 1\n\n"
+    assert ask(engine, "play w a1") == "? illegal move\n\n"  # suicide
+    assert ask(engine, "play b a2") == "? illegal move\n\n"  # occupied
+    assert ask(engine, "list_stones b") == "= B1 A2\n\n"
+    assert ask(engine, "list_stones white") == "=\n\n"
+
+
+def test_ko_and_undo_by_replay():
+    engine, session = make()
+    # a ko at B1/C1... set up:  black A1? use the classic shape on the first line
+    for line in ("play b b1", "play w c1", "play b a2", "play w d2", "play b b3", "play w c3",
+                 "play b c2", "play w b2"):  # white B2 captures C2: ko
+        assert ask(engine, line) == "=\n\n", line
+    assert ask(engine, "play b c2") == "? illegal move\n\n"  # simple ko
+    before = session.board.stones().copy()
+    assert ask(engine, "play b j9") == "=\n\n"
+    assert ask(engine, "undo") == "=\n\n"
+    assert (session.board.stones() == before).all()
+    assert ask(engine, "play b c2") == "? illegal move\n\n"  # the ko survives the undo
+    for _ in range(8):
+        assert ask(engine, "undo") == "=\n\n"
+    assert ask(engine, "undo") == "? cannot undo\n\n"
+    assert not session.board.stones().any()
+
+
+def test_handicap():
+    engine, session = make(size=19)
+    assert set(ask(engine, "fixed_handicap 4")[2:-2].split()) == {"D4", "Q4", "D16", "Q16"}
+    assert set(ask(engine, "list_stones b")[2:-2].split()) == {"D4", "Q4", "D16", "Q16"}
+    assert session.board.to_move == "W"
+    assert ask(engine, "fixed_handicap 2") == "? board not empty\n\n"
+    assert ask(engine, "play w k10") == "=\n\n"
+    assert ask(engine, "undo") == "=\n\n"  # the handicap stays
+    assert len(ask(engine, "list_stones b")[2:-2].split()) == 4
+    assert ask(engine, "clear_board") == "=\n\n"
+    reply = ask(engine, "place_free_handicap 12")
+    stones = reply[2:-2].split()
+    assert len(stones) == 12 and len(set(stones)) == 12
+    assert ask(engine, "clear_board") == "=\n\n"
+    assert ask(engine, "set_free_handicap c3 g7 e5") == "=\n\n"
+    assert ask(engine, "list_stones b") == "= C3 E5 G7\n\n"
+    assert session.board.to_move == "W"
+
+
+def test_place_free_handicap_small_board():
+    engine2, _ = make(size=5, player=FakePlayer(sizes=(5,)))
+    stones = ask(engine2, "place_free_handicap 3")[2:-2].split()
+    assert len(set(stones)) == 3
+    assert ask(engine2, "place_free_handicap 3") == "? board not empty\n\n"
+
+
+def test_showboard_and_komi():
+    engine, session = make()
+    ask(engine, "komi 0.5")
+    ask(engine, "play b e5")
+    reply = ask(engine, "showboard")
+    assert reply.startswith("=\n")
+    lines = reply[2:-2].split("\n")
+    assert lines[0].split() == list("ABCDEFGHJ")
+    assert lines[5].split() == ["5", ".", ".", ".", ".", "X", ".", ".", ".", ".", "5"]
+    assert "komi 0.5" in reply and "white to play" in reply
+    assert session.board.komi == 0.5
+
+
+def test_final_score_and_status_with_ownership():
+    engine, session = make(player=FakePlayer(dead={"E5"}))
+    for line in ("play b c3", "play w e5", "play b g7"):
+        ask(engine, line)
+    assert ask(engine, "final_status_list dead") == "= E5\n\n"
+    assert set(ask(engine, "final_status_list alive")[2:-2].split()) == {"C3", "G7"}
+    assert ask(engine, "final_status_list seki") == "=\n\n"
+    assert ask(engine, "final_score") == "= B+73.5\n\n"  # E5 is dead: all 81 points black's
+    assert ask(engine, "komi 81") == "=\n\n"
+    assert ask(engine, "final_score") == "= 0\n\n"
+
+
+def test_final_score_territory():
+    engine, _ = make(rules="territory", player=FakePlayer())
+    ask(engine, "komi 0")
+    ask(engine, "play b e5")
+    assert ask(engine, "final_score") == "= B+80\n\n"
+
+
+def test_genmove_plays_and_colours():
+    engine, session = make()
+    assert ask(engine, "genmove b") == "= A1\n\n"
+    assert ask(engine, "genmove b") == "= B1\n\n"  # the same colour twice is allowed
+    assert session.moves == [("B", (0, 0)), ("B", (0, 1))]
+    assert ask(engine, "genmove x") == "? invalid color\n\n"
+    assert ask(engine, "reg_genmove w") == "= C1\n\n"
+    assert len(session.moves) == 2  # reg_genmove does not play
+
+
+def test_genmove_without_networks():
+    engine, _ = make(player=None)
+    assert ask(engine, "genmove b") == "? no move generator\n\n"
+    assert ask(engine, "boardsize 13") == "=\n\n"  # no player: any board size the board supports
+
+
+def test_genmove_gets_the_time_budget():
+    player = FakePlayer()
+    engine, _ = make(player=player, seconds=2.5)
+    ask(engine, "genmove b")
+    assert player.calls[-1] == ("genmove", 2.5)
+    ask(engine, "time_settings 100 0 0")
+    ask(engine, "time_left w 30 0")
+    ask(engine, "genmove w")
+    assert player.calls[-1][1] == pytest.approx(30 / 40)  # 80 empty points: 40 moves left
+    ask(engine, "time_settings 0 1 0")  # no time limit: back to --time
+    ask(engine, "genmove b")
+    assert player.calls[-1] == ("genmove", 2.5)
+
+
+def test_loadsgf_printsgf_round_trip(tmp_path):
+    moves = [("B", (2, 2)), ("W", (6, 6)), ("B", (2, 6)), ("W", None), ("B", (4, 4))]
+    game = sgf.Game.from_moves(moves, size=9, komi=5.5)
+    path = tmp_path / "game.sgf"
+    path.write_text(sgf.dumps(game))
+    engine, session = make(size=19)
+    assert ask(engine, f"loadsgf {path}") == "=\n\n"
+    assert session.size == 9 and session.komi == 5.5 and session.moves == moves
+    assert ask(engine, "list_stones b") == "= C3 G3 E5\n\n"
+    printed = ask(engine, "printsgf")
+    assert printed.startswith("= (;")
+    again = sgf.loads(printed[2:-2])[0]
+    assert again.moves == moves and again.size == 9 and again.komi == 5.5
+    out = tmp_path / "out.sgf"
+    assert ask(engine, f"printsgf {out}") == "=\n\n"
+    assert sgf.load(out)[0].moves == moves
+    assert ask(engine, f"loadsgf {path} 3") == "=\n\n"  # up to, not including, move 3
+    assert session.moves == moves[:2] and session.board.to_move == "B"
+    bad = tmp_path / "bad.sgf"
+    bad.write_text("(;GM[1]SZ[13];B[aa])")
+    assert ask(engine, f"loadsgf {bad}") == "? unacceptable size\n\n"
+    assert session.size == 9  # unchanged
+    junk = tmp_path / "junk.sgf"
+    junk.write_text("this is not sgf")
+    assert ask(engine, f"loadsgf {junk}").startswith("? cannot load file")
+
+
+def test_printsgf_with_handicap():
+    engine, _ = make()
+    ask(engine, "fixed_handicap 2")
+    ask(engine, "play w e5")
+    game = sgf.loads(ask(engine, "printsgf")[2:-2])[0]
+    assert game.handicap == 2 and len(game.setup[0]) == 2 and game.moves == [("W", (4, 4))]
+
+
+# -- analysis streams ----------------------------------------------------------------------------------------------
+
+
+def run_stream(stream: Stream, seconds: float) -> list[str]:
+    lines: list[str] = []
+    stop = threading.Event()
+    t = threading.Thread(target=stream.run, args=(lines.append, stop))
+    t.start()
+    time.sleep(seconds)
+    stop.set()
+    t.join(5)
+    assert not t.is_alive()
+    return lines
+
+
+def test_lz_analyze_stream_core():
+    engine, _ = make()
+    reply = engine.handle_line("5 lz-analyze b 2")
+    assert reply.text == "=5\n" and reply.stream is not None
+    lines = run_stream(reply.stream, 0.2)
+    assert lines
+    for line in lines:
+        infos = ["info " + part for part in line.split("info ")[1:]]
+        assert infos
+        for order, info in enumerate(infos):
+            words = info.split()
+            pv_at = words.index("pv")
+            fields = dict(zip(words[1:pv_at:2], words[2:pv_at:2]))
+            assert set(fields) == {"move", "visits", "winrate", "prior", "lcb", "order"}
+            for key in ("visits", "winrate", "prior", "lcb", "order"):
+                assert fields[key].lstrip("-").isdigit()
+            assert int(fields["order"]) == order
+            assert len(words) > pv_at + 1
+
+
+def test_kata_analyze_floats_and_genmove_analyze():
+    engine, session = make(seconds=0.1)
+    reply = engine.handle_line("kata-analyze interval 2")
+    line = run_stream(reply.stream, 0.1)[0]
+    assert "scoreLead" in line and "winrate 0.5" in line
+    reply = engine.handle_line("lz-genmove_analyze w 2")
+    assert not reply.stream.interruptible
+    lines = run_stream(reply.stream, 0.0)
+    assert lines[-1] == "play A1" and lines[0].startswith("info move")
+    assert session.moves == [("W", (0, 0))]
+    assert ask(engine, "lz-genmove_analyze 2") == "? syntax error\n\n"
+
+
+def drive(engine: GtpEngine, script: str, pause: float = 0.0) -> str:
+    """Run :func:`serve` over a scripted stdin (optionally pausing between lines); return stdout."""
+    import io
+
+    class SlowIn:
+        def __iter__(self):
+            for line in script.splitlines(keepends=True):
+                time.sleep(pause)
+                yield line
+
+    out = io.StringIO()
+    serve(engine, SlowIn(), out)
+    return out.getvalue()
+
+
+def test_serve_stops_analysis_on_the_next_command():
+    engine, _ = make()
+    out = drive(engine, "1 lz-analyze 1\n2 name\n3 quit\nname\n", pause=0.15)
+    head, rest = out.split("=1\n", 1)
+    assert head == ""
+    analysis, after = rest.split("\n\n", 1)
+    assert all(line.startswith("info move ") for line in analysis.split("\n"))
+    assert after == "=2 gogame\n\n=3\n\n"  # nothing after quit
+
+
+# -- fuzz ------------------------------------------------------------------------------------------------------------
+
+WORDS = ["play", "genmove", "undo", "boardsize", "komi", "b", "w", "white", "pass", "e5", "a1", "j9", "z0", "t19",
+         "-1", "0", "1", "7", "19", "25", "26", "9", "1e400", "nan", "inf", "fixed_handicap", "place_free_handicap",
+         "set_free_handicap", "final_score", "final_status_list", "dead", "alive", "time_settings", "time_left",
+         "kgs-time_settings", "byoyomi", "canadian", "absolute", "none", "list_stones", "captures", "showboard",
+         "clear_board", "known_command", "reg_genmove", "printsgf", "loadsgf", "/dev/null", "#", "\t", "\x00",
+         "\x1b[0m", "é", "∞", "", "12", "kgs-genmove_cleanup", "name", "protocol_version", "list_commands"]
+
+
+def test_fuzz_core_never_raises_and_stays_well_formed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # "printsgf WORD" writes a file named WORD
+    rng = random.Random(1)
+    engine, _ = make()
+    for _ in range(3000):
+        if rng.random() < 0.1:
+            line = "".join(chr(rng.randrange(0, 0x250)) for _ in range(rng.randrange(0, 20)))
+        else:
+            line = " ".join(rng.choice(WORDS) for _ in range(rng.randrange(0, 5)))
+        if rng.random() < 0.3:
+            line = f"{rng.randrange(100)} {line}"
+        line += rng.choice(["", "\n", "\r\n", "\r"])
+        reply = engine.handle_line(line)
+        assert reply.stream is None
+        if reply.end:
+            engine, _ = make()
+        if not reply.text:
+            assert clean_line(line) == "" or not clean_line(line).split()
+            continue
+        text = reply.text
+        assert text.endswith("\n\n") and text[0] in "=?", repr(text)
+        assert "\n\n" not in text[:-2], repr(text)
+        assert "internal error" not in text, (line, text)
+
+
+# -- time budgets ----------------------------------------------------------------------------------------------------
+
+
+def test_time_budget_absolute():
+    tc = TimeControl.from_gtp(600, 0, 0)
+    assert tc.system == "absolute"
+    assert tc.budget("B", 361) == pytest.approx(600 / 180)
+    tc.update("B", 30, 0)
+    assert tc.budget("B", 10) == pytest.approx(30 / 10)  # at least MIN_MOVES_LEFT moves
+    tc.update("B", 0.5, 0)
+    assert tc.budget("B", 10) == MIN_SECONDS  # below the safety margin: the floor
+
+
+def test_time_budget_canadian_and_byoyomi():
+    tc = TimeControl.from_gtp(0, 300, 25)
+    assert tc.system == "canadian" and tc.clocks["W"].stones == 25
+    assert tc.budget("W", 200) == pytest.approx(300 / 25)
+    tc.update("W", 20, 2)
+    assert tc.budget("W", 200) == pytest.approx(10)
+    tc.update("W", 1.5, 1)
+    assert tc.budget("W", 200) == pytest.approx(1.5 - SAFETY_SECONDS)
+    jp = TimeControl("byoyomi", 60, 10, periods=3)
+    assert jp.budget("B", 81) == pytest.approx(60 / 40 + 8)
+    jp.update("B", 10, 3)
+    assert jp.budget("B", 81) == pytest.approx(10 - SAFETY_SECONDS)
+    jp.spend("B", 4)
+    assert jp.clocks["B"].seconds == 10  # a period restarts after a move
+
+
+def test_time_budget_none_and_spend():
+    assert TimeControl.from_gtp(0, 5, 0).budget("B", 81) is None  # GTP: byo-yomi without stones = no limit
+    assert TimeControl.from_gtp(0, 0, 0).budget("B", 81) is None
+    tc = TimeControl.from_gtp(10, 0, 0)
+    tc.spend("B", 4)
+    assert tc.clocks["B"].seconds == 6 and tc.clocks["W"].seconds == 10
+    ca = TimeControl.from_gtp(1, 30, 3)
+    ca.spend("B", 2)  # main time ran out: byo-yomi starts
+    assert (ca.clocks["B"].seconds, ca.clocks["B"].stones) == (30, 3)
+    with pytest.raises(ValueError):
+        TimeControl.from_gtp(-1, 0, 0)
+
+
+# -- end to end ------------------------------------------------------------------------------------------------------
+
+
+def start_engine(*args):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "gtp", "--size", "9", "--visits", "16", "--seed", "1", *args],
+                            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+
+
+def read_response(proc, timeout=120.0) -> str:
+    """Lines up to the blank line that ends a response (a reader thread keeps timeouts honest)."""
+    q: queue.Queue = queue.Queue()
+
+    def reader():
+        lines = []
+        while True:
+            line = proc.stdout.readline()
+            if line == "" or line == "\n":
+                q.put("".join(lines) + line)
+                return
+            lines.append(line)
+    threading.Thread(target=reader, daemon=True).start()
+    return q.get(timeout=timeout)
+
+
+def send(proc, line, timeout=120.0) -> str:
+    proc.stdin.write(line + "\n")
+    proc.stdin.flush()
+    return read_response(proc, timeout)
+
+
+def test_end_to_end_subprocess():
+    proc = start_engine()
+    try:
+        assert send(proc, "1 protocol_version") == "=1 2\n\n"
+        assert send(proc, "boardsize 9") == "=\n\n"
+        assert send(proc, "boardsize 7") == "? unacceptable size\n\n"
+        assert send(proc, "clear_board") == "=\n\n"
+        assert send(proc, "play b e5") == "=\n\n"
+        reply = send(proc, "2 genmove w")
+        assert re.fullmatch(r"=2 ([A-HJ][1-9]|pass|resign)\n\n", reply), reply
+        reply = send(proc, "3 genmove b")
+        assert re.fullmatch(r"=3 ([A-HJ][1-9]|pass|resign)\n\n", reply), reply
+        assert send(proc, "play b e5") == "? illegal move\n\n"
+        assert send(proc, "undo") == "=\n\n"
+        assert send(proc, "showboard").startswith("=\n   A B C D E F G H J\n")
+        assert send(proc, "frob") == "? unknown command\n\n"
+        # lz-analyze: "=" at once, info lines until the next command
+        proc.stdin.write("4 lz-analyze 5\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == "=4\n"
+        info = proc.stdout.readline()
+        time.sleep(0.3)
+        proc.stdin.write("5 name\n")
+        proc.stdin.flush()
+        rest = read_response(proc)
+        assert info.startswith("info move ")
+        for line in [info] + rest.splitlines()[:-1]:
+            if not line.strip():
+                continue
+            for part in line.split("info ")[1:]:
+                words = part.split()
+                assert words[0] == "move" and "pv" in words
+                pv_at = words.index("pv")
+                assert all(words[k].isdigit() for k in range(3, pv_at, 2))  # lz: integers
+        assert read_response(proc) == "=5 gogame\n\n"  # the reply to name follows the analysis' blank line
+        assert send(proc, "quit") == "=\n\n"
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "ready" in proc.stderr.read()
+
+
+def test_cli_refuses_a_size_without_networks():
+    proc = subprocess.run([sys.executable, "-m", "gtp", "--size", "7"], cwd=REPO, capture_output=True, text=True,
+                          input="", timeout=60)
+    assert proc.returncode != 0 and "no networks for 7x7" in proc.stderr and proc.stdout == ""
+
+
+def test_game_against_gnugo_over_gtp_pipes():
+    """A 9x9 game, gogame (black) against GNU Go level 1 (white), both over GTP pipes, capped at 40 moves;
+    every move gogame makes must be accepted by GNU Go, and both must agree on the final position."""
+    from tests.gnugo import GnuGo
+
+    gnugo = GnuGo("--chinese-rules", "--level", "1")
+    proc = start_engine()
+    try:
+        for cmd in ("boardsize 9", "clear_board", "komi 7.5"):
+            gnugo.send(cmd)
+            assert send(proc, cmd) == "=\n\n"
+        passes = 0
+        for n in range(40):
+            colour = "b" if n % 2 == 0 else "w"
+            if colour == "b":
+                move = send(proc, "genmove b")[2:-2]
+                if move == "resign":
+                    break
+                gnugo.send(f"play b {move}")
+            else:
+                move = gnugo.send("genmove w")
+                if move.lower() == "resign":
+                    break
+                assert send(proc, f"play w {move}") == "=\n\n", move
+            passes = passes + 1 if move.lower() == "pass" else 0
+            if passes == 2:
+                break
+        ours = sorted(send(proc, "list_stones b")[2:-2].split() + send(proc, "list_stones w")[2:-2].split())
+        theirs = sorted(gnugo.send("list_stones black").split() + gnugo.send("list_stones white").split())
+        assert ours == theirs
+        assert re.fullmatch(r"= (B\+|W\+)[0-9.]+\n\n|= 0\n\n", send(proc, "final_score"))
+        assert send(proc, "quit") == "=\n\n"
+    finally:
+        gnugo.close()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
