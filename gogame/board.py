@@ -261,7 +261,10 @@ class Board:
                 point = coords.parse_move(move, self.size)
                 if point is None:
                     raise ValueError("setup needs points, not pass")
-                self._fast.colour[self._index(point)] = c
+                p = self._index(point)
+                self._fast.colour[p] = c
+                # Setup stones were never played: they count as old (8 or more turns) in the features.
+                self._fast.placed[p] = self._fast.meta[fb.M_MOVES] - 8
         fb.rebuild(self._fast)
         self._undo.clear()
         self._seen.clear()

@@ -95,7 +95,7 @@ _TURNS, _LIBS, _CAPTURE, _SELF_ATARI, _LIBS_AFTER = 4, 12, 20, 28, 36
 _LADDER_CAPTURE, _LADDER_ESCAPE, _SENSIBLE, _COLOUR = 44, 45, 46, 48
 
 LADDER_NODES = 400  # moves a ladder read may play
-LADDER_DEPTH = 80  # plies per ladder read (a ladder across a 19x19 board is about 40)
+LADDER_DEPTH = 80  # plies per ladder read (a ladder across a 19x19 board takes 40 to 60)
 
 
 def plane_slice(name: str, family: str) -> slice:

@@ -364,8 +364,8 @@ def test_zero17_history():
 
 
 def random_position(size: int, seed: int, n: int) -> Board:
-    """``n`` random moves that fill no own eye (passes where there is none)."""
-    board = Board(size)
+    """``n`` random moves that fill no own eye (passes where there is none); simple ko, as the planes."""
+    board = Board(size, superko="none")
     rng = random.Random(seed)
     for _ in range(n):
         c = int(board.fast.meta[fb.M_TO_MOVE])
@@ -376,7 +376,7 @@ def random_position(size: int, seed: int, n: int) -> Board:
     return board
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(size=st.sampled_from([7, 9]), seed=st.integers(0, 2**31), n=st.integers(1, 120))
 def test_move_planes_match_copy_and_play_on_random_positions(size, seed, n):
     check_move_planes(random_position(size, seed, n), ladders=True)
@@ -413,8 +413,8 @@ def replay(moves, k: int = 0, upto: int | None = None) -> Board:
 
 
 def test_move_planes_match_copy_and_play_on_pro_positions():
-    for moves in pro_games(3):
-        for upto in range(30, len(moves), 40):
+    for moves in pro_games(6):
+        for upto in range(20, len(moves), 15):
             check_move_planes(replay(moves, upto=upto), ladders=True)
 
 
@@ -484,3 +484,13 @@ def test_legal_mask_matches_the_board_rules():
     c1 = board._index(at(board, "C1"))
     assert fb.is_legal(board.fast, c1, int(board.fast.meta[fb.M_TO_MOVE])) and not board.is_legal("C1")
     assert not F.legal_mask(board)[2] and F.legal_mask(board).sum() == len(board.legal_moves())
+
+
+def test_setup_stones_count_as_old():
+    board = Board(9)
+    board.place_handicap(["C3", "G7"])
+    board.play("E5")
+    p = F.planes(board, "alphago48")
+    turns = p[F.plane_slice("alphago48", "turns_since")]
+    assert turns[:, 2, 2].argmax() == 7 and turns[:, 6, 6].argmax() == 7  # the >= 8 bucket
+    assert turns[0, 4, 4] == 1  # the stone just played
