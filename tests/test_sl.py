@@ -123,3 +123,11 @@ def test_sl_runs_data_parallel_under_torchrun(dataset, tmp_path):
     steps = [int(r["step"]) for r in csv.DictReader(open(out / "metrics.csv")) if r["split"] == "train"]
     assert steps[-1] == 6
     assert nets.load(out / "last.pt").meta["kind"] == "policy"
+
+
+@pytest.mark.parametrize("which", ["default-rollout", "default-tree"])
+def test_eval_policy_scores_pattern_policies_with_their_speed(which, capsys):
+    assert train_main(["eval-policy", which, str(FIXTURES), "--size", "19", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["policy"] == which.split("-")[1]
+    assert report["positions"] > 500 and 0.05 < report["top1"] < 0.9 and report["us_per_move"] > 0

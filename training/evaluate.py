@@ -97,7 +97,8 @@ def expert_positions(sources, size: int, feature_set: str, keep=lambda name: Tru
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="a policy net file or trainer checkpoint, or 'default' (the shipped net)")
+    parser.add_argument("checkpoint", help="a policy net file or trainer checkpoint, 'default' (the shipped net), "
+                        "a rollout/tree policy .npz, or 'default-rollout' / 'default-tree'")
     parser.add_argument("sources", nargs="+", help="SGF folders, files or archives")
     parser.add_argument("--size", type=int, default=None, help="board size (default: the net's)")
     parser.add_argument("--split", choices=[*SPLITS, "all"], default="all",
@@ -111,7 +112,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
+ROLLOUT_DEFAULTS = {"default-rollout": False, "default-tree": True}
+
+
+def evaluate_pattern_policy(args: argparse.Namespace, keep) -> dict:
+    """Top-1 accuracy, log loss and microseconds per move of a rollout or tree policy (see :mod:`training.rollout_train`)."""
+    from gogame.rollout import RolloutPolicy
+    from training import rollout_train
+
+    if args.checkpoint in ROLLOUT_DEFAULTS:
+        policy = RolloutPolicy.load(tree=ROLLOUT_DEFAULTS[args.checkpoint])
+    else:
+        policy = RolloutPolicy.load(args.checkpoint)
+    size = args.size or 19
+    skipped = defaultdict(int)
+    games = [g for name, g in islice(read_games(args.sources, size=size, skipped=skipped), args.max_games) if keep(name)]
+    packed = rollout_train.GameSet.from_games(games, size)
+    rollout_train.evaluate(policy, rollout_train.GameSet.from_games(games[:1], size))  # compile outside the timing
+    start = time.perf_counter()
+    top1, loss, positions = rollout_train.evaluate(policy, packed)
+    seconds = time.perf_counter() - start
+    return {"positions": positions, "top1": top1, "loglik": -loss, "us_per_move": 1e6 * seconds / max(positions, 1),
+            "policy": "tree" if policy.tree else "rollout", "skipped": dict(skipped)}
+
+
 def run(args: argparse.Namespace) -> int:
+    keep = (lambda name: True) if args.split == "all" else (
+        lambda name: split_of(name, args.seed, args.val, args.test) == args.split)
+    if args.checkpoint in ROLLOUT_DEFAULTS or args.checkpoint.endswith(".npz"):
+        report = evaluate_pattern_policy(args, keep)
+        report["checkpoint"] = args.checkpoint
+        print(json.dumps(report) if args.json else
+              f"positions {report['positions']}: top-1 {report['top1']:.1%}, log-likelihood {report['loglik']:.3f}, "
+              f"{report['us_per_move']:.2f} us per move ({report['policy']} policy)")
+        return 0
     if args.checkpoint == "default":
         net = nets.load(nets.default_weights("policy", args.size or 19), kind="policy")
     else:
@@ -119,8 +153,6 @@ def run(args: argparse.Namespace) -> int:
     size = args.size or net.meta["board_size"]
     if size != net.meta["board_size"]:
         raise SystemExit(f"the net plays {net.meta['board_size']}x{net.meta['board_size']}, not {size}x{size}")
-    keep = (lambda name: True) if args.split == "all" else (
-        lambda name: split_of(name, args.seed, args.val, args.test) == args.split)
     skipped = defaultdict(int)
     start = time.perf_counter()
     positions = tqdm(expert_positions(args.sources, size, net.meta["features"], keep, args.max_games, skipped),
