@@ -24,12 +24,13 @@ engine must load weights without the training package.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from gogame.atomic import write_atomically
 
 FORMAT = "gogame-checkpoint"
 VERSION = 1
@@ -85,31 +86,7 @@ def save_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> None
     full = {"format": FORMAT, "version": VERSION, **payload}
     check_weights_only_safe(full)
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(full, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        # BaseException too: a KeyboardInterrupt mid-write must not leave litter.
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); folders cannot be opened on Windows."""
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_atomically(path, lambda f: torch.save(full, f))
 
 
 def load_checkpoint(

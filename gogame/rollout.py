@@ -57,6 +57,7 @@ import numba as nb
 import numpy as np
 
 from gogame import fastboard as fb
+from gogame.atomic import write_atomically
 from gogame.board import Board
 from gogame.coords import Move
 from gogame.fastboard import (
@@ -950,12 +951,9 @@ class RolloutPolicy:
 
     def save(self, path: str | Path) -> None:
         """Write the keys, weights and ``info`` to an ``.npz`` (atomically: a temporary file, then a rename)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(tmp, version=FORMAT_VERSION, kind="tree" if self.tree else "rollout", keys=self.keys,
-                            weights=self.weights.astype(np.float32),
-                            **{k: np.float64(v) for k, v in self.info.items()})
-        tmp.replace(path)
+        write_atomically(path, lambda f: np.savez_compressed(
+            f, version=FORMAT_VERSION, kind="tree" if self.tree else "rollout", keys=self.keys,
+            weights=self.weights.astype(np.float32), **{k: np.float64(v) for k, v in self.info.items()}))
 
     def probabilities(self, board: Board) -> np.ndarray:
         """float64[size * size + 1], flat indices (see :mod:`gogame.coords`): the policy for the side to move.

@@ -40,7 +40,6 @@ import math
 import multiprocessing as mp
 import os
 import re
-import tempfile
 import time
 import zlib
 from collections import Counter
@@ -57,6 +56,7 @@ from tqdm import tqdm
 from gogame import coords, features
 from gogame import fastboard as fb
 from gogame.board import Board, IllegalMove
+from gogame.atomic import write_atomically
 from gogame.sgf import Game
 from training.corpus import iter_sgf, parse_games
 
@@ -249,16 +249,7 @@ def _assemble(encoded: list[tuple[str, Game, np.ndarray, np.ndarray]], feature_s
 
 def save_shard(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write an .npz shard atomically (temporary file, then rename)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, lambda f: np.savez(f, **arrays))
 
 
 def load_shard(path: str | os.PathLike) -> dict[str, np.ndarray]:
