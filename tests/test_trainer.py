@@ -361,7 +361,7 @@ def test_ddp_two_gloo_processes(tmp_path):
     result = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
 
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     assert [r["world"] for r in ranks] == [2, 2]
     # different initial weights (seeded by rank), yet DDP keeps the ranks identical
     assert_same_weights(ranks[0]["weights"], ranks[1]["weights"])
