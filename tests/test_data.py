@@ -227,3 +227,13 @@ def test_positions_per_game_samples_a_seeded_subset(tmp_path):
         board = game.board_at(int(kept[0]))
         expected = features.planes(board, "alphago49")
         assert (np.unpackbits(arrays["planes"][row])[: expected.size].reshape(expected.shape) == expected).all()
+
+
+def test_small_jobs_train_from_sgf_without_shards():
+    games = [(str(p), load(p)[0]) for p in NINE[:3]]
+    arrays = data.encode_games(games, "alphago48", 9)
+    source = data.PositionBatches(arrays, 16, seed=0)
+    assert len(source) == sum(len(g.moves) for _, g in games)
+    batch = next(iter(source.batches(0)))
+    planes = data.unpack_planes(batch["planes"], 48, 9)
+    assert planes.shape == (16, 48, 9, 9) and batch["move"].max() <= 81
