@@ -135,6 +135,9 @@ class Evaluation:
         return [(coords.to_gtp(coords.from_flat(int(i), self.size)), float(self.moves[i])) for i in order]
 
 
+RESIGN_MIN_VISITS = 100  # fewer visits never justify resigning
+
+
 @dataclass(frozen=True)
 class Candidate:
     """A root move after a search: visits, win rate for the side to move, prior, a lower bound and the PV."""
@@ -320,13 +323,14 @@ class Engine:
 
         Passes at once when the opponent has just passed and the board as it stands wins for us (area
         scoring); never passes when that would lose (see :func:`gogame.mcts.pass_allowed`); resigns when the
-        best move's win rate is below ``resign_threshold``.
+        best move's win rate is below ``resign_threshold`` after at least ``RESIGN_MIN_VISITS`` visits (a win rate
+        from a handful of rollouts is noise, not a lost game).
         """
         self._check(board, playing=True)
         if pass_wins(board):
             return "pass"
         analysis = self.analyze(board, visits, seconds)
-        if analysis.winrate < self.resign_threshold:
+        if analysis.visits >= RESIGN_MIN_VISITS and analysis.winrate < self.resign_threshold:
             return "resign"
         return analysis.move
 

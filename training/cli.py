@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "value-sl": ("training.sl", "run_value", "train a value net on expert game outcomes"),
     "eval-policy": ("training.evaluate", "run", "accuracy of a policy net on held-out expert games"),
     "rollout": ("training.rollout_train", "run", "learn the rollout or tree policy's pattern weights from expert games"),
+    "match": ("training.match", "run", "play two GTP engines against each other: win rate, Elo, SGF records"),
     "plot": ("training.metrics", "run", "plot a run's metrics.csv to PNG"),
 }
 

@@ -1,0 +1,216 @@
+"""``gogame-train match``: statistics pinned to known values, the GTP controller's failure modes against scripted
+fake engines, and real matches (GNU Go against itself on 7x7, our engine against GNU Go on a capped 9x9 game)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from gogame import sgf
+from training import match
+
+GNUGO = shutil.which("gnugo") or "/usr/games/gnugo"
+GNUGO_CMD = f"{GNUGO} --mode gtp --level 0 --chinese-rules --capture-all-dead"
+needs_gnugo = pytest.mark.skipif(not shutil.which(GNUGO), reason="GNU Go is not installed")
+
+# A scripted GTP engine: MODE is ok (answers '=' to everything, genmove A1 always: illegal on its 2nd move),
+# garbage (not GTP after 'name'), exit (exits after 'name'), silent (never answers after 'name'), refuse ('?').
+FAKE = textwrap.dedent("""
+    import sys, time
+    mode = sys.argv[1]
+    for line in sys.stdin:
+        cmd = line.split()
+        if not cmd:
+            continue
+        if cmd[0] == "name":
+            print("= fake\\n", flush=True)
+            continue
+        if cmd[0] == "quit":
+            print("=\\n", flush=True)
+            break
+        if mode == "garbage":
+            print("hello there\\n", flush=True)
+        elif mode == "exit":
+            sys.exit(1)
+        elif mode == "silent":
+            time.sleep(60)
+        elif mode == "refuse":
+            print("? no way\\n", flush=True)
+        elif cmd[0] == "genmove":
+            print("= A1\\n", flush=True)
+        elif cmd[0] == "final_score":
+            print("= 0\\n", flush=True)
+        else:
+            print("=\\n", flush=True)
+""")
+
+
+@pytest.fixture
+def fake(tmp_path: Path):
+    script = tmp_path / "fake_engine.py"
+    script.write_text(FAKE)
+    return lambda mode: f"{shlex.quote(sys.executable)} {shlex.quote(str(script))} {mode}"
+
+
+def run_match(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    match.add_arguments(parser)
+    return match.run(parser.parse_args(argv))
+
+
+# -- statistics ---------------------------------------------------------------------------------------------
+
+
+def test_wilson_interval_known_values():
+    # Wilson (1927) with z = 1.96: 5/10 -> 0.2366..0.7634, 0/10 -> 0..0.2775, 8/10 -> 0.4902..0.9433.
+    assert match.wilson_interval(5, 10) == pytest.approx((0.236593, 0.763407), abs=1e-6)
+    assert match.wilson_interval(0, 10) == pytest.approx((0.0, 0.277533), abs=1e-6)
+    assert match.wilson_interval(8, 10) == pytest.approx((0.490162, 0.943318), abs=1e-6)
+    assert match.wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_elo_known_values():
+    assert match.elo_difference(0.5) == 0.0
+    assert match.elo_difference(0.75) == pytest.approx(190.848501, abs=1e-5)  # 400 log10 3
+    assert match.elo_difference(10 / 11) == pytest.approx(400.0)
+    assert match.elo_difference(1 / 11) == pytest.approx(-400.0)
+    assert match.elo_difference(1.0) == float("inf")
+    assert match.elo_difference(0.0) == float("-inf")
+
+
+def test_tally_summary_counts_colours_draws_and_unbounded_elo():
+    tally = match.Tally()
+    tally.add("B+3", a_is_black=True)       # A wins as black
+    tally.add("B+R", a_is_black=False)      # B wins as black
+    tally.add("W+F", a_is_black=False)      # A wins as white
+    tally.add("0", a_is_black=True, disagreement=True)
+    s = tally.summary()
+    assert (s["games"], s["wins_a"], s["wins_b"], s["draws"], s["disagreements"]) == (4, 2, 1, 1, 1)
+    assert s["winrate_a"] == 0.625
+    assert s["ci95"] == pytest.approx(list(match.wilson_interval(2.5, 4)))
+    shutout = match.Tally()
+    shutout.add("B+1", a_is_black=True)
+    summary = shutout.summary()
+    assert summary["elo"] is None and summary["elo_ci95"][1] is None  # +inf is null in JSON
+    json.dumps(summary, allow_nan=False)
+
+
+def test_parse_score():
+    assert match.parse_score("B+3.5") == 3.5
+    assert match.parse_score("W+2.0") == -2.0
+    assert match.parse_score("0") == 0.0
+    assert match.parse_score("? cannot score") is None
+
+
+# -- the controller ---------------------------------------------------------------------------------------------
+
+
+def test_controller_distinguishes_failures(fake):
+    with match.GtpController(shlex.split(fake("refuse")), timeout=10) as engine:
+        assert engine.send("name") == "fake"
+        with pytest.raises(match.GtpError, match="no way"):
+            engine.send("boardsize 9")
+    with match.GtpController(shlex.split(fake("garbage")), timeout=10) as engine:
+        with pytest.raises(match.GtpProtocolError, match="hello there"):
+            engine.send("boardsize 9")
+    with match.GtpController(shlex.split(fake("exit")), timeout=10) as engine:
+        with pytest.raises(match.GtpChannelClosed):
+            engine.send("boardsize 9")
+        with pytest.raises(match.GtpChannelClosed):
+            engine.send("clear_board")
+    start = time.monotonic()
+    with match.GtpController(shlex.split(fake("silent")), timeout=0.5) as engine:
+        with pytest.raises(match.GtpTimeout):
+            engine.send("boardsize 9")
+    assert time.monotonic() - start < 10  # timed out, and the silent engine was killed, not waited for
+
+
+@pytest.mark.parametrize("mode, error", [("garbage", "not a GTP response"), ("exit", "closed its pipe"),
+                                         ("silent", "did not answer")])
+def test_broken_engine_stops_the_match_with_a_clear_error(tmp_path, fake, capsys, mode, error):
+    code = run_match([fake("ok"), fake(mode), "--games", "2", "--size", "5", "--komi", "0",
+                      "--out", str(tmp_path / "out"), "--move-timeout", "1", "--no-logs"])
+    assert code == 3
+    err = capsys.readouterr().err
+    assert error in err and "engine B" in err and "rerun to resume" in err
+    assert not list((tmp_path / "out").glob("*.sgf"))
+
+
+@needs_gnugo
+def test_illegal_move_forfeits_the_game(tmp_path, fake, capsys):
+    out = tmp_path / "out"
+    assert run_match([fake("ok"), GNUGO_CMD, "--games", "1", "--size", "5", "--komi", "0", "--out", str(out),
+                      "--json"]) == 0
+    game = sgf.load(out / "game-0001.sgf")[0]
+    assert game.result == "W+F" and game.get("PB") == "fake" and game.get("PW") == "GNU Go"
+    assert "forfeits" in game.get("C") and "A1" in game.get("C")
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (summary["wins_a"], summary["wins_b"]) == (0, 1)
+
+
+# -- real matches -----------------------------------------------------------------------------------------------
+
+
+@needs_gnugo
+def test_gnugo_match_writes_sgf_reports_json_and_resumes(tmp_path, capsys):
+    out = tmp_path / "out"
+    args = [GNUGO_CMD, GNUGO_CMD, "--games", "2", "--size", "7", "--komi", "7.5", "--out", str(out), "--json"]
+    assert run_match(args) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["games"] == 2 and summary["wins_a"] + summary["wins_b"] + summary["draws"] == 2
+    lo, hi = summary["ci95"]
+    assert 0 <= lo <= summary["winrate_a"] <= hi <= 1
+    assert set(summary) == {"games", "wins_a", "wins_b", "draws", "winrate_a", "ci95", "elo", "elo_ci95",
+                            "disagreements"}
+    games = [sgf.load(out / f"game-000{i}.sgf")[0] for i in (1, 2)]
+    assert [g.get("PB") for g in games] == ["GNU Go (A)", "GNU Go (B)"]  # colours alternate
+    for game in games:
+        assert game.size == 7 and game.komi == 7.5 and game.result and game.moves
+        assert game.winner in ("B", "W")
+        board = game.board_at()  # the record replays on our board
+        assert board.move_number == len(game.moves)
+    before = {p.name: p.read_bytes() for p in out.glob("*.sgf")}
+
+    # Resume: the finished games are read back, not replayed; the engines are not even started.
+    missing = str(tmp_path / "no-such-engine")
+    assert run_match([missing, missing, *args[2:]]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out.strip().splitlines()[-1]) == summary
+    assert "resuming: 2 game(s)" in captured.err
+    assert {p.name: p.read_bytes() for p in out.glob("*.sgf")} == before
+
+    # Asking for more games plays only the new one.
+    args[args.index("--games") + 1] = "3"
+    assert run_match(args) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["games"] == 3
+    assert {p.name: p.read_bytes() for p in out.glob("game-000[12].sgf")} == before
+    assert sgf.load(out / "game-0003.sgf")[0].get("PB") == "GNU Go (A)"
+
+    # A folder from another match is refused, not mixed in.
+    assert run_match([missing, missing, "--games", "2", "--size", "9", "--komi", "7.5", "--out", str(out)]) == 3
+    assert "not 9x9" in capsys.readouterr().err
+
+
+@needs_gnugo
+def test_our_engine_against_gnugo_capped_game(tmp_path, capsys):
+    ours = f"{shlex.quote(sys.executable)} -m gtp --size 9 --visits 4 --resign-threshold 0 --seed 1"
+    out = tmp_path / "out"
+    assert run_match([ours, GNUGO_CMD, "--games", "1", "--size", "9", "--komi", "7", "--out", str(out),
+                      "--max-moves", "12", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["games"] == 1
+    game = sgf.load(out / "game-0001.sgf")[0]
+    assert game.get("PB") == "gogame" and game.get("PW") == "GNU Go"
+    comment = game.get("C")
+    assert "Ours (area, all stones alive)" in comment and "final_score" in comment
+    # Capped at 12 moves unless someone passed twice or resigned first.
+    assert len(game.moves) <= 12
+    assert (out / "engine-a.log").exists()
