@@ -197,12 +197,14 @@ def _softmax_loss(z: np.ndarray, n: int, target: int, prob: np.ndarray) -> float
 
 
 @nb.njit(cache=True)
-def train_kernel(template: FastBoard, tb: ro.Tables, sq_grad: np.ndarray, order: np.ndarray, moves: np.ndarray,
+def sweep_kernel(template: FastBoard, tb: ro.Tables, sq_grad: np.ndarray, order: np.ndarray, moves: np.ndarray,
                  colours: np.ndarray, move_start: np.ndarray, setup_points: np.ndarray, setup_colours: np.ndarray,
-                 setup_start: np.ndarray, lr: float) -> tuple[float, int]:
-    """One pass of AdaGrad softmax regression over the games in ``order``, updating ``tb.w`` in place.
+                 setup_start: np.ndarray, lr: float, learn: bool) -> tuple[float, float, int]:
+    """One pass over the games in ``order``: (top-1 hits, summed log loss, positions) on their expert moves.
 
-    ``sq_grad`` (float64[F]) holds AdaGrad's running sums of squared gradients. Returns (summed loss, positions).
+    With ``learn``, each position also takes a step of AdaGrad softmax regression on ``tb.w`` (in place);
+    ``sq_grad`` (float64[F]) holds AdaGrad's running sums of squared gradients. A hit among k moves tied for
+    the highest logit counts 1/k (the accuracy of breaking ties at random).
     """
     b = fb.copy_board(template)
     st = ro.new_state(b)
@@ -216,6 +218,7 @@ def train_kernel(template: FastBoard, tb: ro.Tables, sq_grad: np.ndarray, order:
     grad = np.zeros(w.size)
     touched = np.empty(w.size, np.int64)
     stamp = np.full(w.size, -1, np.int64)  # the position that last touched a feature
+    hits = 0.0
     loss = 0.0
     positions = 0
     for g in order:
@@ -232,62 +235,26 @@ def train_kernel(template: FastBoard, tb: ro.Tables, sq_grad: np.ndarray, order:
                 target = st.slot[p]
                 loss += _softmax_loss(z, n, target, prob)
                 positions += 1
-                prob[target] -= 1.0  # now the gradient of the loss by each logit
-                ntouched = 0
-                for r in range(n):
-                    for k in range(nfeat[r]):
-                        f = feats[r, k]
-                        if stamp[f] != positions:
-                            stamp[f] = positions
-                            touched[ntouched] = f
-                            ntouched += 1
-                        grad[f] += prob[r]
-                for j in range(ntouched):
-                    f = touched[j]
-                    sq_grad[f] += grad[f] * grad[f]
-                    if sq_grad[f] > 0.0:  # a feature of every move can get no gradient
-                        w[f] -= lr * grad[f] / np.sqrt(sq_grad[f])
-                    grad[f] = 0.0
-            ro.state_play(st, tb, b, p, c)
-    return loss, positions
-
-
-@nb.njit(cache=True)
-def evaluate_kernel(template: FastBoard, tb: ro.Tables, moves: np.ndarray, colours: np.ndarray,
-                    move_start: np.ndarray, setup_points: np.ndarray, setup_colours: np.ndarray,
-                    setup_start: np.ndarray) -> tuple[float, float, int]:
-    """(top-1 hits, summed log loss, positions) of the policy on the expert moves of every game.
-
-    A hit among k moves tied for the highest logit counts 1/k (the accuracy of breaking ties at random).
-    """
-    b = fb.copy_board(template)
-    st = ro.new_state(b)
-    size = b.colour.size
-    rows = np.empty(size, np.int64)
-    feats = np.empty((size, ro.MAX_FEATURES), np.int64)
-    nfeat = np.empty(size, np.int64)
-    z = np.empty(size)
-    prob = np.empty(size)
-    hits = 0.0
-    loss = 0.0
-    positions = 0
-    for g in range(move_start.size - 1):
-        _begin_game(b, template, setup_points, setup_colours, setup_start, g)
-        ro.init_state(st, tb, b)
-        for i in range(move_start[g], move_start[g + 1]):
-            p = moves[i]
-            c = colours[i]
-            if p != PASS:
-                if not fb.is_legal(b, p, c):
-                    break
-                n = ro.candidates(st, tb, b, c, rows, feats, nfeat)
-                ro.logits(tb, feats, nfeat, n, z)
-                target = st.slot[p]
-                loss += _softmax_loss(z, n, target, prob)
-                positions += 1
                 top = z[:n].max()
                 if z[target] == top:
                     hits += 1.0 / np.count_nonzero(z[:n] == top)
+                if learn:
+                    prob[target] -= 1.0  # now the gradient of the loss by each logit
+                    ntouched = 0
+                    for r in range(n):
+                        for k in range(nfeat[r]):
+                            f = feats[r, k]
+                            if stamp[f] != positions:
+                                stamp[f] = positions
+                                touched[ntouched] = f
+                                ntouched += 1
+                            grad[f] += prob[r]
+                    for j in range(ntouched):
+                        f = touched[j]
+                        sq_grad[f] += grad[f] * grad[f]
+                        if sq_grad[f] > 0.0:  # a feature of every move can get no gradient
+                            w[f] -= lr * grad[f] / np.sqrt(sq_grad[f])
+                        grad[f] = 0.0
             ro.state_play(st, tb, b, p, c)
     return hits, loss, positions
 
@@ -316,7 +283,9 @@ def harvest(games: GameSet, tree: bool, min_count: int, chunk: int = 2000) -> np
 
 def evaluate(policy: ro.RolloutPolicy, games: GameSet) -> tuple[float, float, int]:
     """(top-1 accuracy, mean log loss, positions) of ``policy`` on the expert moves of ``games``."""
-    hits, loss, positions = evaluate_kernel(fb.new_board(games.size), policy.tables, *games.arrays())
+    order = np.arange(len(games), dtype=np.int64)
+    hits, loss, positions = sweep_kernel(fb.new_board(games.size), policy.tables, np.zeros(0), order,
+                                         *games.arrays(), 0.0, False)
     return hits / max(positions, 1), loss / max(positions, 1), positions
 
 
@@ -333,7 +302,7 @@ def train(games: GameSet, *, tree: bool = False, epochs: int = 1, lr: float = 0.
     rng = np.random.default_rng(seed)
     for epoch in range(epochs):
         order = rng.permutation(len(games)).astype(np.int64)
-        loss, positions = train_kernel(template, tables, sq_grad, order, *games.arrays(), lr)
+        _, loss, positions = sweep_kernel(template, tables, sq_grad, order, *games.arrays(), lr, True)
         log(f"epoch {epoch + 1}/{epochs}: training loss {loss / max(positions, 1):.4f} over {positions} positions "
             f"({time.perf_counter() - start:.0f} s)")
     return ro.RolloutPolicy(keys, tables.w, tree=tree,
