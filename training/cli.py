@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "rollout": ("training.rollout_train", "run", "learn the rollout or tree policy's pattern weights from expert games"),
     "match": ("training.match", "run", "play two GTP engines against each other: win rate, Elo, SGF records"),
     "plot": ("training.metrics", "run", "plot a run's metrics.csv to PNG"),
+    "demo": ("training.demos.command", "run", "run a lecture demo (--list) on the shared trainer"),
 }
 
 
