@@ -74,6 +74,27 @@ def assert_same_weights(a: dict, b: dict) -> None:
 # -- config and schedule -----------------------------------------------------
 
 
+@pytest.mark.parametrize("name, cls, nesterov", [
+    ("sgd", torch.optim.SGD, False), ("nesterov", torch.optim.SGD, True), ("adagrad", torch.optim.Adagrad, None),
+    ("rmsprop", torch.optim.RMSprop, None), ("adam", torch.optim.Adam, None), ("adamw", torch.optim.AdamW, None)])
+def test_each_optimizer_is_the_named_torch_one_and_descends(name, cls, nesterov):
+    from training.trainer import _make_optimizer
+
+    model = nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[1.0, 0.0]]))  # output 1: far from the minimum for any lr below
+    optimizer = _make_optimizer(model, TrainConfig(steps=1, optimizer=name, lr=0.01))
+    assert type(optimizer) is cls
+    if nesterov is not None:
+        assert optimizer.param_groups[0]["nesterov"] is nesterov
+    x = torch.tensor([[1.0, -2.0]])
+    before = model(x).pow(2).item()
+    optimizer.zero_grad()
+    model(x).pow(2).sum().backward()
+    optimizer.step()
+    assert model(x).pow(2).item() < before
+
+
 def test_config_rejects_nonsense():
     with pytest.raises(ValueError, match="exactly one of steps and epochs"):
         TrainConfig()

@@ -72,7 +72,7 @@ from gogame.checkpoint import (
 from training.metrics import MetricsWriter
 
 LossFn = Callable[[nn.Module, Any], tuple[torch.Tensor, dict[str, float]]]
-OPTIMIZERS = ("sgd", "adam", "adamw")
+OPTIMIZERS = ("sgd", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
 LAST = "last.pt"
 BEST = "best.pt"
@@ -97,9 +97,9 @@ class TrainConfig:
     epochs: int = 0
     batch_size: int = 64  # per rank under DDP
     # optimizer
-    optimizer: str = "adamw"  # "sgd" | "adam" | "adamw"
+    optimizer: str = "adamw"  # one of OPTIMIZERS
     lr: float = 1e-3  # peak learning rate (after warmup)
-    momentum: float = 0.9  # sgd only
+    momentum: float = 0.9  # sgd (0 for plain SGD) and nesterov
     weight_decay: float = 0.0  # on weight matrices and conv kernels only, never biases
     grad_clip: float = 0.0  # max global gradient norm; 0 disables clipping
     # learning-rate schedule (see lr_at)
@@ -332,7 +332,7 @@ def _setup_distributed(requested: str | None) -> tuple[int, int, torch.device, b
 
 
 def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """SGD / Adam / AdamW with weight decay on weight matrices and kernels only.
+    """One of OPTIMIZERS, with weight decay on weight matrices and kernels only.
 
     Decaying biases and per-point biases pulls them to zero for no gain
     (the nanoGPT grouping: parameters with at least two dimensions decay).
@@ -341,8 +341,12 @@ def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
     groups = [g for g in groups if g["params"]]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+    if cfg.optimizer in ("sgd", "nesterov"):
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.optimizer == "nesterov")
+    if cfg.optimizer == "adagrad":
+        return torch.optim.Adagrad(groups, lr=cfg.lr)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(groups, lr=cfg.lr)
     if cfg.optimizer == "adam":
         return torch.optim.Adam(groups, lr=cfg.lr)
     return torch.optim.AdamW(groups, lr=cfg.lr)
