@@ -140,7 +140,8 @@ RESIGN_MIN_VISITS = 100  # fewer visits never justify resigning
 
 @dataclass(frozen=True)
 class Candidate:
-    """A root move after a search: visits, win rate for the side to move, prior, a lower bound and the PV."""
+    """A root move after a search: visits, win rate for the side to move, prior, a lower bound, the PV, and the
+    expected final score lead."""
 
     move: str
     visits: int
@@ -148,6 +149,8 @@ class Candidate:
     prior: float
     lcb: float  # Wilson lower bound of the win rate over `visits` (z = LCB_Z); 0 without visits
     pv: list[str]  # this move, then the most visited line after it
+    score_lead: float = math.nan  # mean final area margin (komi in) for the side to move; NaN without rollouts
+    score_stdev: float = math.nan  # its standard deviation over the rollouts
 
 
 @dataclass(frozen=True)
@@ -309,7 +312,7 @@ class Engine:
             wr = (1 + child.q) / 2
             pv = [coords.to_gtp(m) for m in self.mcts.principal_variation(child.move)]
             candidates.append(Candidate(coords.to_gtp(child.move), child.visits, wr, child.prior,
-                                        wilson_lower_bound(wr, child.visits), pv))
+                                        wilson_lower_bound(wr, child.visits), pv, child.score, child.score_stdev))
         if candidates:
             move, winrate = candidates[0].move, candidates[0].winrate
         else:  # a single visit evaluates the root only: fall back on the priors

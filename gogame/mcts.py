@@ -85,6 +85,9 @@ class Tree(NamedTuple):
     count: np.ndarray  # int32[M]: number of children (contiguous from `first`)
     N: np.ndarray  # int32[M]: visits
     W: np.ndarray  # float64[M]: total value, for the player who moved into the node
+    S: np.ndarray  # float64[M]: total final area margin (rollouts, scored ends), for the player who moved in
+    S2: np.ndarray  # float64[M]: total squared margin
+    SN: np.ndarray  # int32[M]: margins summed in S
     P: np.ndarray  # float32[M]: prior of the move into the node
     vl: np.ndarray  # int32[M]: simulations in flight through the node (virtual losses)
     value: np.ndarray  # float32[M]: value net output for the side to move at the node; NaN until evaluated
@@ -93,13 +96,14 @@ class Tree(NamedTuple):
 
 
 def new_tree(max_nodes: int) -> Tree:
-    """An empty tree with room for ``max_nodes`` nodes (about 40 bytes each), holding only the root."""
+    """An empty tree with room for ``max_nodes`` nodes (about 60 bytes each), holding only the root."""
     if max_nodes < 2:
         raise ValueError(f"max_nodes must be at least 2, not {max_nodes}")
     m = int(max_nodes)
     t = Tree(np.empty(m, np.int32), np.empty(m, np.int32), np.empty(m, np.int32), np.empty(m, np.int32),
-             np.empty(m, np.int32), np.empty(m, np.float64), np.empty(m, np.float32), np.empty(m, np.int32),
-             np.empty(m, np.float32), np.empty(m, np.uint8), np.zeros(2, np.int64))
+             np.empty(m, np.int32), np.empty(m, np.float64), np.empty(m, np.float64), np.empty(m, np.float64),
+             np.empty(m, np.int32), np.empty(m, np.float32), np.empty(m, np.int32), np.empty(m, np.float32),
+             np.empty(m, np.uint8), np.zeros(2, np.int64))
     reset_tree(t)
     return t
 
@@ -112,6 +116,9 @@ def _init_node(t: Tree, i: int, parent: int, move: int, prior: float) -> None:
     t.count[i] = 0
     t.N[i] = 0
     t.W[i] = 0.0
+    t.S[i] = 0.0
+    t.S2[i] = 0.0
+    t.SN[i] = 0
     t.P[i] = prior
     t.vl[i] = 0
     t.value[i] = np.nan
@@ -219,22 +226,22 @@ def board_row(bs: Boards, i: int) -> FastBoard:
 
 
 @nb.njit(cache=True)
-def outcome(b: FastBoard, komi: float) -> float:
-    """+1, 0 or -1: the area result (every stone alive) for the side to move in ``b``."""
+def final_margin(b: FastBoard, komi: float) -> float:
+    """The area margin (every stone alive, komi included) for the side to move in ``b``."""
     black, white = fb.area_counts(b, np.zeros(b.colour.size, np.bool_))
     margin = black - white - komi
-    z = 1.0 if margin > 0 else (-1.0 if margin < 0 else 0.0)
-    return z if b.meta[M_TO_MOVE] == BLACK else -z
+    return margin if b.meta[M_TO_MOVE] == BLACK else -margin
 
 
 @nb.njit(cache=True)
 def select_batch(t: Tree, root: FastBoard, bs: Boards, n: int, c_puct: float, n_vl: int, fpu: float,
                  expand_threshold: int, komi: float, leaves: np.ndarray, kinds: np.ndarray, values: np.ndarray,
-                 expanded: np.ndarray, collided: np.ndarray) -> tuple[int, int]:
+                 margins: np.ndarray, expanded: np.ndarray, collided: np.ndarray) -> tuple[int, int]:
     """Select up to ``n`` leaves with virtual loss, replaying each one's moves onto board row ``i`` of ``bs``.
 
     Entry ``i < count`` is ``leaves[i]`` of kind EVAL (to evaluate; ``expanded[i]`` if it was expanded now and
-    needs policy priors) or TERMINAL (both sides passed; ``values[i]`` its exact outcome for the side to move).
+    needs policy priors) or TERMINAL (both sides passed; ``values[i]`` its exact outcome and ``margins[i]`` its
+    area margin for the side to move).
     Leaves of collisions go to ``collided`` (length ``2 n``). Stops after ``2 n`` selections. Returns
     ``(count, collisions)``; every selection leaves a virtual loss on its path for :func:`backup_batch`.
     """
@@ -256,7 +263,8 @@ def select_batch(t: Tree, root: FastBoard, bs: Boards, n: int, c_puct: float, n_
             t.vl[node] += 1
         if b.meta[M_PASSES] >= 2:
             kinds[count] = TERMINAL
-            values[count] = outcome(b, komi)
+            margins[count] = final_margin(b, komi)
+            values[count] = np.sign(margins[count])
         elif t.vl[node] > 1 and t.first[node] < 0:
             collided[n_coll] = node
             n_coll += 1
@@ -275,17 +283,25 @@ def select_batch(t: Tree, root: FastBoard, bs: Boards, n: int, c_puct: float, n_
 
 
 @nb.njit(cache=True)
-def backup_batch(t: Tree, leaves: np.ndarray, values: np.ndarray, n: int, collided: np.ndarray,
-                 n_coll: int) -> None:
-    """Back up ``values[i]`` (for the side to move at ``leaves[i]``) for ``i < n``; drop all virtual losses."""
+def backup_batch(t: Tree, leaves: np.ndarray, values: np.ndarray, margins: np.ndarray, n: int,
+                 collided: np.ndarray, n_coll: int) -> None:
+    """Back up ``values[i]`` and ``margins[i]`` (for the side to move at ``leaves[i]``; a NaN margin is none) for
+    ``i < n``; drop all virtual losses."""
     for i in range(n):
         v = -values[i]  # the leaf's W is for the player who moved into it
+        m = -margins[i]
+        scored = not np.isnan(m)
         node = leaves[i]
         while node >= 0:
             t.vl[node] -= 1
             t.N[node] += 1
             t.W[node] += v
+            if scored:
+                t.S[node] += m
+                t.S2[node] += m * m
+                t.SN[node] += 1
             v = -v
+            m = -m
             node = t.parent[node]
     for i in range(n_coll):
         node = collided[i]
@@ -356,6 +372,9 @@ def reroot(t: Tree, new_root: int) -> None:
     t.count[:m] = t.count[order]
     t.N[:m] = t.N[order]
     t.W[:m] = t.W[order]
+    t.S[:m] = t.S[order]
+    t.S2[:m] = t.S2[order]
+    t.SN[:m] = t.SN[order]
     t.P[:m] = t.P[order]
     t.vl[:m] = t.vl[order]
     t.value[:m] = t.value[order]
@@ -619,12 +638,16 @@ class SearchStats:
 
 @dataclass(frozen=True)
 class ChildStats:
-    """A root child: its move, visits, ``Q`` for the side to move at the root, and prior."""
+    """A root child: its move, visits, ``Q`` and prior for the side to move at the root, and the mean and standard
+    deviation of the final area margins (rollouts and scored game ends) seen below it, for that side too; NaN
+    when none was seen (no rollouts: ``lambda_ == 0``)."""
 
     move: Move
     visits: int
     q: float
     prior: float
+    score: float = math.nan
+    score_stdev: float = math.nan
 
 
 class MCTS:
@@ -654,6 +677,7 @@ class MCTS:
         self._leaves = np.empty(b, np.int32)
         self._kinds = np.empty(b, np.int8)
         self._values = np.empty(b, np.float64)
+        self._margins = np.empty(b, np.float64)
         self._expanded = np.empty(b, np.bool_)
         self._collided = np.empty(2 * b, np.int32)
         self._boards: Boards | None = None
@@ -785,11 +809,12 @@ class MCTS:
         t0 = time.perf_counter()
         count, n_coll = select_batch(t, self.board.fast, bs, n, cfg.c_puct, cfg.virtual_loss, cfg.fpu,
                                      cfg.expand_threshold, self.board.komi, self._leaves, self._kinds,
-                                     self._values, self._expanded, self._collided)
+                                     self._values, self._margins, self._expanded, self._collided)
         t1 = time.perf_counter()
         stats.tree_seconds += t1 - t0
         leaves = self._leaves[:count]
         values = self._values[:count]
+        margins = self._margins[:count]
         evals = np.flatnonzero(self._kinds[:count] == EVAL)
         expand = np.flatnonzero(self._expanded[:count])
         need_value = evals[np.isnan(t.value[leaves[evals]])] if cfg.lambda_ < 1 else evals[:0]
@@ -817,17 +842,17 @@ class MCTS:
         if evals.size:
             v = t.value[leaves[evals]].astype(np.float64) if cfg.lambda_ < 1 else 0.0
             z = 0.0
-            if wait is not None:
-                margin = wait()
-                to_move = bs.meta[evals, M_TO_MOVE]
-                z = np.sign(margin) * np.where(to_move == BLACK, 1.0, -1.0)
+            margins[evals] = np.nan
+            if wait is not None:  # black's margins, turned to the side to move's
+                margins[evals] = wait() * np.where(bs.meta[evals, M_TO_MOVE] == BLACK, 1.0, -1.0)
+                z = np.sign(margins[evals])
             values[evals] = (1 - cfg.lambda_) * v + cfg.lambda_ * z
         t5 = time.perf_counter()
         stats.rollout_wait_seconds += t5 - t4
         if expand.size:
             set_priors(t, leaves[expand].astype(np.int64), np.ascontiguousarray(logits, np.float32), self.size,
                        cfg.policy_temperature)
-        backup_batch(t, leaves, values, count, self._collided, n_coll)
+        backup_batch(t, leaves, values, margins, count, self._collided, n_coll)
         stats.tree_seconds += time.perf_counter() - t5
         stats.simulations += count
         stats.collisions += n_coll
@@ -854,7 +879,11 @@ class MCTS:
                 continue
             n = int(t.N[j])
             q = float(t.W[j] / n) if n else float(self.config.fpu)
-            out.append(ChildStats(self.board._point(int(t.move[j])), n, q, float(t.P[j])))
+            score = stdev = math.nan
+            if t.SN[j]:
+                score = float(t.S[j] / t.SN[j])
+                stdev = math.sqrt(max(0.0, float(t.S2[j] / t.SN[j]) - score * score))
+            out.append(ChildStats(self.board._point(int(t.move[j])), n, q, float(t.P[j]), score, stdev))
         out.sort(key=lambda c: (-c.visits, -c.q, -c.prior))
         return out
 

@@ -145,6 +145,8 @@ class Info:
     prior: float
     lcb: float
     pv: list[str]
+    score_lead: float = math.nan  # for the side to move; NaN: unknown (no rollouts), left out of the output
+    score_stdev: float = math.nan
 
 
 class Player(Protocol):
@@ -244,7 +246,8 @@ class EnginePlayer:
     def analyze(self, board: Board, seconds: float) -> list[Info]:
         engine = self.engine(board.size)
         analysis = engine.analyze(board, seconds=seconds)
-        return [Info(c.move, c.visits, c.winrate, c.prior, c.lcb, c.pv) for c in analysis.candidates]
+        return [Info(c.move, c.visits, c.winrate, c.prior, c.lcb, c.pv, c.score_lead, c.score_stdev)
+                for c in analysis.candidates]
 
     def ownership(self, board: Board) -> np.ndarray:
         return self.engine(board.size).ownership(board)
@@ -709,11 +712,17 @@ class Session:
 
 
 def _info(i: Info, order: int, flavour: str) -> str:
-    """One ``info`` clause: Leela Zero's integers (x10000) or KataGo's floats; ``pv`` last."""
+    """One ``info`` clause: Leela Zero's integers (x10000) or KataGo's floats; ``pv`` last.
+
+    KataGo's score fields come from the rollouts' final margins; without rollouts there is no score estimate
+    and they are left out (GUIs treat them as optional)."""
     pv = " ".join(i.pv or [i.move])
     if flavour == "lz":
         return (f"info move {i.move} visits {i.visits} winrate {round(10000 * i.winrate)} "
                 f"prior {round(10000 * i.prior)} lcb {round(10000 * i.lcb)} order {order} pv {pv}")
+    score = ""
+    if not math.isnan(i.score_lead):
+        score = (f"scoreMean {i.score_lead:.3f} scoreStdev {i.score_stdev:.3f} "
+                 f"scoreLead {i.score_lead:.3f} ")
     return (f"info move {i.move} visits {i.visits} utility {2 * i.winrate - 1:.6f} winrate {i.winrate:.6f} "
-            f"scoreMean 0.0 scoreStdev 0.0 scoreLead 0.0 prior {i.prior:.6f} lcb {i.lcb:.6f} order {order} "
-            f"pv {pv}")
+            f"{score}prior {i.prior:.6f} lcb {i.lcb:.6f} order {order} pv {pv}")

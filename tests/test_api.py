@@ -141,6 +141,7 @@ def test_analyze_reports_sane_fields(weights):
     for c in a.candidates:
         assert 0 <= c.lcb <= c.winrate <= 1 and 0 <= c.prior <= 1
         assert c.pv[0] == c.move and board.is_legal(c.move)
+        assert abs(c.score_lead) <= 81 + 7.5 and c.score_stdev >= 0  # rollouts (no value net): margins known
     assert a.stats.simulations == 64
 
 

@@ -45,7 +45,9 @@ class FakePlayer:
     def analyze(self, board, seconds):
         time.sleep(min(seconds, 0.02))
         moves = [m for m in board.legal_moves() if m != "pass"][:3]
-        return [Info(m, 10 - k, 0.5 + 0.1 * k, 0.2, 0.4, [m, "pass"]) for k, m in enumerate(moves)]
+        # a score for the first candidate only: the others stand for a search without rollouts
+        return [Info(m, 10 - k, 0.5 + 0.1 * k, 0.2, 0.4, [m, "pass"], *((2.5, 4.0) if k == 0 else ()))
+                for k, m in enumerate(moves)]
 
     def ownership(self, board):
         own = board.stones().astype(np.float64)
@@ -358,7 +360,9 @@ def test_kata_analyze_floats_and_genmove_analyze():
     engine, session = make(seconds=0.1)
     reply = engine.handle_line("kata-analyze interval 2")
     line = run_stream(reply.stream, 0.1)[0]
-    assert "scoreLead" in line and "winrate 0.5" in line
+    first, second = line.split("info ")[1:3]
+    assert "winrate 0.500000" in first and "scoreMean 2.500 scoreStdev 4.000 scoreLead 2.500 " in first
+    assert "winrate 0.600000" in second and "score" not in second  # no estimate: no score fields
     reply = engine.handle_line("lz-genmove_analyze w 2")
     assert not reply.stream.interruptible
     lines = run_stream(reply.stream, 0.0)

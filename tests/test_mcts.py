@@ -163,10 +163,15 @@ def test_backup_signs_alternate():
     assert mcts.expand(t, a, b)
     c = int(t.first[a])
     t.vl[[0, a, c]] = 1  # one simulation in flight along root -> a -> c
-    mcts.backup_batch(t, np.array([c], np.int32), np.array([1.0]), 1, np.empty(0, np.int32), 0)
+    mcts.backup_batch(t, np.array([c], np.int32), np.array([1.0]), np.array([3.5]), 1, np.empty(0, np.int32), 0)
     # +1 for black to move at c: the mover into c (white) lost, the mover into a (black) won.
     assert (t.W[c], t.W[a], t.W[0]) == (-1.0, 1.0, -1.0)
+    assert (t.S[c], t.S[a], t.S[0]) == (-3.5, 3.5, -3.5)
+    assert (t.S2[c], t.SN[c], t.SN[0]) == (12.25, 1, 1)
     assert (t.N[c], t.N[a], t.N[0]) == (1, 1, 1) and not t.vl[:t.meta[mcts.T_USED]].any()
+    t.vl[[0, a, c]] = 1
+    mcts.backup_batch(t, np.array([c], np.int32), np.array([-1.0]), np.array([np.nan]), 1, np.empty(0, np.int32), 0)
+    assert (t.W[c], t.N[c]) == (0.0, 2) and (t.S[c], t.SN[c]) == (-3.5, 1)  # no margin: values only
 
 
 # -- batches and virtual loss -----------------------------------------------------------------------------
@@ -242,6 +247,30 @@ def test_lambda_one_uses_rollouts_only():
     w = s.tree.W[:s.nodes]
     assert np.all(w == np.round(w))  # sums of rollout outcomes +1, 0, -1
     assert np.isnan(s.tree.value[:s.nodes]).all()
+
+
+def test_scores_are_the_mean_rollout_margins_for_the_side_to_move():
+    """An empty 5x5 board with komi 0.5: black to move. Every child's score is the mean area margin of the
+    rollouts below it for black, between -25.5 and 24.5, and its sign agrees with its win rate."""
+    s = search(Board(5, komi=0.5), Dummy(5, has_value=False), lambda_=1.0, seed=3)
+    s.search(visits=200)
+    children = [c for c in s.children() if c.visits >= 10]
+    assert children
+    for c in children:
+        assert -25.5 <= c.score <= 24.5 and c.score_stdev >= 0
+        if c.q > 0.5:
+            assert c.score > 0
+        if c.q < -0.5:
+            assert c.score < 0
+    t = s.tree
+    j = next(j for j in range(1, s.nodes) if t.parent[j] == 0 and t.N[j] >= 10)
+    assert t.SN[j] == t.N[j]  # with lambda 1 every visit brings a margin
+
+
+def test_scores_are_nan_without_rollouts():
+    s = search(Board(5, komi=0.5), Dummy(5, vb=0.3, vw=0.1), NoRollouts(), lambda_=0.0, expand_threshold=1)
+    s.search(visits=30)
+    assert all(math.isnan(c.score) and math.isnan(c.score_stdev) for c in s.children() if c.visits)
 
 
 def test_lambda_below_one_needs_a_value_net():
