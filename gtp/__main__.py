@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     engine = build_engine(args)
     log(f"gogame-gtp {gogame.__version__}: ready ({args.size}x{args.size}, {args.visits} visits)")
+    # Bytes that are not UTF-8 must not end the session: they become U+FFFD and the line gets a "?" reply.
+    sys.stdin.reconfigure(errors="replace")
     try:
         serve(engine, sys.stdin, sys.stdout)
     except KeyboardInterrupt:

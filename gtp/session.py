@@ -592,6 +592,8 @@ class Session:
 
         _nargs(args, 1, 2)
         upto = _int(args[1]) if len(args) == 2 else None
+        if upto is not None and upto < 1:
+            raise GtpError("syntax error")  # move numbers start at 1
         try:
             games = sgf.load(args[0])
         except OSError:
@@ -656,7 +658,8 @@ class Session:
 
     def cmd_analyze(self, args: list[str], flavour: str, genmove: bool) -> Stream:
         """``lz-analyze [colour] [interval]`` and friends (``interval`` in centiseconds; the keyword form
-        ``interval N`` is read too; other keywords and their values are ignored)."""
+        ``interval N`` is read too, and for KataGo's commands ``ownership true``; other keywords and their values
+        are ignored)."""
         colour = self.board.to_move
         interval = 100
         rest = list(args)
@@ -665,10 +668,13 @@ class Session:
         elif genmove:
             raise GtpError("syntax error")
         seen_interval = False
+        want_ownership = False
         while rest:
             word = rest.pop(0)
             if word.lower() == "interval" and rest:
                 interval, seen_interval = _int(rest.pop(0)), True
+            elif word.lower() == "ownership" and rest and flavour == "kata":
+                want_ownership = rest.pop(0).lower() == "true"
             elif word.isdigit() and not seen_interval:
                 interval, seen_interval = int(word), True
             elif rest:
@@ -682,8 +688,15 @@ class Session:
             raise GtpError("the game is over")
         seconds = max(interval, 5) / 100  # search in steps of the interval (at least 0.05s)
 
+        ownership = ""  # the position does not change during an analysis: computed once, at its first line
+
         def line(infos: list[Info]) -> str:
-            return " ".join(_info(i, order, flavour) for order, i in enumerate(infos))
+            nonlocal ownership
+            text = " ".join(_info(i, order, flavour) for order, i in enumerate(infos))
+            if want_ownership:
+                ownership = ownership or _ownership_field(player.ownership(board.copy()), colour)
+                text += ownership
+            return text
 
         if not genmove:
             def run(write: Callable[[str], None], stop: threading.Event) -> None:
@@ -709,6 +722,12 @@ class Session:
                 self.play(colour, coords.from_gtp(move, self.size))
             write(f"play {move}")
         return Stream(run_genmove, interruptible=False)
+
+
+def _ownership_field(owner: np.ndarray, colour: str) -> str:
+    """KataGo's ``ownership`` field: one value per point for the side to move, rows from the top, left to right."""
+    sign = 1.0 if colour == "B" else -1.0
+    return " ownership " + " ".join(f"{sign * v + 0.0:.4f}" for v in owner[::-1].ravel())
 
 
 def _info(i: Info, order: int, flavour: str) -> str:

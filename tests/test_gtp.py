@@ -304,6 +304,11 @@ def test_loadsgf_printsgf_round_trip(tmp_path):
     assert sgf.load(out)[0].moves == moves
     assert ask(engine, f"loadsgf {path} 3") == "=\n\n"  # up to, not including, move 3
     assert session.moves == moves[:2] and session.board.to_move == "B"
+    empty = tmp_path / "empty.sgf"
+    empty.write_text("(;GM[1]SZ[9])")
+    for upto in ("0", "-1"):  # found by the process fuzz: once an IndexError on a record without moves
+        assert ask(engine, f"loadsgf {empty} {upto}") == "? syntax error\n\n"
+    assert ask(engine, f"loadsgf {empty} 1") == "=\n\n" and session.moves == []
     bad = tmp_path / "bad.sgf"
     bad.write_text("(;GM[1]SZ[13];B[aa])")
     assert ask(engine, f"loadsgf {bad}") == "? unacceptable size\n\n"
@@ -363,11 +368,18 @@ def test_kata_analyze_floats_and_genmove_analyze():
     first, second = line.split("info ")[1:3]
     assert "winrate 0.500000" in first and "scoreMean 2.500 scoreStdev 4.000 scoreLead 2.500 " in first
     assert "winrate 0.600000" in second and "score" not in second  # no estimate: no score fields
+    assert "ownership" not in line
+    ask(engine, "play b a9")
+    line = run_stream(engine.handle_line("kata-analyze w 2 ownership true").stream, 0.1)[0]
+    values = [float(v) for v in line.split(" ownership ")[1].split()]
+    assert len(values) == 81 and values[0] == -1.0 and not any(values[1:])  # A9 first, for white to move
+    line = run_stream(engine.handle_line("lz-analyze b 2 ownership true").stream, 0.1)[0]
+    assert "ownership" not in line  # Leela Zero's commands have no ownership
     reply = engine.handle_line("lz-genmove_analyze w 2")
     assert not reply.stream.interruptible
     lines = run_stream(reply.stream, 0.0)
     assert lines[-1] == "play A1" and lines[0].startswith("info move")
-    assert session.moves == [("W", (0, 0))]
+    assert session.moves == [("B", (8, 0)), ("W", (0, 0))]
     assert ask(engine, "lz-genmove_analyze 2") == "? syntax error\n\n"
 
 
@@ -410,7 +422,7 @@ def test_fuzz_core_never_raises_and_stays_well_formed(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # "printsgf WORD" writes a file named WORD
     rng = random.Random(1)
     engine, _ = make()
-    for _ in range(3000):
+    for _ in range(10_000):
         if rng.random() < 0.1:
             line = "".join(chr(rng.randrange(0, 0x250)) for _ in range(rng.randrange(0, 20)))
         else:
@@ -547,6 +559,62 @@ def test_end_to_end_subprocess():
             proc.kill()
             proc.wait()
     assert "ready" in proc.stderr.read()
+
+
+def fuzz_session(rng: random.Random, lines: int) -> list[bytes]:
+    """``lines`` random input lines for one engine process, then an analysis interrupted by ``quit``: random
+    bytes (no lone CR: that would be a line break), random commands with random arguments (no time settings, so
+    that each genmove stays at its few visits), huge lines, analyses interrupted by the next line, and CRLF."""
+    out = []
+    commands = [w for w in WORDS if w.isidentifier() or "-" in w]
+    for _ in range(lines):
+        roll = rng.random()
+        if roll < 0.15:
+            line = bytes(rng.choice([b for b in range(256) if b not in (10, 13)]) for _ in range(rng.randrange(40)))
+        elif roll < 0.17:
+            line = (" ".join(rng.choice(WORDS) for _ in range(20_000))).encode()[:rng.randrange(1, 300_000)]
+        elif roll < 0.25:
+            line = f"{rng.choice(['lz-analyze', 'kata-analyze', 'analyze'])} {rng.choice(['b', 'w', ''])} 1".encode()
+        else:
+            words = [rng.choice(commands)] + [rng.choice(WORDS) for _ in range(rng.randrange(4))]
+            line = " ".join(words).encode("utf-8")
+        if rng.random() < 0.2:
+            line = f"{rng.randrange(1000)} ".encode() + line
+        out.append(line + rng.choice([b"\n", b"\r\n"]))
+    return out + [b"kata-analyze 1 ownership true\n", b"quit\n", b"name\n"]
+
+
+def expected_replies(lines: list[bytes]) -> int:
+    """How many responses the lines call for: each non-empty command up to and including the first quit."""
+    count = 0
+    for raw in lines:
+        parsed = parse_command(clean_line(raw.decode("utf-8", errors="replace").rstrip("\r\n")))
+        if parsed is None:
+            continue
+        count += 1
+        if parsed[1] == "quit":
+            break
+    return count
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_fuzz_engine_process_answers_every_line(seed, tmp_path):
+    """5,000 random and malformed lines (10,000 over the two seeds) piped into ``python -m gtp``: the process
+    exits cleanly at quit and its stdout is exactly one well-formed response per command."""
+    lines = fuzz_session(random.Random(seed), 5000)
+    proc = subprocess.run([sys.executable, "-m", "gtp", "--size", "9", "--visits", "4", "--seed", "1"],
+                          cwd=tmp_path, input=b"".join(lines), capture_output=True, timeout=600,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    assert b"internal error" not in proc.stderr, proc.stderr.decode()[-2000:]
+    out = proc.stdout.decode("utf-8")
+    assert out.endswith("\n\n")
+    replies = out[:-2].split("\n\n")
+    assert len(replies) == expected_replies(lines)
+    for reply in replies:
+        head, *rest = reply.split("\n")
+        assert re.fullmatch(r"[=?]\d*( .*)?", head), head[:200]
+        assert all(ln.startswith(("info move ", "play ")) for ln in rest) or head[0] == "=", reply[:300]
 
 
 def test_cli_refuses_a_size_without_networks():
