@@ -23,6 +23,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "rollout": ("training.rollout_train", "run", "learn the rollout or tree policy's pattern weights from expert games"),
     "match": ("training.match", "run", "play two GTP engines against each other: win rate, Elo, SGF records"),
     "plot": ("training.metrics", "run", "plot a run's metrics.csv to PNG"),
+    "selfplay": ("training.selfplay", "run", "play policy (or MCTS) games in worker processes into shards and SGF"),
+    "rl": ("training.rl", "run", "RL policy by REINFORCE against a pool of its earlier checkpoints"),
+    "value": ("training.value", "run", "value data from SL/random/RL games (one position each), then the value net"),
+    "pipeline": ("training.pipeline", "run", "run the training stages of a TOML config, skipping finished ones"),
     "demo": ("training.demos.command", "run", "run a lecture demo (--list) on the shared trainer"),
 }
 
