@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="resign below this win rate (default 0.05; 0 never)")
     parser.add_argument("--rules", choices=("area", "territory"), default="area",
                         help="scoring for final_score (default area)")
+    parser.add_argument("--ponder", action="store_true",
+                        help="after its own move, search the opponent's position until the next command")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: from the OS)")
     parser.add_argument("--lambda", dest="lambda_", type=float, default=None,
                         help="leaf value mix, 0 value net only .. 1 rollouts only (default 0.5, 1 without a value net)")
@@ -48,9 +50,11 @@ def build_engine(args: argparse.Namespace) -> GtpEngine:
     player = EnginePlayer(args.weights, **options)
     if not player.supports(args.size):
         raise SystemExit(f"gogame-gtp: no networks for {args.size}x{args.size} (use --weights or another --size)")
-    session = Session(player, size=args.size, komi=args.komi, rules=args.rules, seconds=args.time)
+    session = Session(player, size=args.size, komi=args.komi, rules=args.rules, seconds=args.time,
+                      ponder=args.ponder)
     engine = GtpEngine("gogame", gogame.__version__)
     engine.add_commands(session.handlers())
+    engine.idle = session.ponder_job
     return engine
 
 

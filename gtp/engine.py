@@ -14,6 +14,9 @@ Streams (``lz-analyze``, ``kata-analyze`` and the ``*-genmove_analyze`` commands
 plus the id, then a newline) is written at once; :meth:`Stream.run` then writes whole lines from a thread while
 the loop keeps reading stdin. The next input line sets the stop event (for an interruptible stream) and waits
 for the thread; the thread always ends the response with the blank line.
+
+Idle work (pondering). After a reply that is not a stream, the loop asks :attr:`GtpEngine.idle` for a job
+``job(stop)`` and runs it in a thread, silently, until the next input line sets ``stop``.
 """
 
 from __future__ import annotations
@@ -107,6 +110,8 @@ class GtpEngine:
     def __init__(self, name: str = "gogame", version: str = "") -> None:
         self.name = name
         self.version = version
+        # Asked after each non-stream reply for a job to run until the next input line (pondering); None: none.
+        self.idle: Callable[[], Callable[[threading.Event], None] | None] | None = None
         self.handlers: dict[str, Callable[[list[str]], str | Stream]] = {
             "protocol_version": lambda args: PROTOCOL_VERSION,
             "name": lambda args: self.name,
@@ -153,12 +158,14 @@ class GtpEngine:
 
 
 class _StreamRunner:
-    """Runs a :class:`Stream` in a thread, writing under the output lock, and ends its response."""
+    """Runs a :class:`Stream` in a thread, writing under the output lock, and ends its response (unless it is
+    idle work, which writes nothing)."""
 
-    def __init__(self, stream: Stream, write: Callable[[str], None]) -> None:
+    def __init__(self, stream: Stream, write: Callable[[str], None], ends_response: bool = True) -> None:
         self.stream = stream
         self.stop = threading.Event()
         self._write = write
+        self._ends_response = ends_response
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
@@ -168,7 +175,8 @@ class _StreamRunner:
         except Exception:  # noqa: BLE001 - the response must still end
             log(f"gogame-gtp: internal error in a streamed response:\n{traceback.format_exc()}")
         finally:
-            self._write("\n")
+            if self._ends_response:
+                self._write("\n")
 
     def finish(self) -> None:
         if self.stream.interruptible:
@@ -194,10 +202,12 @@ def serve(engine: GtpEngine, stdin: TextIO, stdout: TextIO) -> None:
             reply = engine.handle_line(line)
             if reply.text:
                 write(reply.text)
-            if reply.stream is not None:
-                running = _StreamRunner(reply.stream, write)
             if reply.end:
                 break
+            if reply.stream is not None:
+                running = _StreamRunner(reply.stream, write)
+            elif engine.idle is not None and (job := engine.idle()) is not None:
+                running = _StreamRunner(Stream(lambda _write, stop, job=job: job(stop)), write, ends_response=False)
     finally:
         if running is not None:
             running.finish()

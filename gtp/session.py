@@ -34,6 +34,14 @@ TIME_SYSTEMS = ("none", "absolute", "byoyomi", "canadian")
 SAFETY_SECONDS = 1.0  # kept back from any clock for lag
 MIN_SECONDS = 0.1  # the smallest budget a move gets
 MIN_MOVES_LEFT = 10  # main time is never spread over fewer moves than this
+PONDER_SLICE_SECONDS = 0.05  # pondering searches in slices this long, checking for the next command between them
+GOGUI_SEARCH_SECONDS = 1.0  # the win-rate view's search when no --time is set
+# GoGui's analyze menu: type/label/command (gfx: the reply is drawn on the board).
+GOGUI_ANALYZE_COMMANDS = (
+    "gfx/Policy heatmap/gogame-policy",
+    "gfx/Win rates (search)/gogame-winrates",
+    "gfx/Ownership (rollouts)/gogame-ownership",
+)
 
 
 @dataclass
@@ -164,6 +172,9 @@ class Player(Protocol):
     def ownership(self, board: Board) -> np.ndarray:
         """float ``[row, col]`` in [-1, 1], +1 black's area."""
 
+    def policy(self, board: Board) -> np.ndarray:
+        """The policy net's move probabilities, ``row * size + col`` (row 0 at the bottom), pass last."""
+
 
 class EnginePlayer:
     """A :class:`Player` over :class:`gogame.api.Engine`, one engine per board size, loaded on first use.
@@ -252,6 +263,9 @@ class EnginePlayer:
     def ownership(self, board: Board) -> np.ndarray:
         return self.engine(board.size).ownership(board)
 
+    def policy(self, board: Board) -> np.ndarray:
+        return self.engine(board.size).evaluate(board).moves
+
 
 # -- argument helpers ----------------------------------------------------------------------------------------
 
@@ -297,15 +311,18 @@ class Session:
 
     ``player``: the move generator (None: commands that need one fail with a GtpError). ``rules``: ``"area"``
     or ``"territory"`` for ``final_score``. ``seconds``: fixed thinking time per move when no time settings
-    are given (None: the player's visit limit)."""
+    are given (None: the player's visit limit). ``ponder``: search the opponent's position while the engine
+    waits after its own move (see :meth:`ponder_job`)."""
 
     def __init__(self, player: Player | None = None, size: int = 19, komi: float = 7.5, rules: str = "area",
-                 seconds: float | None = None) -> None:
+                 seconds: float | None = None, ponder: bool = False) -> None:
         if rules not in ("area", "territory"):
             raise ValueError(f"rules must be 'area' or 'territory', not {rules!r}")
         self.player = player
         self.rules = rules
         self.seconds = seconds
+        self.ponder = ponder
+        self._ponder_at = -1  # the number of moves right after our last genmove
         self.size = coords.check_size(size)
         self.komi = float(komi)
         self.time = TimeControl()
@@ -384,6 +401,12 @@ class Session:
             "kata-analyze": lambda args: self.cmd_analyze(args, "kata", genmove=False),
             "lz-genmove_analyze": lambda args: self.cmd_analyze(args, "lz", genmove=True),
             "kata-genmove_analyze": lambda args: self.cmd_analyze(args, "kata", genmove=True),
+            "analyze": lambda args: self.cmd_analyze(args, "lz", genmove=False),
+            "genmove_analyze": lambda args: self.cmd_analyze(args, "lz", genmove=True),
+            "gogui-analyze_commands": lambda args: "\n".join(GOGUI_ANALYZE_COMMANDS),
+            "gogame-policy": self.cmd_gogame_policy,
+            "gogame-winrates": self.cmd_gogame_winrates,
+            "gogame-ownership": self.cmd_gogame_ownership,
         }
 
     def cmd_boardsize(self, args: list[str]) -> str:
@@ -437,7 +460,22 @@ class Session:
         colour, move = self._generate(args, cleanup)
         if move != "resign":
             self.play(colour, coords.from_gtp(move, self.size))
+            self._ponder_at = len(self.moves)
         return move
+
+    def ponder_job(self) -> Callable[[threading.Event], None] | None:
+        """With pondering on and the opponent to move right after our genmove: a job that searches the opponent's
+        position until stopped, so that the tree below their reply is already grown when we are asked to move
+        (the search keeps the subtree of the move played). None otherwise."""
+        if (not self.ponder or self.player is None or self._ponder_at != len(self.moves)
+                or self.board.consecutive_passes >= 2):
+            return None
+        player, board = self.player, self.board.copy()
+
+        def job(stop: threading.Event) -> None:
+            while not stop.is_set():
+                player.analyze(board.copy(), PONDER_SLICE_SECONDS)
+        return job
 
     def cmd_genmove(self, args: list[str]) -> str:
         return self._genmove(args)
@@ -653,6 +691,54 @@ class Session:
     def cmd_captures(self, args: list[str]) -> str:
         _nargs(args, 1)
         return str(self.board.captures(_colour(args[0])))
+
+    # -- GoGui's analyze views (gfx replies: INFLUENCE shades points, + black; LABEL writes on them) ----------
+
+    def _vertices(self) -> list[str]:
+        """GTP vertices in ``row * size + col`` order (row 0 at the bottom)."""
+        return [coords.to_gtp((r, c)) for r in range(self.size) for c in range(self.size)]
+
+    def cmd_gogame_policy(self, args: list[str]) -> str:
+        """The policy net's move probabilities: shading by probability relative to the best, percent labels."""
+        p = np.asarray(self._need_player().policy(self.board.copy()), dtype=np.float64)
+        sign = 1.0 if self.board.to_move == "B" else -1.0
+        points, pass_p = p[:-1], p[-1]
+        top = points.max() if points.max() > 0 else 1.0
+        shown = [(v, q) for v, q in zip(self._vertices(), points) if q >= 0.005]
+        best = np.argsort(-p, kind="stable")[:3]
+        names = [self._vertices()[i] if i < len(points) else "pass" for i in best]
+        return "\n".join([
+            "INFLUENCE " + " ".join(f"{v} {sign * q / top:.3f}" for v, q in shown),
+            "LABEL " + " ".join(f"{v} {round(100 * q)}" for v, q in shown),
+            f"TEXT {_colour_name(self.board.to_move)}: " + ", ".join(
+                f"{n} {100 * p[i]:.1f}%" for n, i in zip(names, best)) + f" (pass {100 * pass_p:.1f}%)",
+        ])
+
+    def cmd_gogame_winrates(self, args: list[str]) -> str:
+        """A search's candidates labelled with their win rate (percent, side to move) and the best line."""
+        if self.board.consecutive_passes >= 2:
+            raise GtpError("the game is over")
+        infos = self._need_player().analyze(self.board.copy(), self.seconds or GOGUI_SEARCH_SECONDS)
+        if not infos:
+            return "TEXT no candidates"
+        best = infos[0]
+        colours = [self.board.to_move, coords.opponent(self.board.to_move)]
+        variation = " ".join(f"{colours[k % 2].lower()} {m}" for k, m in enumerate(best.pv or [best.move]))
+        return "\n".join([
+            "LABEL " + " ".join(f"{i.move} {round(100 * i.winrate)}" for i in infos if i.move != "pass"),
+            f"VAR {variation}",
+            f"TEXT {_colour_name(self.board.to_move)}: {best.move} {100 * best.winrate:.1f}% "
+            f"({sum(i.visits for i in infos)} visits)",
+        ])
+
+    def cmd_gogame_ownership(self, args: list[str]) -> str:
+        """Who owns each point at the end of the rollouts (+ black), and the area estimate they add up to."""
+        owner = np.asarray(self._need_player().ownership(self.board.copy()), dtype=np.float64).ravel()
+        lead = float(owner.sum()) - self.komi
+        return "\n".join([
+            "INFLUENCE " + " ".join(f"{v} {o:.2f}" for v, o in zip(self._vertices(), owner)),
+            f"TEXT area estimate: {'B' if lead >= 0 else 'W'}+{abs(lead):.1f}",
+        ])
 
     # -- analysis -------------------------------------------------------------------------------------------
 

@@ -43,11 +43,22 @@ class FakePlayer:
         return moves[0] if moves else "pass"
 
     def analyze(self, board, seconds):
+        self.calls.append(("analyze", board.to_move))
         time.sleep(min(seconds, 0.02))
         moves = [m for m in board.legal_moves() if m != "pass"][:3]
         # a score for the first candidate only: the others stand for a search without rollouts
         return [Info(m, 10 - k, 0.5 + 0.1 * k, 0.2, 0.4, [m, "pass"], *((2.5, 4.0) if k == 0 else ()))
                 for k, m in enumerate(moves)]
+
+    def policy(self, board):
+        """Half on the first legal point, the rest spread over the others; 1% on pass."""
+        moves = [m for m in board.legal_moves() if m != "pass"]
+        p = np.zeros(board.size * board.size + 1)
+        for k, m in enumerate(moves):
+            r, c = coords.from_gtp(m, board.size)
+            p[r * board.size + c] = 0.5 if k == 0 else 0.49 / max(1, len(moves) - 1)
+        p[-1] = 0.01
+        return p
 
     def ownership(self, board):
         own = board.stones().astype(np.float64)
@@ -383,6 +394,59 @@ def test_kata_analyze_floats_and_genmove_analyze():
     assert ask(engine, "lz-genmove_analyze 2") == "? syntax error\n\n"
 
 
+def gfx(reply: str) -> dict[str, list[str]]:
+    """A gfx reply's lines by keyword (INFLUENCE, LABEL, VAR, TEXT) -> their words."""
+    assert reply.startswith("= ") and reply.endswith("\n\n")
+    return {line.split()[0]: line.split()[1:] for line in reply[2:-2].split("\n")}
+
+
+def test_gogui_views_are_listed_and_answer_gfx():
+    engine, session = make()
+    listed = ask(engine, "gogui-analyze_commands")[2:-2].split("\n")
+    assert len(listed) == 3
+    for entry in listed:
+        kind, label, command = entry.split("/")
+        assert kind == "gfx" and label and ask(engine, f"known_command {command}") == "= true\n\n"
+    ask(engine, "play b a1")  # white to move: the first legal point is B1
+    policy = gfx(ask(engine, "gogame-policy"))
+    shading = dict(zip(policy["INFLUENCE"][::2], map(float, policy["INFLUENCE"][1::2])))
+    assert shading["B1"] == -1.0 and len(shading) == 80  # white's view: negative; 0.49 / 79 >= 0.5% each
+    assert dict(zip(policy["LABEL"][::2], policy["LABEL"][1::2]))["B1"] == "50"
+    assert policy["TEXT"][:3] == ["white:", "B1", "50.0%,"] and policy["TEXT"][-2:] == ["(pass", "1.0%)"]
+    winrates = gfx(ask(engine, "gogame-winrates"))
+    assert winrates["LABEL"][:2] == ["B1", "50"] and winrates["VAR"] == ["w", "B1", "b", "pass"]
+    assert winrates["TEXT"][:3] == ["white:", "B1", "50.0%"]
+    ownership = gfx(ask(engine, "gogame-ownership"))
+    values = dict(zip(ownership["INFLUENCE"][::2], map(float, ownership["INFLUENCE"][1::2])))
+    assert len(values) == 81 and values["A1"] == 1.0 and sum(values.values()) == 1.0
+    assert ownership["TEXT"] == ["area", "estimate:", "W+6.5"]  # 1 point for black, komi 7.5
+
+
+def test_ponder_job_only_after_our_own_move():
+    engine, session = make(ponder=True)
+    assert session.ponder_job() is None  # nothing played yet
+    ask(engine, "genmove b")
+    job = session.ponder_job()
+    assert job is not None
+    stop = threading.Event()
+    threading.Timer(0.1, stop.set).start()
+    job(stop)  # searches white's position until stopped
+    assert ("analyze", "W") in session.player.calls
+    ask(engine, "play w e5")
+    assert session.ponder_job() is None  # the opponent moved: our turn, no pondering
+    engine, session = make()
+    ask(engine, "genmove b")
+    assert session.ponder_job() is None  # pondering is off by default
+
+
+def test_serve_ponders_silently_between_commands():
+    engine, session = make(ponder=True)
+    engine.idle = session.ponder_job
+    out = drive(engine, "1 genmove b\n2 name\n3 quit\n", pause=0.2)
+    assert out == "=1 A1\n\n=2 gogame\n\n=3\n\n"
+    assert ("analyze", "W") in session.player.calls  # pondered while waiting for "2 name"
+
+
 def drive(engine: GtpEngine, script: str, pause: float = 0.0) -> str:
     """Run :func:`serve` over a scripted stdin (optionally pausing between lines); return stdout."""
     import io
@@ -415,7 +479,9 @@ WORDS = ["play", "genmove", "undo", "boardsize", "komi", "b", "w", "white", "pas
          "set_free_handicap", "final_score", "final_status_list", "dead", "alive", "time_settings", "time_left",
          "kgs-time_settings", "byoyomi", "canadian", "absolute", "none", "list_stones", "captures", "showboard",
          "clear_board", "known_command", "reg_genmove", "printsgf", "loadsgf", "/dev/null", "#", "\t", "\x00",
-         "\x1b[0m", "é", "∞", "", "12", "kgs-genmove_cleanup", "name", "protocol_version", "list_commands"]
+         "\x1b[0m", "é", "∞", "", "12", "kgs-genmove_cleanup", "name", "protocol_version", "list_commands",
+         "analyze", "genmove_analyze", "gogui-analyze_commands", "gogame-policy", "gogame-winrates",
+         "gogame-ownership", "ownership", "true"]
 
 
 def test_fuzz_core_never_raises_and_stays_well_formed(tmp_path, monkeypatch):
@@ -431,7 +497,9 @@ def test_fuzz_core_never_raises_and_stays_well_formed(tmp_path, monkeypatch):
             line = f"{rng.randrange(100)} {line}"
         line += rng.choice(["", "\n", "\r\n", "\r"])
         reply = engine.handle_line(line)
-        assert reply.stream is None
+        if reply.stream is not None:  # an analysis: only its header now (the process fuzz runs streams)
+            assert re.fullmatch(r"=\d*\n", reply.text), reply.text
+            continue
         if reply.end:
             engine, _ = make()
         if not reply.text:
@@ -566,7 +634,8 @@ def fuzz_session(rng: random.Random, lines: int) -> list[bytes]:
     bytes (no lone CR: that would be a line break), random commands with random arguments (no time settings, so
     that each genmove stays at its few visits), huge lines, analyses interrupted by the next line, and CRLF."""
     out = []
-    commands = [w for w in WORDS if w.isidentifier() or "-" in w]
+    # the slow views (a second of search, 200 rollouts) are left to the core fuzz: here they would only burn CPU
+    commands = [w for w in WORDS if (w.isidentifier() or "-" in w) and w not in ("gogame-winrates", "gogame-ownership")]
     for _ in range(lines):
         roll = rng.random()
         if roll < 0.15:
@@ -599,10 +668,11 @@ def expected_replies(lines: list[bytes]) -> int:
 
 @pytest.mark.parametrize("seed", range(2))
 def test_fuzz_engine_process_answers_every_line(seed, tmp_path):
-    """5,000 random and malformed lines (10,000 over the two seeds) piped into ``python -m gtp``: the process
+    """2,500 random and malformed lines (5,000 over the two seeds; the core fuzz above takes 10,000) piped into ``python -m gtp``: the process
     exits cleanly at quit and its stdout is exactly one well-formed response per command."""
-    lines = fuzz_session(random.Random(seed), 5000)
-    proc = subprocess.run([sys.executable, "-m", "gtp", "--size", "9", "--visits", "4", "--seed", "1"],
+    lines = fuzz_session(random.Random(seed), 2500)
+    proc = subprocess.run([sys.executable, "-m", "gtp", "--size", "9", "--visits", "4", "--time", "0.02",
+                           "--seed", "1", "--ponder"],
                           cwd=tmp_path, input=b"".join(lines), capture_output=True, timeout=600,
                           env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
@@ -615,6 +685,28 @@ def test_fuzz_engine_process_answers_every_line(seed, tmp_path):
         head, *rest = reply.split("\n")
         assert re.fullmatch(r"[=?]\d*( .*)?", head), head[:200]
         assert all(ln.startswith(("info move ", "play ")) for ln in rest) or head[0] == "=", reply[:300]
+
+
+def test_end_to_end_ponder_and_gogui_views():
+    proc = start_engine("--ponder", "--time", "0.3")
+    try:
+        first = send(proc, "genmove b")
+        assert re.fullmatch(r"= [A-HJ][1-9]\n\n", first), first
+        time.sleep(1.0)  # pondering white's position
+        reply = send(proc, "play w " + ("C3" if first != "= C3\n\n" else "G7"))
+        assert reply == "=\n\n"
+        assert re.fullmatch(r"= [A-HJ][1-9]\n\n", send(proc, "genmove b"))
+        for command, keywords in [("gogame-policy", {"INFLUENCE", "LABEL", "TEXT"}),
+                                  ("gogame-winrates", {"LABEL", "VAR", "TEXT"}),
+                                  ("gogame-ownership", {"INFLUENCE", "TEXT"})]:
+            assert set(gfx(send(proc, command))) == keywords, command
+        assert send(proc, "quit") == "=\n\n"
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "internal error" not in proc.stderr.read()
 
 
 def test_cli_refuses_a_size_without_networks():
