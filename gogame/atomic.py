@@ -20,6 +20,7 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], None])
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would leave the file unreadable to other users
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
