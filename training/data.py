@@ -210,7 +210,7 @@ def encode_games(games: Iterable[tuple[str, Game]], feature_set: str, size: int)
     Raises as :func:`encode_game` for a game that does not replay.
     """
     all_moves = [(name, game, np.arange(len(game.moves))) for name, game in games]
-    return _assemble([(name, game, keep, encode_game(game, feature_set)) for name, game, keep in all_moves],
+    return assemble_shard([(name, game, keep, encode_game(game, feature_set)) for name, game, keep in all_moves],
                      feature_set, size)
 
 
@@ -222,7 +222,7 @@ def sample_moves(name: str, moves: int, per_game: int | None, seed: int) -> np.n
     return np.sort(rng.choice(moves, per_game, replace=False))
 
 
-def _assemble(encoded: list[tuple[str, Game, np.ndarray, np.ndarray]], feature_set: str, size: int) -> dict[str, np.ndarray]:
+def assemble_shard(encoded: list[tuple[str, Game, np.ndarray, np.ndarray]], feature_set: str, size: int) -> dict[str, np.ndarray]:
     """The shard arrays of ``(name, game, kept move indices, packed planes)`` from :func:`encode_game`."""
     nbytes = math.ceil(features.FEATURE_SETS[feature_set] * size * size / 8)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ARRAYS}
@@ -295,7 +295,7 @@ def _encode_chunk(job: _Job) -> dict:
         by_split[split_of(name, job.seed, job.val_fraction, job.test_fraction)].append((name, game, keep, packed))
     counts = {"chunk": job.chunk, "skipped": dict(skipped), "games": {}, "positions": {}}
     for split, games in by_split.items():
-        arrays = _assemble(games, job.feature_set, job.game_filter.size)
+        arrays = assemble_shard(games, job.feature_set, job.game_filter.size)
         counts["games"][split] = len(games)
         counts["positions"][split] = int(arrays["move"].size)
         if games:

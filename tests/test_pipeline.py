@@ -1,0 +1,105 @@
+"""The value stage end to end, and the pipeline runner: config checks, skipping finished stages, failures."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+from gogame import nets
+from training import data, pipeline
+from training.cli import main as train_main
+
+SIZE = 5
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def policies(tmp_path_factory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("nets")
+    paths = folder / "sl.pt", folder / "rl.pt"
+    for seed, path in enumerate(paths):
+        torch.manual_seed(seed)
+        nets.save(nets.build("policy", 48, SIZE, "tiny"), path, features="alphago48")
+    return paths
+
+
+def test_value_stage_keeps_one_position_per_game_and_reports_held_out_mse(policies, tmp_path):
+    sl, rl = policies
+    games, out, export = tmp_path / "games", tmp_path / "value", tmp_path / "value5.pt"
+    args = ["value", str(games), "--sl", str(sl), "--rl", str(rl), "--games", "24", "--games-per-shard", "12",
+            "--max-u", "6", "--val-fraction", "0.25", "--out", str(out), "--preset", "tiny", "--steps", "6",
+            "--batch-size", "4", "--warmup-steps", "1", "--val-every", "3", "--no-progress", "--export", str(export)]
+    assert train_main(args) == 0
+    arrays = [data.load_shard(p) for p in data.shard_paths(games, "train") + data.shard_paths(games, "val")]
+    names = [str(n) for a in arrays for n in a["game_name"]]
+    assert len(names) == len(set(names)) == 24  # every game reached move U here
+    for a in arrays:
+        assert a["move"].size == a["game_name"].size  # one position per game
+        assert set(a["move_number"].tolist()) <= set(range(1, 7)) and set(a["outcome"].tolist()) <= {-1, 1}
+    val = [r for r in csv.DictReader(open(out / "metrics.csv")) if r["split"] == "val"]
+    assert val and 0 <= float(val[-1]["mse"]) <= 4
+    assert nets.load(export, kind="value").meta["features"] == "alphago49"
+
+
+def write_config(path: Path, root: Path, stages: str) -> Path:
+    path.write_text(f'root = "{root}"\n{stages}')
+    return path
+
+
+def test_config_fills_in_the_root_and_rejects_nonsense(tmp_path):
+    config = write_config(tmp_path / "p.toml", tmp_path / "run", """
+[[stage]]
+command = "selfplay"
+args = ["--out", "{root}/sp", "--games", 2]
+creates = "{root}/sp/summary.json"
+""")
+    stage, = pipeline.load_config(config)
+    assert stage.name == "selfplay" and stage.args == ("--out", f"{tmp_path}/run/sp", "--games", "2")
+    assert pipeline.load_config(config, root="elsewhere")[0].creates == Path("elsewhere/sp/summary.json")
+    for body, message in [("", "no \\[\\[stage\\]\\]"), ('[[stage]]\ncommand = "sl"\n', "lacks creates"),
+                          ('[[stage]]\ncommand = "fly"\ncreates = "x"\n', "unknown command"),
+                          ("root = [", "p.toml")]:
+        with pytest.raises(ValueError, match=message):
+            pipeline.load_config(write_config(tmp_path / "p.toml", tmp_path, body))
+
+
+def test_pipeline_skips_stages_whose_outputs_exist_and_stops_at_a_failure(policies, tmp_path, capsys):
+    root = tmp_path / "run"
+    (root / "rl").mkdir(parents=True)
+    (root / "rl" / "policy.pt").write_bytes(b"")  # the rl stage's output exists: never run (its args are bad)
+    config = write_config(tmp_path / "p.toml", root, f"""
+[[stage]]
+name = "rl"
+command = "rl"
+args = ["--no-such-option"]
+creates = "{{root}}/rl/policy.pt"
+
+[[stage]]
+name = "games"
+command = "selfplay"
+args = ["--size", "{SIZE}", "--weights", "{policies[0]}", "--games", "2", "--max-moves", "6", "--out",
+        "{{root}}/sp", "--no-progress"]
+creates = "{{root}}/sp/summary.json"
+
+[[stage]]
+name = "broken"
+command = "selfplay"
+args = ["--size", "{SIZE}", "--weights", "{root}/missing.pt", "--games", "1", "--out", "{{root}}/sp2"]
+creates = "{{root}}/sp2/summary.json"
+""")
+    assert train_main(["pipeline", "--config", str(config), "--only", "rl,games"]) == 0
+    assert (root / "sp" / "summary.json").exists() and not (root / "sp2").exists()
+    assert "rl: skipped" in capsys.readouterr().err
+    assert train_main(["pipeline", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "games: skipped" in err and "broken failed" in err
+    assert train_main(["pipeline", "--config", str(config), "--only", "nope"]) == 2
+
+
+def test_the_shipped_nine_by_nine_config_parses():
+    stages = pipeline.load_config(REPO / "training" / "pipeline9.toml", root="R")
+    assert [s.name for s in stages] == ["dataset", "sl", "rollout", "rl", "value", "evaluate"]
+    assert all(str(s.creates).startswith("R/") for s in stages)

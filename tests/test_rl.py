@@ -1,0 +1,96 @@
+"""The RL stage: the REINFORCE loss, the opponent pool, and the command end to end with resume."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from gogame import nets
+from gogame.checkpoint import CheckpointError
+from training import rl
+from training.cli import main as train_main
+
+SIZE = 5
+
+
+def tiny_policy(seed: int = 0) -> nets.PolicyNet:
+    torch.manual_seed(seed)
+    return nets.build("policy", 48, SIZE, "tiny")
+
+
+def one_move_batch(z: float, move: int, games: int = 1) -> dict[str, torch.Tensor]:
+    """``games`` games of one learner position each (the empty board), all with outcome ``z``."""
+    planes = torch.zeros(games, 48, SIZE, SIZE, dtype=torch.uint8)
+    planes[:, 2] = planes[:, 3] = planes[:, 46] = 1  # empty, ones, sensible everywhere
+    legal = torch.ones(games, SIZE * SIZE + 1, dtype=torch.bool)
+    legal[:, -1] = False
+    return {"z": torch.full((games,), z), "planes": planes, "move": torch.full((games,), move),
+            "legal": legal, "game": torch.arange(games), "length": torch.ones(games)}
+
+
+@pytest.mark.parametrize("z, sign", [(1.0, 1), (-1.0, -1)])
+def test_reinforce_raises_the_probability_of_winning_moves_and_lowers_losing_ones(z, sign):
+    net = tiny_policy()
+    batch = one_move_batch(z, move=7)
+    loss_fn = rl.reinforce_loss("none")
+
+    def prob() -> float:
+        with torch.no_grad():
+            return float(nets.masked_log_softmax(net(batch["planes"]), batch["legal"])[0, 7].exp())
+
+    before = prob()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    loss, metrics = loss_fn(net, batch)
+    loss.backward()
+    optimizer.step()
+    assert np.sign(prob() - before) == sign
+    assert metrics["win_rate"] == (z > 0)
+
+
+def test_the_mean_baseline_cancels_when_every_game_has_the_same_outcome():
+    net = tiny_policy()
+    loss, _ = rl.reinforce_loss("mean")(net, one_move_batch(1.0, move=3, games=4))
+    assert float(loss.detach()) == 0.0
+    with pytest.raises(ValueError, match="baseline"):
+        rl.reinforce_loss("critic")
+
+
+def test_a_match_batch_holds_the_learners_choices_only():
+    learner, opponent = tiny_policy(0), tiny_policy(1)
+    batch = rl.play_match(learner, opponent, 4, size=SIZE, komi=7.5, max_moves=20, rng=np.random.default_rng(0))
+    assert batch["z"].shape == (4,) and set(batch["z"].tolist()) <= {-1.0, 1.0}
+    assert batch["planes"].shape[1:] == (48, SIZE, SIZE) and batch["planes"].shape[0] == batch["move"].shape[0]
+    assert bool(batch["legal"].gather(1, batch["move"][:, None]).all())  # every kept move was a legal choice
+    assert batch["game"].bincount(minlength=4).tolist() == [10, 10, 10, 10]  # 20 moves, half the learner's
+
+
+def test_pool_snapshots_and_draws(tmp_path):
+    pool = rl.Pool(tmp_path / "pool")
+    with pytest.raises(CheckpointError, match="empty"):
+        pool.draw(np.random.default_rng(0))
+    pool.add(tiny_policy(0), 0)
+    pool.add(tiny_policy(1), 20)
+    assert [p.name for p in pool.members()] == ["iter-000000.pt", "iter-000020.pt"]
+    assert [p.name for p in pool.members(before=20)] == ["iter-000000.pt"]
+    drawn = {id(pool.draw(np.random.default_rng(s))) for s in range(12)}
+    assert len(drawn) == 2
+
+
+def test_rl_command_logs_the_win_rate_and_resumes(tmp_path):
+    start, out, export = tmp_path / "sl.pt", tmp_path / "rl", tmp_path / "rl.pt"
+    nets.save(tiny_policy(), start, features="alphago48")
+    args = ["rl", "--size", str(SIZE), "--weights", str(start), "--out", str(out), "--iterations", "4",
+            "--games", "4", "--pool-every", "2", "--eval-every", "2", "--eval-games", "4", "--max-moves", "16",
+            "--ckpt-every", "1", "--lr", "0.05", "--no-progress", "--export", str(export)]
+    assert train_main(args + ["--max-steps-this-run", "3"]) == 0
+    assert train_main(args + ["--resume"]) == 0
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert [int(r["step"]) for r in rows if r["split"] == "train"] == [1, 2, 3, 4]
+    assert [int(r["step"]) for r in rows if r["split"] == "val"] == [2, 4]
+    assert all(0 <= float(r["win_rate"]) <= 1 for r in rows)
+    assert sorted(p.name for p in (out / "pool").iterdir()) == ["iter-000000.pt", "iter-000002.pt"]
+    net = nets.load(export, kind="policy")
+    assert net.meta["provenance"]["iterations"] == 4 and "win_rate_vs_start" in net.meta["provenance"]

@@ -1,0 +1,139 @@
+"""The batched game player, the value-data plan and the selfplay command (workers, shards, resume after kill)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gogame import nets, sgf
+from gogame.api import Engine
+from training import data, selfplay
+from training.cli import main as train_main
+
+REPO = Path(__file__).resolve().parents[1]
+SIZE = 5
+
+
+def tiny_policy(seed: int = 0) -> nets.PolicyNet:
+    torch.manual_seed(seed)
+    return nets.build("policy", 48, SIZE, "tiny").eval()
+
+
+@pytest.fixture(scope="module")
+def policy_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("nets") / "policy5.pt"
+    nets.save(tiny_policy(), path, features="alphago48")
+    return path
+
+
+def test_games_are_played_out_without_passing_while_a_sensible_move_is_left():
+    games = selfplay.play_games([selfplay.NetPlayer(tiny_policy())], [selfplay.Plan()] * 6, size=SIZE,
+                                rng=np.random.default_rng(0))
+    for game in games:
+        assert len(game.history) <= 2 * SIZE * SIZE and game.positions == list(range(len(game.history)))
+        for move, sensible in zip(game.moves, game.sensible):
+            assert (move == SIZE * SIZE) == (not sensible.any())  # pass exactly when nothing sensible is left
+            assert move == SIZE * SIZE or sensible[move]
+        assert game.outcome("B") == -game.outcome("W") == np.sign(game.margin)
+        assert sgf.loads(sgf.dumps(game.to_sgf("g")))[0].moves == game.history
+
+
+def test_seats_and_records_follow_the_plan():
+    # player 1 passes whenever it is asked
+    class Passer:
+        def choose(self, boards, planes, sensible, rng):
+            return np.full(len(boards), SIZE * SIZE)
+
+    plan = selfplay.Plan(black=0, white=1, record="black")
+    game, = selfplay.play_games([selfplay.NetPlayer(tiny_policy()), Passer()], [plan], size=SIZE,
+                                max_moves=12, rng=np.random.default_rng(1))
+    assert all(move is None for colour, move in game.history if colour == "W")
+    assert all(move is not None for colour, move in game.history if colour == "B")
+    assert game.positions == list(range(0, len(game.history), 2))
+
+
+def test_value_plan_keeps_exactly_the_position_after_the_random_move():
+    spec = selfplay.GameSpec(SIZE, ("sl.pt", "rl.pt"), "value", max_u=8)
+    rng = np.random.default_rng(2)
+    plans = spec.plans(40, rng)
+    assert {p.random_at + 1 for p in plans} <= set(range(1, 9)) and len({p.random_at for p in plans}) > 3
+    players = [selfplay.NetPlayer(tiny_policy(0)), selfplay.NetPlayer(tiny_policy(1))]
+    games = selfplay.play_games(players, plans, size=SIZE, rng=rng)
+    for plan, game in zip(plans, games):
+        u = plan.random_at + 1
+        assert game.positions == [u]  # one position per game: after move U (moves are counted from 1)
+    arrays = selfplay.shard_arrays([(f"g{i}", g) for i, g in enumerate(games)])
+    assert arrays["move"].size == len(games) == arrays["game_name"].size
+    for row, (plan, game) in enumerate(zip(plans, games)):
+        assert arrays["move_number"][row] == plan.random_at + 1
+        mover = game.history[plan.random_at + 1][0]
+        assert arrays["outcome"][row] == game.outcome(mover)
+    unpacked = data.unpack_planes(torch.from_numpy(arrays["planes"]), 49, SIZE)
+    assert torch.equal(unpacked, torch.from_numpy(np.stack([g.planes[0] for g in games])).float())
+
+
+def test_plans_reject_unknown_players_and_records():
+    with pytest.raises(ValueError, match="record"):
+        selfplay.Plan(record="both")
+    with pytest.raises(ValueError, match="player"):
+        selfplay.play_games([selfplay.NetPlayer(tiny_policy())], [selfplay.Plan(white=1)], size=SIZE,
+                            rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match="policy files"):
+        selfplay.GameSpec(SIZE, ("a.pt",), "value", max_u=3)
+
+
+def _done(out: Path) -> list[Path]:
+    return sorted(out.glob("*.done"))
+
+
+def test_selfplay_resumes_after_a_kill_without_losing_or_duplicating_games(policy_file, tmp_path):
+    out = tmp_path / "sp"
+    args = ["selfplay", "--size", str(SIZE), "--weights", str(policy_file), "--games", "16", "--games-per-shard",
+            "2", "--out", str(out), "--max-moves", "30", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "training.cli", *args, "--workers", "2"], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(_done(out)) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the pool's workers too
+        proc.wait()
+    assert 2 <= len(_done(out)) < 8, "kill the run part way through"
+    assert train_main(args) == 0
+    assert len(_done(out)) == 8
+    names = [g.get("GN") for f in sorted((out / "sgf").glob("*.sgf")) for g in sgf.load(f)]
+    assert len(names) == len(set(names)) == 16
+    shards = data.shard_paths(out, "train") + data.shard_paths(out, "val")
+    stored = {str(n) for p in shards for n in data.load_shard(p)["game_name"]}
+    assert stored == set(names)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["games"] == 16 and summary["moves"] == sum(len(g.moves) for f in (out / "sgf").glob("*.sgf")
+                                                                for g in sgf.load(f))
+    assert data.dataset_meta(out)["features"] == "alphago49"
+    batches = data.PositionBatches(shards, 8)
+    assert len(batches) == summary["moves"]  # every position, passes included
+
+
+def test_a_folder_refuses_games_made_with_other_settings(policy_file, tmp_path):
+    spec = selfplay.GameSpec(SIZE, (str(policy_file),), max_moves=4)
+    selfplay.generate(tmp_path, spec, 2, games_per_shard=2, progress=False)
+    with pytest.raises(ValueError, match="other settings"):
+        selfplay.generate(tmp_path, spec, 2, games_per_shard=1, progress=False)
+
+
+def test_search_player_plays_mcts_moves():
+    engine = Engine(tiny_policy(), None, visits=8, threads=1, seed=0)
+    game, = selfplay.play_games([selfplay.SearchPlayer(engine, 8)], [selfplay.Plan()], size=SIZE, max_moves=6,
+                                rng=np.random.default_rng(0))
+    assert len(game.history) == len(game.moves) == 6 and game.moves[0] != SIZE * SIZE

@@ -1,0 +1,110 @@
+"""``gogame-train pipeline --config FILE``: the training stages in order, from one TOML file.
+
+The file names a run folder and lists the stages, each a ``gogame-train`` command with its arguments and
+the file it creates::
+
+    root = "runs/pipeline9"            # "{root}" in args and creates is replaced by this
+
+    [[stage]]
+    name = "rl"                        # for messages
+    command = "rl"                     # a gogame-train command (see training/cli.py)
+    args = ["--size", "9", "--out", "{root}/rl", "--iterations", "300", "--export", "{root}/policy9-rl.pt"]
+    creates = "{root}/policy9-rl.pt"   # the stage is skipped when this exists
+
+Stages run in file order, in this process. A stage whose ``creates`` exists is skipped, so a rerun after a
+failure or a kill starts at the first unfinished stage (and the stages resume inside themselves where they
+can: pass ``--resume`` to training stages). A stage that fails, or returns without creating its file,
+stops the pipeline with exit status 1. ``training/pipeline9.toml`` takes a fresh install to a 9x9 engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from training import cli
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    command: str
+    args: tuple[str, ...]
+    creates: Path
+
+
+def load_config(path: str | Path, root: str | None = None) -> list[Stage]:
+    """The stages of a pipeline file, ``{root}`` filled in (``root`` overrides the file's). ValueError for a
+    malformed file."""
+    try:
+        config = tomllib.loads(Path(path).read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    root = root or str(config.get("root", "."))
+    stages = []
+    for i, table in enumerate(config.get("stage", [])):
+        missing = [key for key in ("command", "creates") if key not in table]
+        if missing:
+            raise ValueError(f"{path}: stage {i + 1} lacks {', '.join(missing)}")
+        if table["command"] not in cli.COMMANDS or table["command"] == "pipeline":
+            raise ValueError(f"{path}: stage {i + 1} names an unknown command {table['command']!r}")
+        args = table.get("args", [])
+        if not isinstance(args, list) or not all(isinstance(a, (str, int, float)) for a in args):
+            raise ValueError(f"{path}: stage {i + 1}: args must be a list of strings")
+        stages.append(Stage(str(table.get("name", table["command"])), table["command"],
+                            tuple(str(a).replace("{root}", root) for a in args),
+                            Path(str(table["creates"]).replace("{root}", root))))
+    if not stages:
+        raise ValueError(f"{path} has no [[stage]] tables")
+    return stages
+
+
+def run_stages(stages: list[Stage], dry_run: bool = False, only: set[str] | None = None) -> int:
+    """Run the stages whose outputs are missing, in order (``only``: just the stages of those names); 0 when
+    they all succeed, else 1."""
+    unknown = (only or set()) - {stage.name for stage in stages}
+    if unknown:
+        raise ValueError(f"no stage named {', '.join(sorted(unknown))}")
+    for stage in stages:
+        if only is not None and stage.name not in only:
+            continue
+        if stage.creates.exists():
+            print(f"pipeline: {stage.name}: skipped, {stage.creates} exists", file=sys.stderr)
+            continue
+        print(f"pipeline: {stage.name}: gogame-train {stage.command} {' '.join(stage.args)}", file=sys.stderr)
+        if dry_run:
+            continue
+        start = time.perf_counter()
+        try:
+            status = cli.main([stage.command, *stage.args])
+        except SystemExit as exc:  # argparse and the stages exit this way on bad input
+            if isinstance(exc.code, str):
+                print(exc.code, file=sys.stderr)
+            status = exc.code if isinstance(exc.code, int) else 1
+        minutes = (time.perf_counter() - start) / 60
+        if status != 0 or not stage.creates.exists():
+            print(f"pipeline: {stage.name} failed after {minutes:.1f} min (status {status}, "
+                  f"{stage.creates} {'exists' if stage.creates.exists() else 'missing'})", file=sys.stderr)
+            return 1
+        print(f"pipeline: {stage.name}: done in {minutes:.1f} min", file=sys.stderr)
+    return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, help="the pipeline's TOML file")
+    parser.add_argument("--root", default=None, help="run folder, instead of the file's root")
+    parser.add_argument("--only", default=None, help="comma-separated stage names: run just these")
+    parser.add_argument("--dry-run", action="store_true", help="print the stages that would run")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        stages = load_config(args.config, args.root)
+        return run_stages(stages, args.dry_run, set(args.only.split(",")) if args.only else None)
+    except ValueError as exc:
+        print(f"gogame-train pipeline: {exc}", file=sys.stderr)
+        return 2

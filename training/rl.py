@@ -1,0 +1,231 @@
+"""``gogame-train rl``: AlphaGo's RL policy stage, REINFORCE against a pool of earlier selves.
+
+Each iteration plays ``--games`` games of the current policy (the learner) against an opponent drawn
+uniformly from the pool, the learner black in half of them, all moves sampled at temperature 1 with
+:func:`training.selfplay.play_games` (its pass rule: no pass while a sensible move is left). The update is
+REINFORCE: the loss is ``-sum over the learner's chosen moves of log pi(a|s) * (z - b) / games``, with ``z``
+the game's outcome for the learner (+1 / -1) and ``b`` the baseline: 0, or with ``--baseline mean`` the
+batch's mean outcome (a variance reducer; the gradient stays unbiased up to the 1/games term).
+
+The :class:`training.trainer.Trainer` owns the optimizer, checkpoints, resume and ``metrics.csv``:
+:class:`ReinforceGames` is its batch source (each "batch" is a fresh set of games, played by the model being
+trained) and :class:`WinRateGames` its validation source: every ``--eval-every`` iterations the learner plays
+``--eval-games`` games against the SL policy it started from (both colours, a fixed seed), and the val row of
+``metrics.csv`` logs ``win_rate``; ``best.pt`` keeps the best of them.
+
+The pool lives in ``OUT/pool/``: the starting policy as ``iter-000000.pt``, then a snapshot of the learner
+every ``--pool-every`` iterations, each written atomically. A resumed run (``--resume``) continues from
+``last.pt`` with the pool on disk; batch ``i`` is seeded by ``(seed, i, rank)``, so under ``torchrun`` each
+rank plays its own games.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gogame import nets
+from gogame.checkpoint import CheckpointError
+from training.selfplay import NetPlayer, Plan, PlayedGame, play_games
+from training.trainer import TrainConfig, Trainer
+
+BASELINES = ("none", "mean")
+
+
+class Pool:
+    """The opponents: policy snapshots in a folder, ``iter-NNNNNN.pt``, loaded on demand (the last few kept)."""
+
+    def __init__(self, folder: str | Path, keep_loaded: int = 4) -> None:
+        self.folder = Path(folder)
+        self.keep_loaded = keep_loaded
+        self._loaded: dict[Path, nets.PolicyNet] = {}
+
+    def path(self, iteration: int) -> Path:
+        return self.folder / f"iter-{iteration:06d}.pt"
+
+    def add(self, net: nets.PolicyNet, iteration: int) -> None:
+        """Snapshot ``net`` as iteration ``iteration``'s member (atomically; again is harmless)."""
+        nets.save(net, self.path(iteration), features="alphago48")
+
+    def members(self, before: int | None = None) -> list[Path]:
+        """The snapshot files, oldest first; ``before``: only those of earlier iterations than that."""
+        paths = sorted(self.folder.glob("iter-*.pt"))
+        return [p for p in paths if before is None or int(p.stem[5:]) < before]
+
+    def draw(self, rng: np.random.Generator, before: int | None = None) -> nets.PolicyNet:
+        """A uniformly drawn member. CheckpointError if the pool is empty."""
+        members = self.members(before)
+        if not members:
+            raise CheckpointError(f"the opponent pool {self.folder} is empty")
+        path = members[int(rng.integers(len(members)))]
+        if path not in self._loaded:
+            if len(self._loaded) >= self.keep_loaded:
+                self._loaded.pop(next(iter(self._loaded)))
+            self._loaded[path] = nets.load(path, kind="policy")
+        return self._loaded[path]
+
+
+def game_batch(games: list[PlayedGame], learner_colours: list[str], in_planes: int) -> dict[str, torch.Tensor]:
+    """The REINFORCE batch of games: per game ``z`` (the learner's outcome), per learner move the planes,
+    the move, the moves it chose among and its game. Forced passes (no choice) are left out."""
+    rows = [(g, k) for g, game in enumerate(games) for k in range(len(game.positions)) if game.sensible[k].any()]
+    size = games[0].size
+    planes = np.stack([games[g].planes[k][:in_planes] for g, k in rows]) if rows else \
+        np.zeros((0, in_planes, size, size), np.uint8)
+    legal = np.stack([games[g].sensible[k] for g, k in rows]) if rows else np.zeros((0, size * size + 1), bool)
+    return {
+        "z": torch.tensor([game.outcome(c) for game, c in zip(games, learner_colours)], dtype=torch.float32),
+        "planes": torch.from_numpy(planes),
+        "move": torch.tensor([games[g].moves[k] for g, k in rows], dtype=torch.int64),
+        "legal": torch.from_numpy(legal),
+        "game": torch.tensor([g for g, _ in rows], dtype=torch.int64),
+        "length": torch.tensor([len(game.history) for game in games], dtype=torch.float32),
+    }
+
+
+def play_match(learner: nets.PolicyNet, opponent: nets.PolicyNet, games: int, *, size: int, komi: float,
+               max_moves: int | None, rng: np.random.Generator, first_black: int = 0) -> dict[str, torch.Tensor]:
+    """``games`` games of ``learner`` against ``opponent``, the learner black in every other one, as a batch."""
+    colours = ["B" if (g + first_black) % 2 == 0 else "W" for g in range(games)]
+    plans = [Plan(black=0, white=1, record="black") if c == "B" else Plan(black=1, white=0, record="white")
+             for c in colours]
+    was_training = learner.training
+    learner.eval()
+    played = play_games([NetPlayer(learner), NetPlayer(opponent)], plans, size=size, komi=komi,
+                        max_moves=max_moves, rng=rng)
+    learner.train(was_training)
+    return game_batch(played, colours, learner.in_planes)
+
+
+class ReinforceGames:
+    """The trainer's batch source: batch ``i`` is a fresh match of the model against a pool member.
+
+    Before playing batch ``i`` (counted over the whole run) the model joins the pool when ``i`` is a multiple
+    of ``pool_every``; the opponent is drawn from the members of earlier iterations (or the start).
+    """
+
+    def __init__(self, model: nets.PolicyNet, pool: Pool, *, iterations: int, games: int, pool_every: int,
+                 size: int, komi: float = 7.5, max_moves: int | None = None, seed: int = 0) -> None:
+        if games < 1 or pool_every < 1 or iterations < 1:
+            raise ValueError("iterations, games and pool_every must be at least 1")
+        self.model, self.pool = model, pool
+        self.iterations, self.games, self.pool_every = iterations, games, pool_every
+        self.size, self.komi, self.max_moves, self.seed = size, komi, max_moves, seed
+
+    def num_batches(self, world_size: int = 1) -> int:
+        return self.iterations
+
+    def batches(self, epoch: int, start: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[dict]:
+        for b in range(start, self.iterations):
+            i = epoch * self.iterations + b
+            if i % self.pool_every == 0 and i > 0:
+                self.pool.add(self.model, i)  # every rank writes the same file: atomic, so harmless
+            rng = np.random.default_rng([self.seed, i, rank])
+            opponent = self.pool.draw(rng, before=max(i, 1))
+            yield play_match(self.model, opponent, self.games, size=self.size, komi=self.komi,
+                             max_moves=self.max_moves, rng=rng, first_black=i)
+
+
+class WinRateGames:
+    """The trainer's validation source: ``games`` games of the model against a fixed reference, one seed."""
+
+    def __init__(self, model: nets.PolicyNet, reference: nets.PolicyNet, *, games: int, batch: int, size: int,
+                 komi: float = 7.5, max_moves: int | None = None, seed: int = 12345) -> None:
+        if games < 1 or batch < 1:
+            raise ValueError("eval games and batch must be at least 1")
+        self.model, self.reference = model, reference
+        self.games, self.batch, self.size, self.komi, self.max_moves, self.seed = games, batch, size, komi, max_moves, seed
+
+    def num_batches(self, world_size: int = 1) -> int:
+        return -(-self.games // (self.batch * world_size))
+
+    def batches(self, epoch: int, start: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[dict]:
+        for b in range(rank, -(-self.games // self.batch), world_size):
+            n = min(self.batch, self.games - b * self.batch)
+            rng = np.random.default_rng([self.seed, b])
+            yield play_match(self.model, self.reference, n, size=self.size, komi=self.komi,
+                             max_moves=self.max_moves, rng=rng)
+
+
+def reinforce_loss(baseline: str = "mean"):
+    """REINFORCE on a :func:`game_batch`; logs the learner's ``win_rate`` and the moves per game."""
+    if baseline not in BASELINES:
+        raise ValueError(f"baseline must be one of {BASELINES}, not {baseline!r}")
+
+    def loss_fn(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        z = batch["z"]
+        advantage = z - (z.mean() if baseline == "mean" else 0.0)
+        logp = nets.masked_log_softmax(model(batch["planes"]), batch["legal"])  # (M, S*S + 1)
+        chosen = logp.gather(1, batch["move"][:, None]).squeeze(1)  # (M,)
+        loss = -(chosen * advantage[batch["game"]]).sum() / z.numel()
+        return loss, {"win_rate": (z > 0).float().mean().item(), "moves": batch["length"].mean().item()}
+
+    return loss_fn
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, help="run folder: metrics.csv, last.pt, best.pt, pool/")
+    parser.add_argument("--weights", default=None, help="the SL policy to start from (default: shipped, --size)")
+    parser.add_argument("--size", type=int, default=19)
+    parser.add_argument("--iterations", type=int, required=True, help="updates (each on a fresh batch of games)")
+    parser.add_argument("--games", type=int, default=64, help="games per iteration")
+    parser.add_argument("--pool-every", type=int, default=50, help="add the learner to the pool this often")
+    parser.add_argument("--eval-every", type=int, default=50, help="measure the win rate against the SL policy")
+    parser.add_argument("--eval-games", type=int, default=200, help="games of each win-rate measurement")
+    parser.add_argument("--baseline", default="mean", choices=BASELINES)
+    parser.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw"])
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--grad-clip", type=float, default=0.0)
+    parser.add_argument("--komi", type=float, default=7.5)
+    parser.add_argument("--max-moves", type=int, default=None, help="move cap (default 2 * size * size)")
+    parser.add_argument("--ckpt-every", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--max-steps-this-run", type=int, default=0, help="stop after this many iterations")
+    parser.add_argument("--export", default=None, help="write the final policy here (fp16), with provenance")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    weights = args.weights or str(nets.default_weights("policy", args.size))
+    start_net = nets.load(weights, kind="policy")
+    if start_net.board_size != args.size:
+        raise SystemExit(f"gogame-train rl: {weights} is a {start_net.board_size}x{start_net.board_size} net, "
+                         f"not {args.size}x{args.size}")
+    reference = nets.load(weights, kind="policy")
+    pool = Pool(Path(args.out) / "pool")
+    if not pool.members():
+        pool.add(start_net, 0)
+    learner = start_net.train()
+    common = {"size": args.size, "komi": args.komi, "max_moves": args.max_moves}
+    train_src = ReinforceGames(learner, pool, iterations=args.iterations, games=args.games,
+                               pool_every=args.pool_every, seed=args.seed, **common)
+    val_src = WinRateGames(learner, reference, games=args.eval_games, batch=args.games, **common)
+    config = TrainConfig(out_dir=args.out, steps=args.iterations, batch_size=args.games, optimizer=args.optimizer,
+                         lr=args.lr, momentum=0.0 if args.optimizer == "sgd" else 0.9, grad_clip=args.grad_clip,
+                         val_every=args.eval_every, val_metric="win_rate", val_mode="max",
+                         ckpt_every=args.ckpt_every, log_every=1, seed=args.seed, device=args.device,
+                         resume=args.resume, max_steps_this_run=args.max_steps_this_run,
+                         progress=not args.no_progress)
+    settings = {k: v for k, v in vars(args).items() if k not in ("module", "function")}
+    provenance = {"command": " ".join(["gogame-train", *sys.argv[1:]]), "settings": settings, "start": str(weights),
+                  "stage": "rl (REINFORCE against a pool of earlier policies)", "date": time.strftime("%Y-%m-%d")}
+    trainer = Trainer(learner, reinforce_loss(args.baseline), train_src, val_src, config=config,
+                      extra_meta=nets.describe(learner, features="alphago48", provenance=provenance))
+    summary = trainer.fit()
+    if args.export:
+        provenance.update(iterations=summary["step"], games_per_iteration=args.games,
+                          win_rate_vs_start=summary["val"] and summary["val"]["win_rate"],
+                          eval_games=args.eval_games)
+        nets.save(learner, args.export, half=True, features="alphago48", provenance=provenance)
+    print(json.dumps(summary, default=str))
+    return 0

@@ -1,0 +1,417 @@
+"""Self-play: the one batched game player, and ``gogame-train selfplay`` that writes its games to shards.
+
+:func:`play_games` plays many games at once. Each step computes the alphago49 planes and the legal moves of
+every unfinished game, then asks each player for the moves of the games where it is to move: one batched
+forward of a policy net over all of them (:class:`NetPlayer`), or one search each (:class:`SearchPlayer`).
+A :class:`Plan` per game says who plays which move and which positions to keep, so the same loop serves
+self-play data (one player, every position), the RL stage (learner against a pool opponent, the learner's
+positions) and the value data (SL policy, one random move, RL policy, one position).
+
+Pass rule: a player is asked for a move only while the side to move has a *sensible* move (legal, superko
+included, and not filling its own eye: feature plane 46); net players never pass while one exists. With none
+left the side passes. So games are played out to the end, dead stones captured, and the Tromp-Taylor area
+score of :meth:`gogame.board.Board.score` (every stone alive) is the right result. A game ends at two passes
+or at the move cap (default ``2 * size * size``), when it is scored as it stands.
+
+``gogame-train selfplay --size 9 --games N --out DIR`` shares the games out in shards of
+``--games-per-shard`` to ``--workers`` processes. Shard ``j`` of a tag (``--tag``, one per machine when
+several feed one folder) always holds the same games: ``{split}-{tag}-{j}.npz`` in the
+:mod:`training.data` format (alphago49 planes, every position, split by a hash of the game name),
+``sgf/{tag}-{j}.sgf`` with its games, then ``{tag}-{j}.done`` with its counts, each written atomically. A
+rerun skips the shards that are done, so a killed run loses at most the shards it was playing and never
+counts a game twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from gogame import coords, features, nets, sgf
+from gogame.api import Engine
+from gogame.atomic import write_atomically
+from gogame.board import Board, format_result
+from training import data
+
+FEATURES = "alphago49"  # what the loop computes; policy nets read the first 48 planes
+SENSIBLE = features.plane_slice("alphago48", "sensibleness").start
+RANDOM = -1  # a Plan's player index for a uniformly random legal move
+RECORDS = ("all", "black", "white", "after_random")
+
+
+# -- players -----------------------------------------------------------------------------------------------
+
+
+class NetPlayer:
+    """Samples moves from a policy net's softmax over the sensible moves, at ``temperature``, batched."""
+
+    def __init__(self, net: nets.PolicyNet, temperature: float = 1.0) -> None:
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, not {temperature}")
+        self.net, self.temperature = net, temperature
+
+    @torch.no_grad()
+    def choose(self, boards: Sequence[Board], planes: np.ndarray, sensible: np.ndarray,
+               rng: np.random.Generator) -> np.ndarray:
+        """Flat moves (``row * size + col``) for ``boards``, each among its ``sensible`` (B, size*size) points."""
+        device = next(self.net.parameters()).device
+        x = torch.from_numpy(planes[:, : self.net.in_planes]).to(device)
+        logits = self.net(x)[:, : sensible.shape[1]].float().cpu().numpy() / self.temperature
+        gumbel = rng.gumbel(size=logits.shape)  # argmax of logits + Gumbel noise samples the softmax
+        return np.where(sensible, logits + gumbel, -np.inf).argmax(axis=1)
+
+
+class SearchPlayer:
+    """Plays the most visited move of an MCTS search of ``visits`` visits, one board at a time (may pass)."""
+
+    def __init__(self, engine: Engine, visits: int) -> None:
+        if visits < 1:
+            raise ValueError(f"visits must be at least 1, not {visits}")
+        self.engine, self.visits = engine, visits
+
+    def choose(self, boards: Sequence[Board], planes: np.ndarray, sensible: np.ndarray,
+               rng: np.random.Generator) -> np.ndarray:
+        return np.array([coords.to_flat(coords.parse_move(self.engine.analyze(b, self.visits).move, b.size), b.size)
+                         for b in boards])
+
+
+Player = NetPlayer | SearchPlayer
+
+
+# -- the game loop -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Who plays each move of one game, and which positions to keep.
+
+    ``black`` / ``white`` index the players of :func:`play_games`. With ``random_at`` set (a 0-based move
+    index), moves before it are ``opening``'s, that move is a uniformly random legal one, and the seats play
+    from then on (AlphaGo's value data). ``record``: ``"all"`` positions, those where ``"black"`` or
+    ``"white"`` is to move, or ``"after_random"`` (the one position after the random move).
+    """
+
+    black: int = 0
+    white: int = 0
+    opening: int = 0
+    random_at: int | None = None
+    record: str = "all"
+
+    def __post_init__(self) -> None:
+        if self.record not in RECORDS:
+            raise ValueError(f"record must be one of {RECORDS}, not {self.record!r}")
+        if self.record == "after_random" and self.random_at is None:
+            raise ValueError("record='after_random' needs random_at")
+
+    def mover(self, i: int, colour: str) -> int:
+        """The player of move ``i`` (0-based), by ``colour``: an index or :data:`RANDOM`."""
+        if self.random_at is not None and i <= self.random_at:
+            return self.opening if i < self.random_at else RANDOM
+        return self.black if colour == "B" else self.white
+
+    def keeps(self, i: int, colour: str) -> bool:
+        """Is the position before move ``i`` (``colour`` to move) kept?"""
+        if self.record == "all":
+            return True
+        if self.record == "after_random":
+            return i == self.random_at + 1
+        return colour == self.record[0].upper()
+
+
+@dataclass
+class PlayedGame:
+    """One finished game: its moves, black's area margin minus komi, and the kept positions.
+
+    ``positions[k]`` is the move index of kept position ``k``; ``planes[k]`` its alphago49 planes (uint8
+    ``(49, size, size)``), ``moves[k]`` the flat move played there (``size * size``: pass) and ``sensible[k]``
+    the moves the player could choose from (bool ``(size * size + 1,)``, pass last; all False for a forced
+    pass).
+    """
+
+    size: int
+    komi: float
+    history: list[tuple[str, coords.Move]]
+    margin: float
+    positions: list[int] = field(default_factory=list)
+    planes: list[np.ndarray] = field(default_factory=list)
+    moves: list[int] = field(default_factory=list)
+    sensible: list[np.ndarray] = field(default_factory=list)
+
+    def outcome(self, colour: str) -> int:
+        """+1 if ``colour`` won, -1 if it lost, 0 for jigo."""
+        sign = int(np.sign(self.margin))
+        return sign if colour == "B" else -sign
+
+    def to_sgf(self, name: str, players: dict[str, str] | None = None) -> sgf.Game:
+        props = {"GN": name, **(players or {})}
+        return sgf.Game.from_moves(self.history, size=self.size, komi=self.komi,
+                                   result=format_result(self.margin), properties=props)
+
+
+def play_games(players: Sequence[Player], plans: Sequence[Plan], *, size: int, komi: float = 7.5,
+               max_moves: int | None = None, rng: np.random.Generator) -> list[PlayedGame]:
+    """Play ``len(plans)`` games at once, from the empty board, under positional superko; see the module doc.
+
+    ``max_moves`` caps each game (default ``2 * size * size``). Returns the games in ``plans`` order.
+    """
+    max_moves = 2 * size * size if max_moves is None else max_moves
+    if max_moves < 1:
+        raise ValueError(f"max_moves must be positive, not {max_moves}")
+    for plan in plans:
+        used = {plan.black, plan.white} | ({plan.opening} if plan.random_at is not None else set())
+        if not used <= set(range(len(players))):
+            raise ValueError(f"a plan names player {sorted(used)}, but there are {len(players)} players")
+    boards = [Board(size, komi) for _ in plans]
+    games = [PlayedGame(size, komi, [], 0.0) for _ in plans]
+    points = size * size
+    live = list(range(len(plans)))
+    while live:
+        planes = features.planes_batch([boards[g] for g in live], FEATURES)
+        legal = np.stack([features.legal_mask(boards[g]) for g in live])
+        sensible = legal & planes[:, SENSIBLE].reshape(len(live), points).astype(bool)
+        chosen = np.full(len(live), points)  # pass unless someone chooses a move
+        movers = np.array([plans[g].mover(boards[g].move_number, boards[g].to_move) for g in live])
+        for k in np.flatnonzero(movers == RANDOM):
+            options = np.flatnonzero(legal[k])
+            if options.size:
+                chosen[k] = rng.choice(options)
+        for p, player in enumerate(players):
+            rows = np.flatnonzero((movers == p) & sensible.any(axis=1))
+            if rows.size:
+                chosen[rows] = player.choose([boards[live[k]] for k in rows], planes[rows], sensible[rows], rng)
+        still = []
+        for k, g in enumerate(live):
+            board, game = boards[g], games[g]
+            i, colour = board.move_number, board.to_move
+            if plans[g].keeps(i, colour):
+                game.positions.append(i)
+                game.planes.append(planes[k].copy())  # not a view: it would keep the step's whole array
+                game.moves.append(int(chosen[k]))
+                game.sensible.append(np.append(sensible[k], False))
+            move = None if chosen[k] == points else divmod(int(chosen[k]), size)
+            board.play(move)
+            if board.is_over() or board.move_number >= max_moves:
+                game.history, game.margin = board.history, board.score("area")
+            else:
+                still.append(g)
+        live = still
+    return games
+
+
+def shard_arrays(games: Sequence[tuple[str, PlayedGame]]) -> dict[str, np.ndarray]:
+    """The :mod:`training.data` shard arrays of the kept positions of named games (outcome for the mover)."""
+    encoded = []
+    for name, game in games:
+        keep = np.array(game.positions, np.int64)
+        stacked = np.stack(game.planes) if game.planes else np.zeros((0, features.FEATURE_SETS[FEATURES],
+                                                                        game.size, game.size), np.uint8)
+        packed = np.packbits(stacked.reshape(len(keep), -1), axis=1)  # the layout of data._pack_bits
+        encoded.append((name, game.to_sgf(name), keep, packed))
+    return data.assemble_shard(encoded, FEATURES, games[0][1].size)
+
+
+# -- shard jobs: selfplay and value data --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GameSpec:
+    """What a shard of games is (picklable, for worker processes).
+
+    ``policies``: weight files, player 0 first. ``mode``: ``"selfplay"`` (player 0 against itself, every
+    position; at ``visits`` > 0 by MCTS) or ``"value"`` (AlphaGo's value data: U uniform in
+    ``1..max_u``, ``policies[0]`` (SL) plays moves 1..U-1, move U is uniformly random, ``policies[1]`` (RL)
+    plays on; the position after move U is kept; games over before it keep none).
+    """
+
+    size: int
+    policies: tuple[str, ...]
+    mode: str = "selfplay"
+    komi: float = 7.5
+    visits: int = 0
+    temperature: float = 1.0
+    max_moves: int | None = None
+    max_u: int = 0
+    val_fraction: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("selfplay", "value"):
+            raise ValueError(f"mode must be 'selfplay' or 'value', not {self.mode!r}")
+        need = 2 if self.mode == "value" else 1
+        if len(self.policies) != need:
+            raise ValueError(f"{self.mode} games need {need} policy files, got {len(self.policies)}")
+        if self.mode == "value" and not 1 <= self.max_u:
+            raise ValueError(f"max_u must be at least 1, not {self.max_u}")
+
+    def plans(self, n: int, rng: np.random.Generator) -> list[Plan]:
+        if self.mode == "selfplay":
+            return [Plan() for _ in range(n)]
+        return [Plan(black=1, white=1, opening=0, random_at=int(u) - 1, record="after_random")
+                for u in rng.integers(1, self.max_u + 1, size=n)]
+
+
+_PLAYERS: dict[GameSpec, list[Player]] = {}  # per process: the players of each spec, loaded once
+
+
+def _players(spec: GameSpec) -> list[Player]:
+    if spec not in _PLAYERS:
+        loaded = [nets.load(path, kind="policy") for path in spec.policies]
+        for net in loaded:
+            if net.board_size != spec.size:
+                raise ValueError(f"a {net.board_size}x{net.board_size} policy net cannot play {spec.size}x{spec.size}")
+        if spec.visits:
+            # priors from the net, leaves valued by uniform random rollouts (no value net: it comes later)
+            _PLAYERS[spec] = [SearchPlayer(Engine(loaded[0], None, threads=1), spec.visits)]
+        else:
+            _PLAYERS[spec] = [NetPlayer(net, spec.temperature) for net in loaded]
+    return _PLAYERS[spec]
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    spec: GameSpec
+    out_dir: Path
+    tag: str
+    index: int
+    games: int
+    seed: int
+
+    @property
+    def stem(self) -> str:
+        return f"{self.tag}-{self.index:06d}"
+
+
+def play_shard(job: ShardJob) -> dict:
+    """Play one shard's games and write its shards, SGF file and ``.done`` record; returns the counts."""
+    rng = np.random.default_rng([job.seed, zlib.crc32(job.tag.encode()), job.index])
+    spec = job.spec
+    played = play_games(_players(spec), spec.plans(job.games, rng), size=spec.size, komi=spec.komi,
+                        max_moves=spec.max_moves, rng=rng)
+    named = [(f"{job.stem}-{k:04d}", game) for k, game in enumerate(played)]
+    counts = {"games": len(played), "moves": sum(len(g.history) for g in played), "positions": {}}
+    for split in ("train", "val"):
+        kept = [(name, game) for name, game in named if game.positions
+                and data.split_of(name, job.seed, spec.val_fraction, 0.0) == split]
+        counts["positions"][split] = sum(len(g.positions) for _, g in kept)
+        if kept:
+            data.save_shard(job.out_dir / f"{split}-{job.stem}.npz", shard_arrays(kept))
+    names = {"PB": Path(spec.policies[-1]).name, "PW": Path(spec.policies[-1]).name}
+    text = sgf.dumps([game.to_sgf(name, names) for name, game in named]).encode()
+    write_atomically(job.out_dir / "sgf" / f"{job.stem}.sgf", lambda f: f.write(text))
+    write_atomically(job.out_dir / f"{job.stem}.done", lambda f: f.write(json.dumps(counts).encode()))
+    return counts
+
+
+def _worker_init() -> None:
+    torch.set_num_threads(1)  # one process per core: torch's own threads would fight over them
+
+
+def generate(out_dir: str | os.PathLike, spec: GameSpec, games: int, *, games_per_shard: int = 64,
+             workers: int = 1, tag: str = "sp", seed: int = 0, progress: bool = True) -> dict:
+    """Play (or finish playing) ``games`` games into ``out_dir``; returns the summary saved as ``summary.json``.
+
+    The folder's ``meta.json`` makes it a :mod:`training.data` dataset (alphago49, train and val splits);
+    ValueError if it was started with other settings. Workers > 1 play shards in spawned processes.
+    """
+    if games < 1 or games_per_shard < 1 or workers < 1:
+        raise ValueError("games, games_per_shard and workers must be at least 1")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"format": "gogame-shards", "version": 1, "size": spec.size, "features": FEATURES,
+            "planes": features.FEATURE_SETS[FEATURES], "seed": seed, "val_fraction": spec.val_fraction,
+            "test_fraction": 0.0, "sources": list(spec.policies), "spec": asdict(spec),
+            "games_per_shard": games_per_shard}
+    meta_path = out / "meta.json"
+    if meta_path.exists():
+        if json.loads(meta_path.read_text()) != json.loads(json.dumps(meta)):
+            raise ValueError(f"{out} holds games made with other settings; use a new folder")
+    else:
+        write_atomically(meta_path, lambda f: f.write(json.dumps(meta, indent=1).encode()))
+    jobs = [ShardJob(spec, out, tag, j, min(games_per_shard, games - j * games_per_shard), seed)
+            for j in range(-(-games // games_per_shard))]
+    totals = {"games": 0, "moves": 0, "positions": {"train": 0, "val": 0}}
+
+    def add(counts: dict) -> None:
+        totals["games"] += counts["games"]
+        totals["moves"] += counts["moves"]
+        for split, n in counts["positions"].items():
+            totals["positions"][split] += n
+
+    pending = []
+    for job in jobs:
+        done = out / f"{job.stem}.done"
+        if done.exists():
+            add(json.loads(done.read_text()))
+        else:
+            pending.append(job)
+    resumed_games, moves_before = totals["games"], totals["moves"]
+    start = time.perf_counter()
+    with tqdm(total=games, initial=resumed_games, unit="game", desc=spec.mode, disable=not progress) as bar:
+        def note(counts: dict) -> None:
+            add(counts)
+            bar.update(counts["games"])
+            elapsed = max(time.perf_counter() - start, 1e-9)
+            bar.set_postfix(games_s=f"{(totals['games'] - resumed_games) / elapsed:.2f}",
+                            moves_s=f"{(totals['moves'] - moves_before) / elapsed:.0f}")
+
+        if workers == 1:
+            for job in pending:
+                note(play_shard(job))
+        else:
+            with mp.get_context("spawn").Pool(workers, initializer=_worker_init) as pool:
+                for counts in pool.imap_unordered(play_shard, pending):
+                    note(counts)
+    elapsed = time.perf_counter() - start
+    played = totals["games"] - resumed_games
+    summary = {**meta, **totals, "games_per_s": played / max(elapsed, 1e-9),
+               "moves_per_s": (totals["moves"] - moves_before) / max(elapsed, 1e-9)}
+    write_atomically(out / "summary.json", lambda f: f.write(json.dumps(summary, indent=1).encode()))
+    return summary
+
+
+# -- the command --------------------------------------------------------------------------------------------
+
+
+def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options selfplay and the value stage share: how many games, where, and how fast."""
+    parser.add_argument("--games", type=int, required=True, help="games to play in all (a rerun finishes them)")
+    parser.add_argument("--games-per-shard", type=int, default=64, help="games played at once and written together")
+    parser.add_argument("--workers", type=int, default=1, help="processes playing shards")
+    parser.add_argument("--tag", default="sp", help="shard name prefix: one per machine feeding one folder")
+    parser.add_argument("--max-moves", type=int, default=None, help="move cap (default 2 * size * size)")
+    parser.add_argument("--komi", type=float, default=7.5)
+    parser.add_argument("--val-fraction", type=float, default=0.05, help="share of games in the val split")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--size", type=int, default=19)
+    parser.add_argument("--out", required=True, help="folder for shards, SGF files and .done records")
+    parser.add_argument("--weights", default=None, help="policy net (default: the shipped one for --size)")
+    parser.add_argument("--visits", type=int, default=0, help="MCTS visits per move, uniform rollouts at the leaves (0: sample the raw net)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="softmax temperature of the raw net")
+    add_generation_arguments(parser)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    weights = args.weights or str(nets.default_weights("policy", args.size))
+    spec = GameSpec(args.size, (str(weights),), "selfplay", args.komi, args.visits, args.temperature,
+                    args.max_moves, val_fraction=args.val_fraction)
+    try:
+        summary = generate(args.out, spec, args.games, games_per_shard=args.games_per_shard, workers=args.workers,
+                           tag=args.tag, seed=args.seed, progress=not args.no_progress)
+    except ValueError as exc:  # settings that do not fit: the net's size, an existing folder's settings
+        raise SystemExit(f"gogame-train selfplay: {exc}") from None
+    print(json.dumps({k: summary[k] for k in ("games", "moves", "positions", "games_per_s", "moves_per_s")}))
+    return 0
