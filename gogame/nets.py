@@ -131,7 +131,12 @@ class PolicyNet(_GoNet):
 
 
 class ValueNet(_GoNet):
-    """AlphaGo's value network: the expected outcome in [-1, 1] for the player to move."""
+    """AlphaGo's value network: the expected outcome in [-1, 1] for the player to move.
+
+    One departure: the single-plane 1x1 convolution feeds the 256-unit layer linearly, without a ReLU of its own.
+    With one plane, a ReLU there can die for every input (seen at lr 1e-3 within 50 steps), and the net then
+    outputs a constant; the 256-unit ReLU layer after it keeps the head non-linear.
+    """
 
     kind = "value"
 
@@ -145,7 +150,7 @@ class ValueNet(_GoNet):
     def forward(self, planes: torch.Tensor) -> torch.Tensor:
         """``(B, in_planes, N, N)`` -> values ``(B,)`` in [-1, 1]."""
         x = self.hidden(self._planes(planes))  # (B, k, N, N)
-        x = F.relu(self.to_plane(x)).flatten(1)  # (B, N*N)
+        x = self.to_plane(x).flatten(1)  # (B, N*N), linear: see the class docstring
         x = F.relu(self.dense(x))  # (B, 256)
         return torch.tanh(self.out(x)).squeeze(1)  # (B,)
 
