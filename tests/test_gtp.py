@@ -3,6 +3,7 @@ test, and end-to-end runs of ``python -m gtp`` over pipes with the shipped 9x9 n
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import random
@@ -563,6 +564,20 @@ def start_engine(*args):
                             text=True, env=env)
 
 
+@contextlib.contextmanager
+def engine_process(*args):
+    """``python -m gtp`` for the block, which must then answer ``quit`` and exit 0; killed if it does not."""
+    proc = start_engine(*args)
+    try:
+        yield proc
+        assert send(proc, "quit") == "=\n\n"
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def read_response(proc, timeout=120.0) -> str:
     """Lines up to the blank line that ends a response (a reader thread keeps timeouts honest)."""
     q: queue.Queue = queue.Queue()
@@ -586,8 +601,7 @@ def send(proc, line, timeout=120.0) -> str:
 
 
 def test_end_to_end_subprocess():
-    proc = start_engine()
-    try:
+    with engine_process() as proc:
         assert send(proc, "1 protocol_version") == "=1 2\n\n"
         assert send(proc, "boardsize 9") == "=\n\n"
         assert send(proc, "boardsize 7") == "? unacceptable size\n\n"
@@ -620,12 +634,6 @@ def test_end_to_end_subprocess():
                 pv_at = words.index("pv")
                 assert all(words[k].isdigit() for k in range(3, pv_at, 2))  # lz: integers
         assert read_response(proc) == "=5 gogame\n\n"  # the reply to name follows the analysis' blank line
-        assert send(proc, "quit") == "=\n\n"
-        assert proc.wait(30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert "ready" in proc.stderr.read()
 
 
@@ -688,8 +696,7 @@ def test_fuzz_engine_process_answers_every_line(seed, tmp_path):
 
 
 def test_end_to_end_ponder_and_gogui_views():
-    proc = start_engine("--ponder", "--time", "0.3")
-    try:
+    with engine_process("--ponder", "--time", "0.3") as proc:
         first = send(proc, "genmove b")
         assert re.fullmatch(r"= [A-HJ][1-9]\n\n", first), first
         time.sleep(1.0)  # pondering white's position
@@ -700,12 +707,6 @@ def test_end_to_end_ponder_and_gogui_views():
                                   ("gogame-winrates", {"LABEL", "VAR", "TEXT"}),
                                   ("gogame-ownership", {"INFLUENCE", "TEXT"})]:
             assert set(gfx(send(proc, command))) == keywords, command
-        assert send(proc, "quit") == "=\n\n"
-        assert proc.wait(30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert "internal error" not in proc.stderr.read()
 
 
