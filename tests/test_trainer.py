@@ -95,6 +95,23 @@ def test_each_optimizer_is_the_named_torch_one_and_descends(name, cls, nesterov)
     assert model(x).pow(2).item() < before
 
 
+class NoBatches:
+    """A batch source with data but not one full batch (shards smaller than one dropped-last batch)."""
+
+    def num_batches(self, world_size):
+        return 0
+
+    def batches(self, epoch, start, rank, world_size):
+        return iter(())
+
+
+def test_too_little_data_for_one_batch_is_an_error_not_a_hang(tmp_path):
+    data = NoBatches()
+    config = TrainConfig(out_dir=str(tmp_path / "run"), steps=3, batch_size=8, progress=False)
+    with pytest.raises(ValueError, match="no batch of 8"):
+        Trainer(nn.Linear(2, 1), lambda model, batch: (model(batch[0]).sum(), {}), data, config=config)
+
+
 def test_config_rejects_nonsense():
     with pytest.raises(ValueError, match="exactly one of steps and epochs"):
         TrainConfig()

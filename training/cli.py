@@ -48,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(getattr(importlib.import_module(args.module), args.function)(args) or 0)
-    except (CheckpointError, FileNotFoundError) as exc:
-        # Bad input named on the command line: a clear message, not a traceback.
+    except (CheckpointError, FileNotFoundError, ValueError) as exc:
+        # Bad input named on the command line, or settings that do not fit it: a clear message, not a traceback.
         print(f"gogame-train {args.command}: {exc}", file=sys.stderr)
         return 2
 

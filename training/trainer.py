@@ -411,6 +411,9 @@ class Trainer:
             val_data, cfg.batch_size, shuffle=False, even_shards=False,
             num_workers=cfg.num_workers, pin_memory=pin)
         per_epoch = self.train_source.num_batches(self.world_size)
+        if per_epoch < 1:  # an epoch without a step would loop forever
+            raise ValueError(f"the training data gives no batch of {cfg.batch_size} per rank "
+                             f"({self.world_size} rank(s)): too little data for the batch size")
         self.total_steps = cfg.steps or cfg.epochs * per_epoch
 
         self.model = model.to(self.device)  # the bare model: checkpoints and validation use it
