@@ -703,10 +703,11 @@ class Session:
         p = np.asarray(self._need_player().policy(self.board.copy()), dtype=np.float64)
         sign = 1.0 if self.board.to_move == "B" else -1.0
         points, pass_p = p[:-1], p[-1]
-        top = points.max() if points.max() > 0 else 1.0
-        shown = [(v, q) for v, q in zip(self._vertices(), points) if q >= 0.005]
+        top = points.max() or 1.0
+        vertices = self._vertices() + ["pass"]
+        shown = [(v, q) for v, q in zip(vertices, points) if q >= 0.005]
         best = np.argsort(-p, kind="stable")[:3]
-        names = [self._vertices()[i] if i < len(points) else "pass" for i in best]
+        names = [vertices[i] for i in best]
         return "\n".join([
             "INFLUENCE " + " ".join(f"{v} {sign * q / top:.3f}" for v, q in shown),
             "LABEL " + " ".join(f"{v} {round(100 * q)}" for v, q in shown),
