@@ -40,7 +40,8 @@ def one_torch_thread():
 
 
 def engine(weights: Path, **options) -> Engine:
-    options = {"rollout": "uniform", "visits": 48, "batch_size": 8, "seed": 0, "max_nodes": 200_000} | options
+    options = {"rollout": "uniform", "visits": 48, "batch_size": 8, "seed": 0, "max_nodes": 200_000,
+               "bf16": False} | options
     return Engine.load(weights, **options)
 
 
@@ -67,6 +68,16 @@ def test_evaluate_gives_a_distribution_over_legal_moves_and_blacks_win_probabili
         v = e.evaluator.value_net(torch.from_numpy(features.planes(board, "alphago49")[None])).item()
     assert 0 <= ev.winrate_black <= 1 and ev.winrate_black == pytest.approx((1 - v) / 2)
     assert ev.top(1)[0][1] == ev.moves.max()
+
+
+def test_bf16_evaluation_stays_close_to_fp32(weights):
+    board = Board(9)
+    for move in ("E5", "D5", "C3", "F4"):
+        board.play(move)
+    exact = engine(weights, symmetries="none").evaluate(board)
+    fast = engine(weights, symmetries="none", bf16=True).evaluate(board)
+    assert np.abs(fast.moves - exact.moves).max() < 0.03
+    assert abs(fast.winrate_black - exact.winrate_black) < 0.03
 
 
 def test_evaluate_without_symmetries_is_the_masked_softmax_of_the_net(weights):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gogame import features
-from gogame.sgf import load
+from gogame.sgf import Game, load
 from training import data
 from training.cli import main as train_main
 
@@ -87,6 +87,18 @@ def test_game_filter_reasons():
     assert data.GameFilter(size=9, min_rank="7p").reason_to_skip(game) is None
     assert data.GameFilter(size=9, since=2000).reason_to_skip(game) == "outside dates"
     assert data.GameFilter(size=9, until=1993).reason_to_skip(game) is None
+
+
+def test_game_filter_komi_and_how_the_game_was_won():
+    game = Game.from_moves([], size=9, komi=6.5, result="B+T")
+    assert data.GameFilter(size=9, min_moves=0).reason_to_skip(game) is None
+    assert data.GameFilter(size=9, min_moves=0, min_komi=5.5, max_komi=7.5).reason_to_skip(game) is None
+    assert data.GameFilter(size=9, min_moves=0, min_komi=7.0).reason_to_skip(game) == "komi out of range"
+    assert data.GameFilter(size=9, min_moves=0, max_komi=6.0).reason_to_skip(game) == "komi out of range"
+    assert data.GameFilter(size=9, min_moves=0, decided_on_board=True).reason_to_skip(game) == "won on time or forfeit"
+    for result in ("B+R", "W+3.5", "B+", "0"):
+        won = Game.from_moves([], size=9, komi=6.5, result=result)
+        assert data.GameFilter(size=9, min_moves=0, decided_on_board=True).reason_to_skip(won) is None
 
 
 @pytest.mark.parametrize("text,value", [("30k", -29), ("1k", 0), ("1d", 1), ("9d", 9), ("1p", 10), ("9p", 18), ("7 dan", 7), ("7d?", 7), ("pro", None), ("", None)])

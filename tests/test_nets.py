@@ -249,3 +249,11 @@ def test_deep_stack_keeps_the_signal_of_its_input():
     hidden = net.hidden(x)
     assert hidden.std(dim=0).mean() > 0.05 * hidden.abs().mean()
     assert net(x).std() > 1e-4
+
+
+def test_autocast_runs_in_bf16_exactly_where_the_device_has_it_natively():
+    x, w = torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3)
+    with nets.autocast("cpu"):
+        y = torch.nn.functional.conv2d(x, w)
+    assert y.dtype == (torch.bfloat16 if nets.bf16_native("cpu") else torch.float32)
+    assert not nets.bf16_native("meta")

@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -131,3 +132,44 @@ def test_eval_policy_scores_pattern_policies_with_their_speed(which, capsys):
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["policy"] == which.split("-")[1]
     assert report["positions"] > 500 and 0.05 < report["top1"] < 0.9 and report["us_per_move"] > 0
+
+
+def _positions(size: int = 9, count: int = 6):
+    from gogame import features
+
+    game = load(sorted(FIXTURES.glob("pro9-*.sgf"))[0])[0]
+    boards = [board.copy() for board, _, _ in list(game.replay())[10:10 + count]]
+    planes = np.stack([features.planes(b, "alphago48") for b in boards])
+    legal = torch.from_numpy(np.stack([np.append(features.legal_mask(b), True) for b in boards]))
+    return planes, legal
+
+
+def test_policy_log_probs_without_ensemble_is_the_masked_softmax_of_the_net():
+    from training.evaluate import policy_log_probs
+
+    torch.manual_seed(0)
+    net = nets.build("policy", 48, 9, "tiny").eval()
+    planes, legal = _positions()
+    expected = nets.masked_log_softmax(net(torch.from_numpy(planes).float()).detach(), legal)
+    got = policy_log_probs(net, planes, legal, bf16=False)
+    assert torch.allclose(got.exp(), expected.exp(), atol=1e-6)
+
+
+def test_policy_ensemble_is_equivariant_under_the_board_symmetries():
+    """The mean over all 8 views of a rotated position is the rotated mean: the inverse transforms are right."""
+    from gogame import features
+    from training.evaluate import policy_log_probs
+
+    torch.manual_seed(1)
+    net = nets.build("policy", 48, 9, "tiny").eval()
+    planes, legal = _positions()
+    base = policy_log_probs(net, planes, legal, ensemble=True, bf16=False).exp().numpy()
+    single = policy_log_probs(net, planes, legal, ensemble=False, bf16=False).exp().numpy()
+    assert not np.allclose(base, single, atol=1e-4)  # the tiny untrained net is far from symmetric
+    for k in range(8):
+        moved = np.ascontiguousarray(features.transform_planes(planes, k))
+        moved_legal = torch.from_numpy(np.stack([np.append(features.transform_planes(m[:81].reshape(9, 9), k).ravel(), m[81])
+                                                 for m in legal.numpy()]))
+        got = policy_log_probs(net, moved, moved_legal, ensemble=True, bf16=False).exp().numpy()
+        expected = np.stack([np.append(features.transform_planes(p[:81].reshape(9, 9), k).ravel(), p[81]) for p in base])
+        assert np.allclose(got, expected, atol=1e-5)

@@ -70,6 +70,8 @@ HANDICAP = "handicap"
 NO_RESULT = "no result"
 RANK = "below minimum rank"
 DATE = "outside dates"
+KOMI = "komi out of range"
+NOT_ON_BOARD = "won on time or forfeit"
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,9 @@ class GameFilter:
     min_rank: str | None = None
     since: int | None = None  # first year kept (from DT)
     until: int | None = None  # last year kept
+    min_komi: float | None = None  # a value net learns outcomes under one komi: keep games near it
+    max_komi: float | None = None
+    decided_on_board: bool = False  # skip wins on time (B+T) and by forfeit (B+F): their outcome is not the board's
 
     def reason_to_skip(self, game: Game) -> str | None:
         """Why a game of the right size is not kept, or None (size is the corpus reader's check)."""
@@ -92,6 +97,10 @@ class GameFilter:
             return HANDICAP
         if self.require_result and game.winner is None:
             return NO_RESULT
+        if (self.min_komi is not None and game.komi < self.min_komi) or (self.max_komi is not None and game.komi > self.max_komi):
+            return KOMI
+        if self.decided_on_board and (game.result or "").strip().upper()[2:3] in ("T", "F"):
+            return NOT_ON_BOARD
         if self.min_rank is not None:
             floor = rank_value(self.min_rank)
             ranks = [rank_value(game.get(p) or "") for p in ("BR", "WR")]
@@ -588,6 +597,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--positions-per-game", type=int, default=None,
                         help="keep only this many positions of each game, drawn at random (value data)")
     parser.add_argument("--until", type=int, default=None, help="last year kept (DT)")
+    parser.add_argument("--min-komi", type=float, default=None, help="skip games with a smaller komi (KM)")
+    parser.add_argument("--max-komi", type=float, default=None, help="skip games with a larger komi (KM)")
+    parser.add_argument("--decided-on-board", action="store_true", help="skip games won on time or by forfeit")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -606,6 +618,9 @@ def run(args: argparse.Namespace) -> int:
             min_rank=args.min_rank,
             since=args.since,
             until=args.until,
+            min_komi=args.min_komi,
+            max_komi=args.max_komi,
+            decided_on_board=args.decided_on_board,
         ),
         workers=args.workers,
         games_per_chunk=args.games_per_chunk,

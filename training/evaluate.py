@@ -11,6 +11,7 @@ figures are on games the net never trained on.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
 from collections import defaultdict
@@ -53,16 +54,39 @@ class _Tally:
         return {"positions": self.n, "top1": self.top1 / n, "top5": self.top5 / n, "loglik": self.loglik / n}
 
 
-def evaluate_policy(net: torch.nn.Module, positions, batch_size: int = 256, device: str = "cpu") -> dict:
-    """Accuracy of ``net`` on ``(planes, legal_mask, move_index, move_number)`` tuples; see the module docstring."""
+def policy_log_probs(net: torch.nn.Module, planes: np.ndarray, legal: torch.Tensor, *, ensemble: bool = False,
+                     bf16: bool = True) -> torch.Tensor:
+    """Log-probabilities ``(B, S*S + 1)`` of ``net`` over the legal moves of ``planes`` ``(B, C, S, S)``.
+
+    With ``ensemble`` the probabilities are the mean over the 8 board symmetries (AlphaGo's ensemble,
+    8 times the work); with ``bf16`` the net runs under :func:`gogame.nets.autocast`, as the engine does.
+    """
+    device = legal.device
+    size = planes.shape[-1]
+    probs = torch.zeros(legal.shape, device=device)
+    symmetries = range(8) if ensemble else (0,)
+    for k in symmetries:
+        x = torch.from_numpy(np.ascontiguousarray(features.transform_planes(planes, k))).to(device).float()
+        with torch.no_grad(), (nets.autocast(device) if bf16 else contextlib.nullcontext()):
+            logits = net(x).float()
+        grid = features.transform_planes(logits[:, : size * size].reshape(-1, size, size).cpu().numpy(), features.inverse(k))
+        logits = torch.cat([torch.from_numpy(np.ascontiguousarray(grid)).reshape(len(x), -1).to(device),
+                            logits[:, size * size:]], dim=1)
+        probs += nets.masked_log_softmax(logits, legal).exp()
+    return (probs / len(symmetries)).log()
+
+
+def evaluate_policy(net: torch.nn.Module, positions, batch_size: int = 256, device: str = "cpu", *,
+                    ensemble: bool = False, bf16: bool = True) -> dict:
+    """Accuracy of ``net`` on ``(planes, legal_mask, move_index, move_number)`` tuples; see the module docstring
+    and :func:`policy_log_probs` for ``ensemble`` and ``bf16``."""
     net = net.to(device).eval()
     overall, by_bucket = _Tally(), defaultdict(_Tally)
 
     def flush(batch):
-        planes = torch.from_numpy(np.stack([b[0] for b in batch])).to(device).float()
+        planes = np.stack([b[0] for b in batch])
         legal = torch.from_numpy(np.stack([b[1] for b in batch])).to(device)
-        with torch.no_grad():
-            logp = nets.masked_log_softmax(net(planes).float(), legal)
+        logp = policy_log_probs(net, planes, legal, ensemble=ensemble, bf16=bf16)
         moves = torch.tensor([b[2] for b in batch], device=device)
         expert = logp.gather(1, moves[:, None]).squeeze(1)
         ranks = (logp > expert[:, None]).sum(dim=1)
@@ -109,6 +133,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-games", type=int, default=None, help="read only the first N games (before --split)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--ensemble", action="store_true",
+                        help="average the net's probabilities over the 8 board symmetries (8 times the work)")
+    parser.add_argument("--fp32", action="store_true",
+                        help="run the net in fp32 (default: bf16 where the device computes it natively, as the engine)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -157,7 +185,9 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     positions = tqdm(expert_positions(args.sources, size, net.meta["features"], keep, args.max_games, skipped),
                      desc="eval-policy", unit="pos", disable=args.json)
-    report = evaluate_policy(net, positions, args.batch_size, args.device)
+    report = evaluate_policy(net, positions, args.batch_size, args.device, ensemble=args.ensemble, bf16=not args.fp32)
+    report["ensemble"] = args.ensemble
+    report["precision"] = "bf16" if not args.fp32 and nets.bf16_native(torch.device(args.device).type) else "fp32"
     report["skipped"] = dict(skipped)
     report["seconds"] = round(time.perf_counter() - start, 1)
     report["checkpoint"] = args.checkpoint

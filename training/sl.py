@@ -99,7 +99,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shards-in-memory", type=int, default=8)
     parser.add_argument("--cache", action="store_true", help="keep all shards in memory after the first epoch")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
+    parser.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA, or a CPU with AVX-512 BF16/AMX; ignored elsewhere)")
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--max-steps-this-run", type=int, default=0, help="stop after this many steps (resume later)")

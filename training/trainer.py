@@ -62,6 +62,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from gogame import nets
 from gogame.checkpoint import (
     CheckpointError,
     check_weights_only_safe,
@@ -117,7 +118,7 @@ class TrainConfig:
     log_every: int = 50  # write a train row (means over the last log_every steps)
     # runtime
     seed: int = 0
-    amp: bool = False  # bf16 autocast; only on CUDA (ignored elsewhere)
+    amp: bool = False  # bf16 autocast where the device computes bf16 natively (gogame.nets.bf16_native)
     device: str | None = None  # None: CUDA, then MPS, then CPU (pick_device)
     num_workers: int = 0  # DataLoader worker processes
     progress: bool = True  # tqdm bar (rank 0 only)
@@ -637,10 +638,8 @@ class Trainer:
         return self.elapsed_before + time.perf_counter() - self._run_start
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast on CUDA when ``amp``; bf16 needs no loss scaling, unlike fp16."""
-        if self.config.amp and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        """bf16 autocast when ``amp`` and the device has native bf16; bf16 needs no loss scaling, unlike fp16."""
+        return nets.autocast(self.device) if self.config.amp else contextlib.nullcontext()
 
     def _gather(self, obj: Any) -> list[Any]:
         """``obj`` of every rank, in rank order (just ``[obj]`` without DDP)."""
