@@ -67,7 +67,8 @@ class NetPlayer:
         """Flat moves (``row * size + col``) for ``boards``, each among its ``sensible`` (B, size*size) points."""
         device = next(self.net.parameters()).device
         x = torch.from_numpy(planes[:, : self.net.in_planes]).to(device)
-        logits = self.net(x)[:, : sensible.shape[1]].float().cpu().numpy() / self.temperature
+        with nets.autocast(device):  # bf16 where native: twice the games per second on such a CPU
+            logits = self.net(x)[:, : sensible.shape[1]].float().cpu().numpy() / self.temperature
         gumbel = rng.gumbel(size=logits.shape)  # argmax of logits + Gumbel noise samples the softmax
         return np.where(sensible, logits + gumbel, -np.inf).argmax(axis=1)
 
