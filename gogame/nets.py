@@ -157,6 +157,33 @@ class ValueNet(_GoNet):
         return torch.tanh(self.out(x)).squeeze(1)  # (B,)
 
 
+def value_from_policy(policy: PolicyNet, in_planes: int) -> ValueNet:
+    """A value net whose hidden stack starts as ``policy``'s (same layers and filters), its head fresh.
+
+    The policy's trunk already sees liberties, ladders and shapes; a value net trained from outcomes alone
+    learns those slowly, since an outcome says little about any one position. Input planes beyond the
+    policy's (alphago49's colour plane) start with zero weights, so the copied trunk computes exactly what
+    it did in the policy net.
+    """
+    if in_planes < policy.in_planes:
+        raise ValueError(f"the value net needs at least the policy's {policy.in_planes} input planes, not {in_planes}")
+    value = ValueNet(in_planes, policy.board_size, policy.layers, policy.filters)
+    state = {k: v.clone() for k, v in policy.hidden.state_dict().items()}
+    first = state["0.weight"]
+    state["0.weight"] = torch.cat([first, first.new_zeros(first.shape[0], in_planes - first.shape[1], *first.shape[2:])], 1)
+    value.hidden.load_state_dict(state)
+    return value
+
+
+def freeze_hidden_layers(net: PolicyNet | ValueNet, count: int) -> None:
+    """Stop training the first ``count`` convolutions of ``net``'s hidden stack (their weights stay as they are)."""
+    convs = [m for m in net.hidden if isinstance(m, nn.Conv2d)]
+    if not 0 <= count <= len(convs):
+        raise ValueError(f"the hidden stack has {len(convs)} convolutions; cannot freeze {count}")
+    for conv in convs[:count]:
+        conv.requires_grad_(False)
+
+
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 

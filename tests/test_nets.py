@@ -257,3 +257,32 @@ def test_autocast_runs_in_bf16_exactly_where_the_device_has_it_natively():
         y = torch.nn.functional.conv2d(x, w)
     assert y.dtype == (torch.bfloat16 if nets.bf16_native("cpu") else torch.float32)
     assert not nets.bf16_native("meta")
+
+
+def test_value_from_policy_starts_with_the_policys_trunk():
+    torch.manual_seed(0)
+    policy = nets.build("policy", 48, 9, "tiny")
+    value = nets.value_from_policy(policy, 49)
+    assert (value.layers, value.filters, value.board_size) == (policy.layers, policy.filters, 9)
+    x = torch.rand(4, 49, 9, 9)
+    with torch.no_grad():
+        assert torch.allclose(value.hidden(x), policy.hidden(x[:, :48]), atol=1e-6)
+    value.hidden[0].weight.data[:, 48] += 1  # the copy is the value net's own
+    assert torch.equal(policy.hidden[0].weight[:, :48], value.hidden[0].weight[:, :48])
+    with pytest.raises(ValueError, match="at least the policy's 48"):
+        nets.value_from_policy(policy, 47)
+
+
+def test_frozen_hidden_layers_do_not_train():
+    torch.manual_seed(0)
+    net = nets.build("value", 49, 9, "tiny")  # hidden: 2 convolutions
+    nets.freeze_hidden_layers(net, 1)
+    before = [p.detach().clone() for p in net.parameters()]
+    optimizer = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.1)
+    net(torch.rand(8, 49, 9, 9)).pow(2).mean().backward()
+    optimizer.step()
+    changed = [not torch.equal(b, p) for b, p in zip(before, net.parameters())]
+    names = [n for n, _ in net.named_parameters()]
+    assert [n for n, c in zip(names, changed) if not c] == ["hidden.0.weight", "hidden.0.bias"]
+    with pytest.raises(ValueError, match="has 2 convolutions"):
+        nets.freeze_hidden_layers(net, 3)

@@ -173,3 +173,20 @@ def test_policy_ensemble_is_equivariant_under_the_board_symmetries():
         got = policy_log_probs(net, moved, moved_legal, ensemble=True, bf16=False).exp().numpy()
         expected = np.stack([np.append(features.transform_planes(p[:81].reshape(9, 9), k).ravel(), p[81]) for p in base])
         assert np.allclose(got, expected, atol=1e-5)
+
+
+def test_value_sl_can_start_from_a_policy_trunk_and_keep_its_first_layers(dataset, tmp_path):
+    policy_file, value_file = tmp_path / "policy9.pt", tmp_path / "value9.pt"
+    assert train_main(["sl", str(dataset), "--out", str(tmp_path / "p"), "--preset", "tiny", "--steps", "4",
+                       "--batch-size", "8", "--export", str(policy_file), "--no-progress"]) == 0
+    assert train_main(["value-sl", str(dataset), "--out", str(tmp_path / "v"), "--init-from", str(policy_file),
+                       "--frozen-layers", "1", "--steps", "6", "--batch-size", "8", "--optimizer", "adamw", "--lr", "1e-2",
+                       "--warmup-steps", "0",
+                       "--export", str(value_file), "--no-progress"]) == 0
+    policy, value = nets.load(policy_file), nets.load(value_file)
+    assert value.meta["provenance"]["trunk_from"] == str(policy_file)
+    first, second = (torch.allclose(value.hidden[i].weight[:, :48] if i == 0 else value.hidden[i].weight,
+                                    policy.hidden[i].weight, atol=1e-3) for i in (0, 2))
+    assert first and not second  # the frozen layer kept the policy's weights (to fp16), the next one trained
+    assert train_main(["sl", str(dataset), "--out", str(tmp_path / "bad"), "--init-from", str(policy_file),
+                       "--steps", "1"]) == 2

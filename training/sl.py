@@ -103,6 +103,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--max-steps-this-run", type=int, default=0, help="stop after this many steps (resume later)")
+    parser.add_argument("--init-from", default=None,
+                        help="value-sl: start the value net's hidden layers from this policy net (its layers and "
+                             "filters replace the preset's)")
+    parser.add_argument("--frozen-layers", type=int, default=0,
+                        help="keep the first N hidden convolutions fixed (with --init-from: train only the top)")
     parser.add_argument("--export", default=None, help="write the final weights here (fp16), with provenance")
     parser.add_argument("--no-progress", action="store_true")
 
@@ -144,10 +149,21 @@ def train(args: argparse.Namespace, kind: str) -> dict:
         val_src = _Limited(val_src, args.val_batches)
 
     torch.manual_seed(args.seed)
-    net = nets.build(kind, in_planes, size, args.preset, layers=args.layers, filters=args.filters)
+    if args.init_from:
+        if kind != "value":
+            raise ValueError("--init-from starts a value net from a policy net; it is for value-sl")
+        policy = nets.load(args.init_from, kind="policy")
+        if policy.board_size != size:
+            raise ValueError(f"--init-from: the policy net is for {policy.board_size}x{policy.board_size}, "
+                             f"the data for {size}x{size}")
+        net = nets.value_from_policy(policy, in_planes)
+    else:
+        net = nets.build(kind, in_planes, size, args.preset, layers=args.layers, filters=args.filters)
+    nets.freeze_hidden_layers(net, args.frozen_layers)
     provenance = {
         "command": "gogame-train " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("gogame-train") else " ".join(sys.argv),
         "data": meta["sources"],
+        **({"trunk_from": str(args.init_from), "frozen_layers": args.frozen_layers} if args.init_from else {}),
         "dataset_positions": len(train_src),
         "hardware": f"{platform.node()} {torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or 'cpu'}",
         "date": time.strftime("%Y-%m-%d"),
