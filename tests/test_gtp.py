@@ -753,3 +753,14 @@ def test_game_against_gnugo_over_gtp_pipes():
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+
+
+def test_command_line_options_reach_the_engine():
+    from gtp.__main__ import build_parser, engine_options
+    from gtp.session import EnginePlayer
+
+    args = build_parser().parse_args(["--size", "9", "--symmetries", "all", "--lambda", "1", "--batch", "4"])
+    engine = EnginePlayer(None, **engine_options(args)).engine(9)
+    assert engine.evaluator.symmetries == "all"
+    assert engine.config.lambda_ == 1.0 and engine.config.batch_size == 4
+    assert engine_options(build_parser().parse_args([]))["symmetries"] == "random"
