@@ -19,7 +19,6 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass, field
 from os import PathLike
@@ -89,7 +88,7 @@ class NetEvaluator:
     def _forward(self, net: torch.nn.Module, planes: np.ndarray, ks: np.ndarray) -> np.ndarray:
         rows = np.repeat(planes, len(ks) // len(planes), axis=0)[:, : net.in_planes]
         x = np.stack([features.transform_planes(p, int(k)) for p, k in zip(rows, ks)])  # (R, C, S, S)
-        with torch.inference_mode(), (nets.autocast(self.device) if self.bf16 else contextlib.nullcontext()):
+        with torch.inference_mode(), nets.autocast(self.device, self.bf16):
             return net(torch.from_numpy(x).to(self.device)).float().cpu().numpy()
 
     def policy(self, planes: np.ndarray) -> np.ndarray:

@@ -297,11 +297,11 @@ def bf16_native(device_type: str) -> bool:
     return False
 
 
-def autocast(device: str | torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast where :func:`bf16_native` holds for ``device``, else a no-op. Outputs may be bf16:
-    callers take ``.float()`` of what they keep."""
+def autocast(device: str | torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:
+    """bf16 autocast if ``enabled`` and :func:`bf16_native` holds for ``device``, else a no-op. Outputs may be
+    bf16: callers take ``.float()`` of what they keep."""
     device_type = torch.device(device).type
-    if bf16_native(device_type):
+    if enabled and bf16_native(device_type):
         return torch.autocast(device_type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 

@@ -11,7 +11,6 @@ figures are on games the net never trained on.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import time
 from collections import defaultdict
@@ -67,7 +66,7 @@ def policy_log_probs(net: torch.nn.Module, planes: np.ndarray, legal: torch.Tens
     symmetries = range(8) if ensemble else (0,)
     for k in symmetries:
         x = torch.from_numpy(np.ascontiguousarray(features.transform_planes(planes, k))).to(device).float()
-        with torch.no_grad(), (nets.autocast(device) if bf16 else contextlib.nullcontext()):
+        with torch.no_grad(), nets.autocast(device, bf16):
             logits = net(x).float()
         grid = features.transform_planes(logits[:, : size * size].reshape(-1, size, size).cpu().numpy(), features.inverse(k))
         logits = torch.cat([torch.from_numpy(np.ascontiguousarray(grid)).reshape(len(x), -1).to(device),

@@ -639,7 +639,7 @@ class Trainer:
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         """bf16 autocast when ``amp`` and the device has native bf16; bf16 needs no loss scaling, unlike fp16."""
-        return nets.autocast(self.device) if self.config.amp else contextlib.nullcontext()
+        return nets.autocast(self.device, self.config.amp)
 
     def _gather(self, obj: Any) -> list[Any]:
         """``obj`` of every rank, in rank order (just ``[obj]`` without DDP)."""
