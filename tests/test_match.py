@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 import shutil
 import sys
@@ -103,6 +104,15 @@ def test_tally_summary_counts_colours_draws_and_unbounded_elo():
     json.dumps(summary, allow_nan=False)
 
 
+def test_tally_puts_thinking_time_on_the_engine_that_thought():
+    tally = match.Tally()
+    tally.add("B+3", a_is_black=True, thinking={"B": (10, 5.0), "W": (9, 0.9)})
+    tally.add("W+1", a_is_black=False, thinking={"B": (8, 0.8), "W": (8, 4.0)})
+    tally.add("B+R", a_is_black=True)  # a record from before timing: counts for the result only
+    assert tally.summary()["seconds_per_move"] == [pytest.approx(9.0 / 18), pytest.approx(1.7 / 17)]
+    assert match.Tally().summary()["seconds_per_move"] == [None, None]
+
+
 def test_parse_score():
     assert match.parse_score("B+3.5") == 3.5
     assert match.parse_score("W+2.0") == -2.0
@@ -169,7 +179,8 @@ def test_gnugo_match_writes_sgf_reports_json_and_resumes(tmp_path, capsys):
     lo, hi = summary["ci95"]
     assert 0 <= lo <= summary["winrate_a"] <= hi <= 1
     assert set(summary) == {"games", "wins_a", "wins_b", "draws", "winrate_a", "ci95", "elo", "elo_ci95",
-                            "disagreements"}
+                            "disagreements", "seconds_per_move"}
+    assert all(t > 0 for t in summary["seconds_per_move"])
     games = [sgf.load(out / f"game-000{i}.sgf")[0] for i in (1, 2)]
     assert [g.get("PB") for g in games] == ["GNU Go (A)", "GNU Go (B)"]  # colours alternate
     for game in games:
@@ -177,6 +188,8 @@ def test_gnugo_match_writes_sgf_reports_json_and_resumes(tmp_path, capsys):
         assert game.winner in ("B", "W")
         board = game.board_at()  # the record replays on our board
         assert board.move_number == len(game.moves)
+        timed = re.search(r"Thinking: black (\d+) genmoves [\d.]+ s, white (\d+) genmoves", game.get("C"))
+        assert int(timed[1]) + int(timed[2]) >= sum(1 for colour, _ in game.moves)  # every genmove timed
     before = {p.name: p.read_bytes() for p in out.glob("*.sgf")}
 
     # Resume: the finished games are read back, not replayed; the engines are not even started.

@@ -4,7 +4,8 @@ Layers, top to bottom:
 
 * :func:`run` plays ``--games`` games, alternating colours (game ``i``, counted from 0: engine A is black when
   ``i`` is even), writes each one to ``DIR/game-NNNN.sgf`` atomically as soon as it ends, and prints the wins,
-  A's win rate with its 95% Wilson interval and the Elo difference with its interval. Rerun with the same ``DIR``,
+  A's win rate with its 95% Wilson interval, the Elo difference with its interval, and each engine's mean
+  seconds per ``genmove`` (timed from command to reply; each record's comment keeps its totals). Rerun with the same ``DIR``,
   it reads back the games already written (their ``RE``) and plays only the missing ones; the engines are not
   even started when none is missing.
 * :func:`play_game` plays one game. Our own :class:`~gogame.board.Board` is the referee: an engine's move that the
@@ -218,10 +219,18 @@ class Tally:
     wins_b: int = 0
     draws: int = 0  # jigo, void or unknown results count as half a win each
     disagreements: int = 0
+    # engine label -> [moves, seconds] of the genmoves timed (games written before timing existed have none)
+    thinking: dict[str, list[float]] = field(default_factory=lambda: {"A": [0, 0.0], "B": [0, 0.0]})
 
-    def add(self, result: str | None, a_is_black: bool, disagreement: bool = False) -> None:
+    def add(self, result: str | None, a_is_black: bool, disagreement: bool = False,
+            thinking: dict[str, tuple[int, float]] | None = None) -> None:
+        """Count one game; ``thinking`` maps a colour to its genmoves ``(count, seconds)``."""
         self.games += 1
         self.disagreements += bool(disagreement)
+        for colour, (moves, seconds) in (thinking or {}).items():
+            label = "A" if (colour == "B") == a_is_black else "B"
+            self.thinking[label][0] += moves
+            self.thinking[label][1] += seconds
         winner = (result or "").strip().upper()[:2]
         if winner not in ("B+", "W+"):
             self.draws += 1
@@ -240,6 +249,7 @@ class Tally:
             "elo": _finite(elo_difference(winrate)) if winrate is not None else None,
             "elo_ci95": [_finite(elo_difference(lo)), _finite(elo_difference(hi))],
             "disagreements": self.disagreements,
+            "seconds_per_move": [seconds / moves if moves else None for moves, seconds in self.thinking.values()],
         }
 
 
@@ -272,6 +282,7 @@ class GameRecord:
     reason: str
     notes: list[str] = field(default_factory=list)
     disagreement: bool = False
+    thinking: dict[str, tuple[int, float]] = field(default_factory=dict)  # colour -> genmoves, seconds
 
 
 @dataclass
@@ -292,6 +303,7 @@ def play_game(black: Player, white: Player, *, size: int, komi: float, max_moves
         player.controller.send("clear_board")
         player.controller.send(f"komi {komi:g}")
     board = Board(size, komi)
+    thinking = {"B": (0, 0.0), "W": (0, 0.0)}
     while True:
         if board.is_over():
             reason = "two passes"
@@ -302,29 +314,34 @@ def play_game(black: Player, white: Player, *, size: int, komi: float, max_moves
         colour = board.to_move
         other = coords.opponent(colour)
         mover = players[colour]
+        started = time.perf_counter()
         try:
             reply = mover.controller.send(f"genmove {colour.lower()}")
         except GtpError as exc:
             return GameRecord(board.history, f"{other}+F",
-                              f"{mover.name} ({_SIDE[colour]}) failed genmove: {exc.message}")
+                              f"{mover.name} ({_SIDE[colour]}) failed genmove: {exc.message}", thinking=thinking)
+        moves, seconds = thinking[colour]
+        thinking[colour] = (moves + 1, round(seconds + time.perf_counter() - started, 2))
         if reply.strip().lower() == "resign":
             board.resign(colour)
-            return GameRecord(board.history, board.result(), f"{mover.name} ({_SIDE[colour]}) resigned")
+            return GameRecord(board.history, board.result(), f"{mover.name} ({_SIDE[colour]}) resigned",
+                              thinking=thinking)
         try:
             board.play(reply.strip(), colour)
         except (IllegalMove, ValueError) as exc:
             return GameRecord(board.history, f"{other}+F",
-                              f"{mover.name} ({_SIDE[colour]}) forfeits: move {reply!r} rejected ({exc})")
+                              f"{mover.name} ({_SIDE[colour]}) forfeits: move {reply!r} rejected ({exc})",
+                              thinking=thinking)
         vertex = coords.to_gtp(board.history[-1][1])
         try:
             players[other].controller.send(f"play {colour.lower()} {vertex}")
         except GtpError as exc:
             raise RuntimeError(f"{players[other].name} refused {colour} {vertex}, legal on our board "
                                f"(do the engines play the same rules?): {exc.message}") from None
-    return _score(board, players, reason)
+    return _score(board, players, reason, thinking)
 
 
-def _score(board: Board, players: dict[str, Player], reason: str) -> GameRecord:
+def _score(board: Board, players: dict[str, Player], reason: str, thinking: dict[str, tuple[int, float]]) -> GameRecord:
     ours = board.score("area")
     notes = [f"Ours (area, all stones alive): {format_result(ours)}"]
     theirs: list[float | None] = []
@@ -346,7 +363,7 @@ def _score(board: Board, players: dict[str, Player], reason: str) -> GameRecord:
     else:
         result = format_result(ours)
         notes.insert(0, f"Result by our board (engines did not agree): {result}")
-    return GameRecord(board.history, result, reason, notes, disagreement)
+    return GameRecord(board.history, result, reason, notes, disagreement, thinking)
 
 
 # -- the match ------------------------------------------------------------------------------------------------
@@ -357,8 +374,17 @@ def game_path(out: Path, index: int) -> Path:
     return out / f"game-{index + 1:04d}.sgf"
 
 
-def _read_back(path: Path, size: int, komi: float) -> tuple[str | None, bool]:
-    """The result of a game already written, and whether its comment records a disagreement."""
+_THINKING = re.compile(r"^Thinking: black (\d+) genmoves ([\d.]+) s, white (\d+) genmoves ([\d.]+) s$", re.MULTILINE)
+
+
+def _thinking_note(thinking: dict[str, tuple[int, float]]) -> str:
+    (b_moves, b_seconds), (w_moves, w_seconds) = thinking["B"], thinking["W"]
+    return f"Thinking: black {b_moves} genmoves {b_seconds:.2f} s, white {w_moves} genmoves {w_seconds:.2f} s"
+
+
+def _read_back(path: Path, size: int, komi: float) -> tuple[str | None, bool, dict[str, tuple[int, float]]]:
+    """The result of a game already written, whether its comment records a disagreement, and the engines'
+    thinking time (empty for records written without it)."""
     try:
         game = sgf.load(path)[0]
     except (sgf.SGFError, IndexError) as exc:
@@ -366,12 +392,15 @@ def _read_back(path: Path, size: int, komi: float) -> tuple[str | None, bool]:
     if game.size != size or game.komi != komi:
         raise RuntimeError(f"{path} is a {game.size}x{game.size} game with komi {game.komi:g}, not "
                            f"{size}x{size} with komi {komi:g}: use another --out")
-    return game.result, "Disagreement:" in (game.get("C") or "")
+    comment = game.get("C") or ""
+    timed = _THINKING.search(comment)
+    thinking = {"B": (int(timed[1]), float(timed[2])), "W": (int(timed[3]), float(timed[4]))} if timed else {}
+    return game.result, "Disagreement:" in comment, thinking
 
 
 def _write_game(path: Path, record: GameRecord, *, size: int, komi: float, black: Player, white: Player,
                 commands: dict[str, str]) -> None:
-    comment = "\n".join([f"End: {record.reason}.", *record.notes,
+    comment = "\n".join([f"End: {record.reason}.", *record.notes, _thinking_note(record.thinking),
                          f"Black: {commands['B']}", f"White: {commands['W']}"])
     game = sgf.Game.from_moves(record.moves, size=size, komi=komi, result=record.result, properties={
         "PB": black.name, "PW": white.name, "RU": "Chinese", "C": comment,
@@ -432,6 +461,9 @@ def _format_summary(summary: dict, names: tuple[str, str]) -> str:
         lines.append(f"Elo of A over B: {elo(summary['elo'], 1 if p >= 0.5 else -1)} "
                      f"(95% CI {elo(elo_lo, -1)} to {elo(elo_hi, 1)})")
     lines.append(f"score disagreements (ours vs an engine's): {summary['disagreements']}")
+    timed = [f"{label} {t:.2f} s" for label, t in zip("AB", summary["seconds_per_move"]) if t is not None]
+    if timed:
+        lines.append(f"seconds per genmove: {', '.join(timed)}")
     return "\n".join(lines)
 
 
@@ -451,8 +483,8 @@ def run(args: argparse.Namespace) -> int:
         for i in range(args.games):
             path = game_path(out, i)
             if path.exists():
-                result, disagreement = _read_back(path, args.size, args.komi)
-                tally.add(result, a_is_black=i % 2 == 0, disagreement=disagreement)
+                result, disagreement, thinking = _read_back(path, args.size, args.komi)
+                tally.add(result, a_is_black=i % 2 == 0, disagreement=disagreement, thinking=thinking)
             else:
                 todo.append(i)
         if tally.games:
@@ -473,7 +505,8 @@ def run(args: argparse.Namespace) -> int:
                 cmd = {"B": commands["A" if a_black else "B"], "W": commands["B" if a_black else "A"]}
                 _write_game(game_path(out, i), record, size=args.size, komi=args.komi, black=black, white=white,
                             commands=cmd)
-                tally.add(record.result, a_is_black=a_black, disagreement=record.disagreement)
+                tally.add(record.result, a_is_black=a_black, disagreement=record.disagreement,
+                          thinking=record.thinking)
                 bar.set_postfix_str(f"A {tally.wins_a} - B {tally.wins_b}" +
                                     (f" - draws {tally.draws}" if tally.draws else ""))
                 bar.update(1)
