@@ -98,10 +98,7 @@ class NetEvaluator:
             return np.zeros((b, s * s + 1), np.float32)
         ks = self._transforms(b)
         logits = self._forward(self.policy_net, planes, ks)
-        logp = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)  # (R, S*S+1)
-        for r, k in enumerate(ks):  # back to the board's orientation
-            grid = logp[r, : s * s].reshape(s, s)
-            logp[r, : s * s] = features.transform_planes(grid, features.inverse(int(k))).ravel()
+        logp = features.moves_to_board(logits - np.logaddexp.reduce(logits, axis=1, keepdims=True), ks, s)
         logp = logp.reshape(b, -1, s * s + 1)  # (B, 1 or 8, S*S+1)
         if logp.shape[1] == 1:
             return logp[:, 0]

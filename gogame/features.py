@@ -656,3 +656,13 @@ def transform_flat_move(index, size: int, k: int):
 def inverse(k: int) -> int:
     """The symmetry that undoes symmetry ``k``."""
     return (k & 4) | ((k & 1) << 1) | ((k & 2) >> 1) if k & 4 else k
+
+
+def moves_to_board(values: np.ndarray, ks, size: int) -> np.ndarray:
+    """Undo symmetry ``ks[r]`` on row ``r`` of per-move ``values`` ``(R, size*size + 1)`` (a network's output
+    for transformed planes): the points return to the board's orientation, pass stays last. A new array."""
+    out = np.array(values)
+    for r, k in enumerate(ks):
+        grid = out[r, : size * size].reshape(size, size)
+        out[r, : size * size] = transform_planes(grid, inverse(int(k))).ravel()
+    return out

@@ -168,7 +168,7 @@ def value_from_policy(policy: PolicyNet, in_planes: int) -> ValueNet:
     if in_planes < policy.in_planes:
         raise ValueError(f"the value net needs at least the policy's {policy.in_planes} input planes, not {in_planes}")
     value = ValueNet(in_planes, policy.board_size, policy.layers, policy.filters)
-    state = {k: v.clone() for k, v in policy.hidden.state_dict().items()}
+    state = policy.hidden.state_dict()  # load_state_dict below copies: the two nets share no storage
     first = state["0.weight"]
     state["0.weight"] = torch.cat([first, first.new_zeros(first.shape[0], in_planes - first.shape[1], *first.shape[2:])], 1)
     value.hidden.load_state_dict(state)

@@ -494,3 +494,14 @@ def test_setup_stones_count_as_old():
     turns = p[F.plane_slice("alphago48", "turns_since")]
     assert turns[:, 2, 2].argmax() == 7 and turns[:, 6, 6].argmax() == 7  # the >= 8 bucket
     assert turns[0, 4, 4] == 1  # the stone just played
+
+
+def test_moves_to_board_undoes_each_rows_symmetry_and_keeps_pass():
+    size = 5
+    rng = np.random.default_rng(0)
+    board_values = rng.random((8, size * size + 1))
+    seen = np.empty_like(board_values)  # what a net looking through symmetry k would output
+    for k in range(8):
+        seen[k, F.transform_flat_move(np.arange(size * size + 1), size, k)] = board_values[k]
+    assert np.array_equal(F.moves_to_board(seen, range(8), size), board_values)
+    assert not np.array_equal(seen[1:], board_values[1:])  # the symmetries did move the points

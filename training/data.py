@@ -97,7 +97,9 @@ class GameFilter:
             return HANDICAP
         if self.require_result and game.winner is None:
             return NO_RESULT
-        if (self.min_komi is not None and game.komi < self.min_komi) or (self.max_komi is not None and game.komi > self.max_komi):
+        if self.min_komi is not None and game.komi < self.min_komi:
+            return KOMI
+        if self.max_komi is not None and game.komi > self.max_komi:
             return KOMI
         if self.decided_on_board and (game.result or "").strip().upper()[2:3] in ("T", "F"):
             return NOT_ON_BOARD

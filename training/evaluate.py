@@ -67,10 +67,8 @@ def policy_log_probs(net: torch.nn.Module, planes: np.ndarray, legal: torch.Tens
     for k in symmetries:
         x = torch.from_numpy(np.ascontiguousarray(features.transform_planes(planes, k))).to(device).float()
         with torch.no_grad(), nets.autocast(device, bf16):
-            logits = net(x).float()
-        grid = features.transform_planes(logits[:, : size * size].reshape(-1, size, size).cpu().numpy(), features.inverse(k))
-        logits = torch.cat([torch.from_numpy(np.ascontiguousarray(grid)).reshape(len(x), -1).to(device),
-                            logits[:, size * size:]], dim=1)
+            logits = net(x).float().cpu().numpy()
+        logits = torch.from_numpy(features.moves_to_board(logits, [k] * len(x), size)).to(device)
         probs += nets.masked_log_softmax(logits, legal).exp()
     return (probs / len(symmetries)).log()
 

@@ -5,9 +5,9 @@ Layers, top to bottom:
 * :func:`run` plays ``--games`` games, alternating colours (game ``i``, counted from 0: engine A is black when
   ``i`` is even), writes each one to ``DIR/game-NNNN.sgf`` atomically as soon as it ends, and prints the wins,
   A's win rate with its 95% Wilson interval, the Elo difference with its interval, and each engine's mean
-  seconds per ``genmove`` (timed from command to reply; each record's comment keeps its totals). Rerun with the same ``DIR``,
-  it reads back the games already written (their ``RE``) and plays only the missing ones; the engines are not
-  even started when none is missing.
+  seconds per ``genmove`` (timed from command to reply; each record's comment keeps its totals). Rerun with the
+  same ``DIR``, it reads back the games already written (their ``RE``) and plays only the missing ones; the
+  engines are not even started when none is missing.
 * :func:`play_game` plays one game. Our own :class:`~gogame.board.Board` is the referee: an engine's move that the
   board rejects (illegal, off the board, unreadable) loses the game by forfeit (``B+F``/``W+F``, the reason in
   the SGF comment). A game ends on two consecutive passes, a resignation, or the move cap (then it is scored as
@@ -282,7 +282,8 @@ class GameRecord:
     reason: str
     notes: list[str] = field(default_factory=list)
     disagreement: bool = False
-    thinking: dict[str, tuple[int, float]] = field(default_factory=dict)  # colour -> genmoves, seconds
+    # colour -> (genmoves, seconds)
+    thinking: dict[str, tuple[int, float]] = field(default_factory=lambda: {"B": (0, 0.0), "W": (0, 0.0)})
 
 
 @dataclass
@@ -341,7 +342,8 @@ def play_game(black: Player, white: Player, *, size: int, komi: float, max_moves
     return _score(board, players, reason, thinking)
 
 
-def _score(board: Board, players: dict[str, Player], reason: str, thinking: dict[str, tuple[int, float]]) -> GameRecord:
+def _score(board: Board, players: dict[str, Player], reason: str,
+           thinking: dict[str, tuple[int, float]]) -> GameRecord:
     ours = board.score("area")
     notes = [f"Ours (area, all stones alive): {format_result(ours)}"]
     theirs: list[float | None] = []
