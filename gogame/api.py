@@ -192,6 +192,8 @@ class Engine:
     Options (keyword arguments of the constructor and of :meth:`load`): ``visits`` (400) and ``seconds``
     (None) limit each search (whichever comes first); ``symmetries`` ("random", "all" or "none");
     ``resign_threshold`` (0.05: :meth:`genmove` resigns when the best win rate is below it; 0 never);
+    ``early_stop`` (True: :meth:`genmove` stops searching once the most visited move cannot be overtaken within
+    its limits, which plays the same move sooner; False always spends the whole budget);
     ``device`` ("cpu"); ``bf16`` (True: the nets run in bf16 where the device computes it natively, see
     :class:`NetEvaluator`; False: fp32); ``torch_threads`` (None: torch's default; an int calls :func:`torch.set_num_threads`
     for the whole process: small batches run best on 1 thread on a busy CPU); and any
@@ -206,6 +208,7 @@ class Engine:
     def __init__(self, policy: nets.PolicyNet | None, value: nets.ValueNet | None = None,
                  rollout: ro.RolloutPolicy | None = None, *, size: int | None = None, visits: int = 400,
                  seconds: float | None = None, symmetries: str = "random", resign_threshold: float = 0.05,
+                 early_stop: bool = True,
                  device: str | torch.device = "cpu", torch_threads: int | None = None, bf16: bool = True,
                  **search_options) -> None:
         if torch_threads is not None:
@@ -219,6 +222,7 @@ class Engine:
         self.visits = visits
         self.seconds = seconds
         self.resign_threshold = resign_threshold
+        self.early_stop = early_stop
         self.rollouts = Rollouts(rollout, self.config.threads)
         self.mcts = MCTS(self.evaluator, self.config, self.rollouts)
 
@@ -295,17 +299,19 @@ class Engine:
             black = (1 + v) / 2 if board.to_move == "B" else (1 - v) / 2
         return Evaluation(self.size, board.to_move, p, black)
 
-    def analyze(self, board: Board, visits: int | None = None, seconds: float | None = None) -> Analysis:
+    def analyze(self, board: Board, visits: int | None = None, seconds: float | None = None, *,
+                stop_when_decided: bool = False) -> Analysis:
         """Search ``board`` and report the best move and every visited candidate (most visits first).
 
-        Limits default to the engine's ``visits`` and ``seconds``; giving either here replaces both. Raises
-        ValueError for a wrong size, an illegal position or a finished game.
+        Limits default to the engine's ``visits`` and ``seconds``; giving either here replaces both.
+        ``stop_when_decided``: see :meth:`gogame.mcts.MCTS.search`. Raises ValueError for a wrong size, an
+        illegal position or a finished game.
         """
         self._check(board, playing=True)
         if visits is None and seconds is None:
             visits, seconds = self.visits, self.seconds
         self.mcts.set_root(board)
-        stats = self.mcts.search(visits, seconds)
+        stats = self.mcts.search(visits, seconds, stop_when_decided)
         candidates = []
         for child in self.mcts.children():
             if not child.visits:
@@ -333,7 +339,7 @@ class Engine:
         self._check(board, playing=True)
         if pass_wins(board):
             return "pass"
-        analysis = self.analyze(board, visits, seconds)
+        analysis = self.analyze(board, visits, seconds, stop_when_decided=self.early_stop)
         if analysis.visits >= RESIGN_MIN_VISITS and analysis.winrate < self.resign_threshold:
             return "resign"
         return analysis.move

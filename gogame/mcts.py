@@ -74,6 +74,7 @@ EVAL, TERMINAL = 0, 1
 
 T_USED, T_FULL = 0, 1  # Tree.meta: nodes in use; 1 once an expansion found no room
 PLANES = 49  # alphago49: the policy net reads the first 48 when it takes alphago48
+DECIDED_MIN_BATCHES = 4  # a time-limited search measures its rate over this many batches before stopping early
 
 
 class Tree(NamedTuple):
@@ -632,7 +633,7 @@ class SearchStats:
     feature_seconds: float = 0.0
     net_seconds: float = 0.0
     rollout_wait_seconds: float = 0.0  # waiting for rollouts after the networks were done
-    stopped: str = ""  # "visits" or "time"
+    stopped: str = ""  # "visits", "time" or "decided"
     full: bool = False  # the tree has run out of room (the search went on without expanding)
 
 
@@ -768,11 +769,15 @@ class MCTS:
 
     # -- search -----------------------------------------------------------------------------------------------
 
-    def search(self, visits: int | None = None, seconds: float | None = None) -> SearchStats:
+    def search(self, visits: int | None = None, seconds: float | None = None,
+               stop_when_decided: bool = False) -> SearchStats:
         """Search until the root has ``visits`` visits (reused ones count) or ``seconds`` passed, whichever first.
 
-        The time limit is checked between batches, so a search may overrun it by one batch. Raises ValueError
-        without a limit, or before :meth:`set_root`, or if the root position is over (two passes).
+        ``stop_when_decided``: stop as soon as the most visited root move can no longer be overtaken in visits
+        within the limits (the visits left, or the current rate of simulations over the time left), so that the
+        move a full search would play is played sooner (``stopped == "decided"``). The time limit is checked
+        between batches, so a search may overrun it by one batch. Raises ValueError without a limit, or before
+        :meth:`set_root`, or if the root position is over (two passes).
         """
         if visits is None and seconds is None:
             raise ValueError("give visits, seconds or both")
@@ -792,14 +797,32 @@ class MCTS:
             if visits is not None and root_n >= visits:
                 stats.stopped = "visits"
                 break
-            if time.perf_counter() >= deadline:
+            now = time.perf_counter()
+            if now >= deadline:
                 stats.stopped = "time"
+                break
+            if stop_when_decided and self._decided(visits, root_n, stats.simulations, now - start, deadline - now):
+                stats.stopped = "decided"
                 break
             n = self.config.batch_size if visits is None else min(self.config.batch_size, visits - root_n)
             self._batch(n, stats)
         stats.seconds = time.perf_counter() - start
         stats.full = bool(t.meta[T_FULL])
         return stats
+
+    def _decided(self, visits: int | None, root_n: int, simulations: int, elapsed: float, time_left: float) -> bool:
+        """True when the most visited root child leads the next one by more visits than the search has left."""
+        left = math.inf if visits is None else visits - root_n
+        if math.isfinite(time_left):
+            if simulations < self.config.batch_size * DECIDED_MIN_BATCHES:
+                return False  # too few batches for a rate
+            left = min(left, simulations / elapsed * time_left)
+        t = self.tree
+        f, k = int(t.first[0]), int(t.count[0])
+        if k < 2:
+            return k == 1
+        second, first = np.partition(t.N[f:f + k], k - 2)[k - 2:]
+        return first - second > left
 
     def _batch(self, n: int, stats: SearchStats) -> None:
         """One batch: select, evaluate (networks here, rollouts in threads at the same time), back up."""

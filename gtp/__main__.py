@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="scoring for final_score (default area)")
     parser.add_argument("--ponder", action="store_true",
                         help="after its own move, search the opponent's position until the next command")
+    parser.add_argument("--no-early-stop", dest="early_stop", action="store_false",
+                        help="spend the whole visit or time budget on every move, even once the most visited move "
+                             "can no longer be overtaken")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: from the OS)")
     parser.add_argument("--symmetries", choices=("random", "all", "none"), default="random",
                         help="board symmetries per network evaluation: a random one (default), the mean of all 8 "
@@ -48,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
 def engine_options(args: argparse.Namespace) -> dict:
     """The :class:`gogame.api.Engine` options that parsed command-line options ask for."""
     options = dict(visits=args.visits, threads=args.threads, batch_size=args.batch,
-                   resign_threshold=args.resign_threshold, seed=args.seed, symmetries=args.symmetries)
+                   resign_threshold=args.resign_threshold, seed=args.seed, symmetries=args.symmetries,
+                   early_stop=args.early_stop)
     if args.lambda_ is not None:
         options["lambda_"] = args.lambda_
     return options

@@ -177,6 +177,14 @@ def test_genmove_passes_to_win_and_resigns_when_lost(weights):
     assert engine(weights, resign_threshold=1.0, visits=RESIGN_MIN_VISITS - 1).genmove(Board(9)) != "resign"
 
 
+def test_genmove_stops_early_with_the_move_of_the_full_budget(weights):
+    board = Board.from_diagram(WALLS, komi=0.5, to_move="B")
+    full = engine(weights, visits=400, lambda_=1.0, early_stop=False)
+    early = engine(weights, visits=400, lambda_=1.0)  # seeded alike: the same search, cut short once decided
+    assert early.genmove(board) == full.genmove(board)
+    assert early.mcts.root_visits < full.mcts.root_visits == 400
+
+
 def test_ownership_marks_each_sides_area(weights):
     board = Board.from_diagram(WALLS, komi=0.5)
     own = engine(weights).ownership(board, rollouts=40)

@@ -759,8 +759,10 @@ def test_command_line_options_reach_the_engine():
     from gtp.__main__ import build_parser, engine_options
     from gtp.session import EnginePlayer
 
-    args = build_parser().parse_args(["--size", "9", "--symmetries", "all", "--lambda", "1", "--batch", "4"])
+    args = build_parser().parse_args(["--size", "9", "--symmetries", "all", "--lambda", "1", "--batch", "4",
+                                      "--no-early-stop"])
     engine = EnginePlayer(None, **engine_options(args)).engine(9)
-    assert engine.evaluator.symmetries == "all"
+    assert engine.evaluator.symmetries == "all" and not engine.early_stop
     assert engine.config.lambda_ == 1.0 and engine.config.batch_size == 4
-    assert engine_options(build_parser().parse_args([]))["symmetries"] == "random"
+    defaults = engine_options(build_parser().parse_args([]))
+    assert defaults["symmetries"] == "random" and defaults["early_stop"]

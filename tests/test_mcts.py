@@ -293,6 +293,32 @@ def test_time_limit_is_respected():
     assert stats.stopped == "time" and 0.3 <= time.perf_counter() - start < 2.0
 
 
+def test_a_decided_search_stops_early_and_plays_the_full_searchs_move():
+    """Seeded searches run the same batches, so the early stop is the full search cut short: once C3 leads the
+    next move by more visits than are left, the full search's most visited move is C3 too."""
+    board = Board.from_diagram(FIGHT, komi=0.5, to_move="B")
+    full = search(board, mcts.UniformEvaluator(5), lambda_=1.0, seed=0, batch_size=8)
+    assert full.search(visits=2000).stopped == "visits"
+    early = search(board, mcts.UniformEvaluator(5), lambda_=1.0, seed=0, batch_size=8)
+    stats = early.search(visits=2000, stop_when_decided=True)
+    first, second = early.children()[:2]
+    assert stats.stopped == "decided" and early.root_visits < 2000
+    assert first.visits - second.visits > 2000 - early.root_visits
+    assert first.visits - second.visits <= 2000 - early.root_visits + 8 * 2  # one batch earlier it was open
+    assert first.move == full.children()[0].move == from_gtp("C3", 5)
+
+
+def test_a_decided_timed_search_stops_before_its_time():
+    """With 99% of the prior on C3 nearly every simulation goes there, so the lead passes what the rate can add in
+    the time left at about half the time."""
+    board = Board.from_diagram(FIGHT, komi=0.5, to_move="B")
+    s = search(board, Dummy(5, {"C3": 99.0}, rest=0.01, has_value=False), lambda_=1.0, seed=0, batch_size=8)
+    start = time.perf_counter()
+    stats = s.search(seconds=4.0, stop_when_decided=True)
+    assert stats.stopped == "decided" and time.perf_counter() - start < 3.0
+    assert to_gtp(s.children()[0].move) == "C3" and stats.simulations >= 8 * mcts.DECIDED_MIN_BATCHES
+
+
 def test_search_needs_a_limit_and_a_live_game():
     s = mcts.MCTS(mcts.UniformEvaluator(5), mcts.SearchConfig(lambda_=1.0, max_nodes=1000))
     with pytest.raises(ValueError, match="set_root"):
