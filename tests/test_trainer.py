@@ -11,6 +11,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from training.trainer import (
     batch_len,
     lr_at,
     pick_device,
+    read_ahead,
     to_device,
 )
 
@@ -186,6 +188,44 @@ def test_to_device_and_batch_len():
     assert moved["a"][1][1] == 3 and moved["b"] == "text" and isinstance(moved["a"], tuple)
     assert batch_len(batch) == 5 and batch_len(("no", "tensors")) == 0
     assert pick_device().type in ("cuda", "mps", "cpu")
+
+
+def readers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "read_ahead"]
+
+
+def test_read_ahead_keeps_the_order_raises_the_readers_error_and_stops_when_closed():
+    assert list(read_ahead(iter(range(50)), 3)) == list(range(50)) == list(read_ahead(range(50), 0))
+
+    def failing():
+        yield 1
+        raise OSError("shard 7 is truncated")
+
+    stream = read_ahead(failing(), 2)
+    assert next(stream) == 1
+    with pytest.raises(OSError, match="shard 7"):
+        next(stream)
+
+    read = []
+    endless = read_ahead((read.append(i) or i for i in range(10**9)), 4)
+    assert [next(endless) for _ in range(3)] == [0, 1, 2]
+    endless.close()
+    assert not readers() and len(read) <= 3 + 4 + 1  # what was taken, the queue, one waiting to go in
+
+
+def test_read_ahead_trains_the_same_weights_and_leaves_no_thread(tmp_path):
+    data, val = regression_data(100, 1), regression_data(40, 2)
+    plain = Trainer(mlp(), mse_loss, data, val, config=config(tmp_path / "plain", steps=20))
+    plain.fit()
+    ahead = Trainer(mlp(), mse_loss, data, val, config=config(tmp_path / "ahead", steps=20, prefetch=3,
+                                                               max_steps_this_run=9))
+    ahead.fit()  # stops mid-epoch with batches still queued
+    assert not readers()
+    ahead = Trainer(mlp(seed=99), mse_loss, data, val, config=config(tmp_path / "ahead", steps=20, prefetch=3,
+                                                                      resume=True))
+    ahead.fit()
+    assert_same_weights(weights(plain.model), weights(ahead.model))
+    assert not readers()
 
 
 # -- training ----------------------------------------------------------------

@@ -98,6 +98,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ckpt-every", type=int, default=1000)
     parser.add_argument("--shards-in-memory", type=int, default=8)
     parser.add_argument("--cache", action="store_true", help="keep all shards in memory after the first epoch")
+    parser.add_argument("--prefetch", type=int, default=4,
+                        help="batches read ahead in a background thread, so the device never waits on the shards "
+                             "(default 4; 0 reads between steps)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA, or a CPU with AVX-512 BF16/AMX; ignored elsewhere)")
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
@@ -174,6 +177,7 @@ def train(args: argparse.Namespace, kind: str) -> dict:
         schedule=args.schedule, warmup_steps=args.warmup_steps, val_every=args.val_every,
         val_metric="loss", ckpt_every=args.ckpt_every, seed=args.seed, amp=args.amp, device=args.device,
         resume=args.resume, max_steps_this_run=args.max_steps_this_run, progress=not args.no_progress,
+        prefetch=args.prefetch,
     )
     loss = (value_loss if kind == "value" else policy_loss)(meta["planes"], in_planes, size)
     if args.minutes:

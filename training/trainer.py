@@ -46,13 +46,15 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import queue
 import random
+import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -121,6 +123,7 @@ class TrainConfig:
     amp: bool = False  # bf16 autocast where the device computes bf16 natively (gogame.nets.bf16_native)
     device: str | None = None  # None: CUDA, then MPS, then CPU (pick_device)
     num_workers: int = 0  # DataLoader worker processes
+    prefetch: int = 0  # training batches read ahead in a background thread (0: none); see read_ahead
     progress: bool = True  # tqdm bar (rank 0 only)
     resume: bool = False  # continue from out_dir/last.pt if it exists
     max_steps_this_run: int = 0  # stop (with a checkpoint) after this many steps; 0 no limit
@@ -234,17 +237,72 @@ class DatasetBatches:
                           generator=torch.Generator().manual_seed(self.seed + epoch), **self.loader_kwargs)
 
 
-def to_device(batch: Any, device: torch.device, non_blocking: bool = False) -> Any:
-    """``batch`` with every tensor inside (nested tuples, namedtuples, lists, dicts) on ``device``."""
+def map_tensors(batch: Any, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    """``batch`` with ``fn`` applied to every tensor inside (nested tuples, namedtuples, lists, dicts)."""
     if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=non_blocking)
+        return fn(batch)
     if isinstance(batch, dict):
-        return {k: to_device(v, device, non_blocking) for k, v in batch.items()}
+        return {k: map_tensors(v, fn) for k, v in batch.items()}
     if isinstance(batch, tuple) and hasattr(batch, "_fields"):
-        return type(batch)(*(to_device(v, device, non_blocking) for v in batch))
+        return type(batch)(*(map_tensors(v, fn) for v in batch))
     if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(v, device, non_blocking) for v in batch)
+        return type(batch)(map_tensors(v, fn) for v in batch)
     return batch
+
+
+def to_device(batch: Any, device: torch.device, non_blocking: bool = False) -> Any:
+    """``batch`` with every tensor inside on ``device``."""
+    return map_tensors(batch, lambda t: t.to(device, non_blocking=non_blocking))
+
+
+class _Failed(NamedTuple):
+    error: BaseException
+
+
+def read_ahead(batches: Iterable[Any], depth: int, pin: bool = False) -> Iterator[Any]:
+    """Yield the batches of ``batches`` in order while a background thread reads up to ``depth`` ahead.
+
+    Reading shards, shuffling and slicing then overlap the device's work (a GPU waits on none of it); ``pin``
+    also pins each batch's tensors, so that the copy to a CUDA device runs asynchronously. An exception in the
+    reader is raised here, at the batch where it happened. Closing the generator stops the reader. The source's
+    ``batches()`` must not draw from the global RNGs, which the training thread uses at the same time (the
+    project's sources seed their own generators). ``depth`` 0 reads in the caller's thread.
+    """
+    if depth <= 0:
+        yield from batches
+        return
+    ready: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for batch in batches:
+                if not put(map_tensors(batch, torch.Tensor.pin_memory) if pin else batch):
+                    return
+            put(end)
+        except BaseException as error:  # handed to the training thread, which raises it
+            put(_Failed(error))
+
+    reader = threading.Thread(target=read, name="read_ahead", daemon=True)
+    reader.start()
+    try:
+        while (item := ready.get()) is not end:
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        reader.join()
 
 
 def batch_len(batch: Any) -> int:
@@ -470,24 +528,25 @@ class Trainer:
         self.train_model.train()
         try:
             while not self._finished(first_step):
-                for batch in self.train_source.batches(self.epoch, self.batch_in_epoch,
-                                                       self.rank, self.world_size):
-                    lr = self._train_step(batch, window)
-                    bar.update()
-                    last = self.step == self.total_steps
-                    if self.step % cfg.log_every == 0 or last:
-                        self._log_train(window, lr, bar)
-                        window = _Window()
-                    if self.val_source is not None and (self.step % cfg.val_every == 0 or last):
-                        self._validate(bar)
-                        window.start = time.perf_counter()  # samples/s counts training only
-                    if self.step % cfg.ckpt_every == 0 or self._finished(first_step):
-                        self.save(self.out_dir / LAST)
-                    if self._finished(first_step):
-                        break
-                else:  # the epoch ran out: the next starts from its first batch
-                    self.epoch += 1
-                    self.batch_in_epoch = 0
+                batches = self.train_source.batches(self.epoch, self.batch_in_epoch, self.rank, self.world_size)
+                with contextlib.closing(read_ahead(batches, cfg.prefetch, pin=self.device.type == "cuda")) as stream:
+                    for batch in stream:
+                        lr = self._train_step(batch, window)
+                        bar.update()
+                        last = self.step == self.total_steps
+                        if self.step % cfg.log_every == 0 or last:
+                            self._log_train(window, lr, bar)
+                            window = _Window()
+                        if self.val_source is not None and (self.step % cfg.val_every == 0 or last):
+                            self._validate(bar)
+                            window.start = time.perf_counter()  # samples/s counts training only
+                        if self.step % cfg.ckpt_every == 0 or self._finished(first_step):
+                            self.save(self.out_dir / LAST)
+                        if self._finished(first_step):
+                            break
+                    else:  # the epoch ran out: the next starts from its first batch
+                        self.epoch += 1
+                        self.batch_in_epoch = 0
         finally:
             bar.close()
             if self.metrics is not None:
