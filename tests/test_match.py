@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from gogame import sgf
+from gogame.coords import from_gtp
 from training import match
 
 GNUGO = shutil.which("gnugo") or "/usr/games/gnugo"
@@ -227,3 +228,38 @@ def test_our_engine_against_gnugo_capped_game(tmp_path, capsys):
     # Capped at 12 moves unless someone passed twice or resigned first.
     assert len(game.moves) <= 12
     assert (out / "engine-a.log").exists()
+
+
+@needs_gnugo
+def test_resignations_are_played_out_by_the_judge(tmp_path, capsys):
+    """With komi -40.5 black wins any 7x7 game: black's resignation was premature, white's stands."""
+    from training import cli
+
+    opening = [("B", "D4"), ("W", "C3"), ("B", "E3")]
+    for name, result in (("black-resigned", "W+R"), ("white-resigned", "B+R"), ("scored", "B+40.5")):
+        game = sgf.Game.from_moves([(c, from_gtp(v, 7)) for c, v in opening], size=7, komi=-40.5,
+                                   result=result)
+        (tmp_path / f"{name}.sgf").write_text(sgf.dumps(game))
+    judge = f"{GNUGO_CMD} --seed {{seed}}"
+    assert cli.main(["resignations", str(tmp_path), "--judge", judge, "--seeds", "0", "--json"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    report = json.loads(lines[-1])
+    assert (report["resignations"], report["stands"], report["premature"], report["split"]) == (2, 1, 1, 0)
+    verdicts = {Path(g["record"]).stem: (g["verdict"], g["play_outs"][0][0]) for g in report["games"]}
+    assert verdicts == {"black-resigned": ("premature", "B"), "white-resigned": ("stands", "B")}
+    assert "black resigned at move 3" in lines[0]
+
+
+@needs_gnugo
+def test_play_game_goes_on_from_an_opening():
+    opening = [("B", from_gtp("D4", 7)), ("W", from_gtp("C3", 7)), ("B", from_gtp("E3", 7))]
+    controllers = [match.GtpController(shlex.split(GNUGO_CMD)) for _ in range(2)]
+    try:
+        black, white = (match.Player(c, "GNU Go") for c in controllers)
+        record = match.play_game(black, white, size=7, komi=7.5, max_moves=4, opening=opening)
+        assert record.moves[:3] == opening and len(record.moves) == 4 and record.moves[3][0] == "W"
+        for c in controllers:  # both engines hold the opening
+            assert [c.send(f"color {v}") for v in ("D4", "C3", "E3")] == ["black", "white", "black"]
+    finally:
+        for c in controllers:
+            c.close()

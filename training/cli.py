@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "eval-policy": ("training.evaluate", "run", "accuracy of a policy net on held-out expert games"),
     "rollout": ("training.rollout_train", "run", "learn the rollout or tree policy's pattern weights from expert games"),
     "match": ("training.match", "run", "play two GTP engines against each other: win rate, Elo, SGF records"),
+    "resignations": ("training.resignations", "run", "check a match's resignations: a judge engine plays each one out"),
     "plot": ("training.metrics", "run", "plot a run's metrics.csv to PNG"),
     "selfplay": ("training.selfplay", "run", "play policy (or MCTS) games in worker processes into shards and SGF"),
     "rl": ("training.rl", "run", "RL policy by REINFORCE against a pool of its earlier checkpoints"),

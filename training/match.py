@@ -37,6 +37,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -292,11 +293,15 @@ class Player:
     name: str
 
 
-def play_game(black: Player, white: Player, *, size: int, komi: float, max_moves: int) -> GameRecord:
+def play_game(black: Player, white: Player, *, size: int, komi: float, max_moves: int,
+              opening: Sequence[tuple[str, coords.Move]] = ()) -> GameRecord:
     """Play one game between two started engines; see the module docstring for the rules of the referee.
 
-    Raises GtpTransportError when an engine breaks down, GtpError when one refuses the set-up commands, and
-    RuntimeError when one refuses a move our board accepts (the engines' rules differ: the game cannot go on).
+    ``opening``: moves ``(colour, move)`` played on our board and sent to both engines before the first
+    ``genmove`` (the game goes on from that position; the record holds them too).
+    Raises GtpTransportError when an engine breaks down, GtpError when one refuses the set-up commands or an
+    opening move, IllegalMove for an opening move our board rejects, and RuntimeError when an engine refuses a
+    move our board accepts (the engines' rules differ: the game cannot go on).
     """
     players = {"B": black, "W": white}
     for player in (black, white):
@@ -304,6 +309,10 @@ def play_game(black: Player, white: Player, *, size: int, komi: float, max_moves
         player.controller.send("clear_board")
         player.controller.send(f"komi {komi:g}")
     board = Board(size, komi)
+    for colour, move in opening:
+        board.play(move, colour)
+        for player in (black, white):
+            player.controller.send(f"play {colour.lower()} {coords.to_gtp(move)}")
     thinking = {"B": (0, 0.0), "W": (0, 0.0)}
     while True:
         if board.is_over():

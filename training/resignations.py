@@ -1,0 +1,86 @@
+"""``gogame-train resignations``: was each resignation of a match right? A judge engine plays the game on.
+
+For every record in the given folders or files that ended in a resignation (``RE[B+R]``/``RE[W+R]``), two copies of
+the judge engine (GNU Go by default) take the position where the loser resigned and play it out against each
+other, the resigner to move, to two passes or the move cap; the match referee (:func:`training.match.play_game`)
+scores the end. A resignation stands when the judge's play-out wins for the other side; it was premature when
+the resigner wins the play-out. One line per resignation, then the counts (``--json``: a JSON line too).
+
+A play-out is one line of play by one engine, not proof: a judge at its strongest level and a few seeds
+(``--seeds``, one play-out each, the judge's ``{seed}`` replaced in its command line) make it a fair check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from pathlib import Path
+
+from gogame import sgf
+from training.match import GtpController, Player, play_game
+
+GNUGO = "/usr/games/gnugo --mode gtp --level 10 --chinese-rules --capture-all-dead --seed {seed}"
+
+
+def records(paths: list[str]) -> list[Path]:
+    """The SGF files named, and those directly in the folders named, sorted."""
+    found: list[Path] = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            found += sorted(path.glob("*.sgf"))
+        elif path.exists():
+            found.append(path)
+        else:
+            raise FileNotFoundError(f"no such file or folder: {path}")
+    return found
+
+
+def winner_of_play_out(game: sgf.Game, judge: str, seed: int, max_moves: int) -> str:
+    """The result (``B+3.5``, ``W+R``, ...) of two copies of ``judge`` playing ``game`` on from its last move."""
+    argv = shlex.split(judge.format(seed=seed))
+    opening = game.moves_of(game.main_line())
+    with GtpController(argv, label="judge (black)") as black, GtpController(argv, label="judge (white)") as white:
+        record = play_game(Player(black, "judge"), Player(white, "judge"), size=game.size, komi=game.komi,
+                           max_moves=len(opening) + max_moves, opening=opening)
+    return record.result
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("sources", nargs="+", help="SGF files of a match, or folders of them")
+    parser.add_argument("--judge", default=GNUGO, help="the judge's GTP command line; {seed} is replaced by each "
+                        f"seed (default: {GNUGO!r})")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="one play-out per seed (default 0 1)")
+    parser.add_argument("--max-moves", type=int, default=200, help="moves a play-out may add before it is "
+                        "scored as it stands (default 200)")
+    parser.add_argument("--json", action="store_true", help="end with a JSON line of the counts and the games")
+
+
+def run(args: argparse.Namespace) -> int:
+    resigned = []
+    for path in records(args.sources):
+        game = sgf.load(path)[0]
+        result = (game.result or "").upper()
+        if result.endswith("+R") and result[0] in "BW":
+            resigned.append((path, game, "W" if result[0] == "B" else "B"))
+    if not resigned:
+        print("no resignations in these records")
+        return 0
+    counts = {"resignations": len(resigned), "stands": 0, "premature": 0, "split": 0}
+    rows = []
+    for path, game, loser in resigned:
+        results = [winner_of_play_out(game, args.judge, seed, args.max_moves) for seed in args.seeds]
+        wins = sum(r[:1].upper() == loser for r in results)
+        verdict = "stands" if wins == 0 else "premature" if wins == len(results) else "split"
+        counts[verdict] += 1
+        name = {"B": "black", "W": "white"}[loser]
+        print(f"{path}: {name} resigned at move {len(game.moves_of(game.main_line()))}; play-outs "
+              f"{', '.join(results)}: {verdict}", flush=True)
+        rows.append({"record": str(path), "resigned": loser, "play_outs": results, "verdict": verdict})
+    print(f"{counts['resignations']} resignations: {counts['stands']} stand, {counts['premature']} premature, "
+          f"{counts['split']} split between the play-outs")
+    if args.json:
+        print(json.dumps({**counts, "games": rows}))
+    return 0
+
