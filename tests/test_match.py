@@ -263,3 +263,14 @@ def test_play_game_goes_on_from_an_opening():
     finally:
         for c in controllers:
             c.close()
+
+
+def test_resignations_report_a_broken_judge(tmp_path, fake, capsys):
+    from training import cli
+
+    game = sgf.Game.from_moves([("B", from_gtp("D4", 7))], size=7, komi=7.5, result="B+R")
+    (tmp_path / "resigned.sgf").write_text(sgf.dumps(game))
+    assert cli.main(["resignations", str(tmp_path / "resigned.sgf"), "--judge", fake("garbage")]) == 3
+    assert "not a GTP response" in capsys.readouterr().err
+    assert cli.main(["resignations", str(tmp_path / "missing.sgf")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err

@@ -15,10 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import sys
 from pathlib import Path
 
 from gogame import sgf
-from training.match import GtpController, Player, play_game
+from training.match import GtpController, GtpError, GtpTransportError, Player, play_game
 
 GNUGO = "/usr/games/gnugo --mode gtp --level 10 --chinese-rules --capture-all-dead --seed {seed}"
 
@@ -37,7 +38,7 @@ def records(paths: list[str]) -> list[Path]:
     return found
 
 
-def winner_of_play_out(game: sgf.Game, judge: str, seed: int, max_moves: int) -> str:
+def play_out(game: sgf.Game, judge: str, seed: int, max_moves: int) -> str:
     """The result (``B+3.5``, ``W+R``, ...) of two copies of ``judge`` playing ``game`` on from its last move."""
     argv = shlex.split(judge.format(seed=seed))
     opening = game.moves_of(game.main_line())
@@ -70,7 +71,11 @@ def run(args: argparse.Namespace) -> int:
     counts = {"resignations": len(resigned), "stands": 0, "premature": 0, "split": 0}
     rows = []
     for path, game, loser in resigned:
-        results = [winner_of_play_out(game, args.judge, seed, args.max_moves) for seed in args.seeds]
+        try:
+            results = [play_out(game, args.judge, seed, args.max_moves) for seed in args.seeds]
+        except (GtpTransportError, GtpError, RuntimeError) as exc:
+            print(f"gogame-train resignations: {path}: {exc}", file=sys.stderr)
+            return 3
         wins = sum(r[:1].upper() == loser for r in results)
         verdict = "stands" if wins == 0 else "premature" if wins == len(results) else "split"
         counts[verdict] += 1
