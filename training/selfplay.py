@@ -74,7 +74,8 @@ class NetPlayer:
 
 
 class SearchPlayer:
-    """Plays the most visited move of an MCTS search of ``visits`` visits, one board at a time (may pass)."""
+    """Plays the most visited move of an MCTS search of ``visits`` visits, one board at a time (may pass); the
+    search stops once that move is decided (:meth:`gogame.mcts.MCTS.search`), which plays the same move sooner."""
 
     def __init__(self, engine: Engine, visits: int) -> None:
         if visits < 1:
@@ -83,8 +84,8 @@ class SearchPlayer:
 
     def choose(self, boards: Sequence[Board], planes: np.ndarray, sensible: np.ndarray,
                rng: np.random.Generator) -> np.ndarray:
-        return np.array([coords.to_flat(coords.parse_move(self.engine.analyze(b, self.visits).move, b.size), b.size)
-                         for b in boards])
+        moves = [self.engine.analyze(b, self.visits, stop_when_decided=True).move for b in boards]
+        return np.array([coords.to_flat(coords.parse_move(m, b.size), b.size) for m, b in zip(moves, boards)])
 
 
 Player = NetPlayer | SearchPlayer
