@@ -1,8 +1,8 @@
 """``gogame-train resignations``: was each resignation of a match right? A judge engine plays the game on.
 
-For every record in the given folders or files that ended in a resignation (``RE[B+R]``/``RE[W+R]``), two copies of
-the judge engine (GNU Go by default) take the position where the loser resigned and play it out against each
-other, the resigner to move, to two passes or the move cap; the match referee (:func:`training.match.play_game`)
+For every record in the given folders, files or archives (read by :func:`training.corpus.read_games`) that ended
+in a resignation (``RE[B+R]``/``RE[W+R]``), two copies of the judge engine (GNU Go by default) take the position
+where the loser resigned and play it out against each other, the resigner to move, to two passes or the move cap; the match referee (:func:`training.match.play_game`)
 scores the end. A resignation stands when the judge's play-out wins for the other side; it was premature when
 the resigner wins the play-out. One line per resignation, then the counts (``--json``: a JSON line too).
 
@@ -16,32 +16,19 @@ import argparse
 import json
 import shlex
 import sys
-from pathlib import Path
 
 from gogame import sgf
+from gogame.coords import Move, opponent
+from training.corpus import read_games
 from training.match import GtpController, GtpError, GtpTransportError, Player, play_game
 
 GNUGO = "/usr/games/gnugo --mode gtp --level 10 --chinese-rules --capture-all-dead --seed {seed}"
 
 
-def records(paths: list[str]) -> list[Path]:
-    """The SGF files named, and those directly in the folders named, sorted."""
-    found: list[Path] = []
-    for name in paths:
-        path = Path(name)
-        if path.is_dir():
-            found += sorted(path.glob("*.sgf"))
-        elif path.exists():
-            found.append(path)
-        else:
-            raise FileNotFoundError(f"no such file or folder: {path}")
-    return found
-
-
-def play_out(game: sgf.Game, judge: str, seed: int, max_moves: int) -> str:
-    """The result (``B+3.5``, ``W+R``, ...) of two copies of ``judge`` playing ``game`` on from its last move."""
+def play_out(game: sgf.Game, opening: list[tuple[str, Move]], judge: str, seed: int, max_moves: int) -> str:
+    """The result (``B+3.5``, ``W+R``, ...) of two copies of ``judge`` playing ``game`` on after ``opening`` (its
+    moves)."""
     argv = shlex.split(judge.format(seed=seed))
-    opening = game.moves_of(game.main_line())
     with GtpController(argv, label="judge (black)") as black, GtpController(argv, label="judge (white)") as white:
         record = play_game(Player(black, "judge"), Player(white, "judge"), size=game.size, komi=game.komi,
                            max_moves=len(opening) + max_moves, opening=opening)
@@ -49,7 +36,7 @@ def play_out(game: sgf.Game, judge: str, seed: int, max_moves: int) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("sources", nargs="+", help="SGF files of a match, or folders of them")
+    parser.add_argument("sources", nargs="+", help="SGF files of a match, folders or archives of them")
     parser.add_argument("--judge", default=GNUGO, help="the judge's GTP command line; {seed} is replaced by each "
                         f"seed (default: {GNUGO!r})")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="one play-out per seed (default 0 1)")
@@ -59,30 +46,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    resigned = []
-    for path in records(args.sources):
-        game = sgf.load(path)[0]
-        result = (game.result or "").upper()
-        if result.endswith("+R") and result[0] in "BW":
-            resigned.append((path, game, "W" if result[0] == "B" else "B"))
+    resigned = [(name, game) for name, game in read_games(args.sources)
+                if (game.result or "").upper().endswith("+R") and game.winner]
     if not resigned:
         print("no resignations in these records")
         return 0
     counts = {"resignations": len(resigned), "stands": 0, "premature": 0, "split": 0}
     rows = []
-    for path, game, loser in resigned:
+    for name, game in resigned:
+        loser = opponent(game.winner)
+        opening = game.moves_of(game.main_line())
         try:
-            results = [play_out(game, args.judge, seed, args.max_moves) for seed in args.seeds]
+            results = [play_out(game, opening, args.judge, seed, args.max_moves) for seed in args.seeds]
         except (GtpTransportError, GtpError, RuntimeError) as exc:
-            print(f"gogame-train resignations: {path}: {exc}", file=sys.stderr)
+            print(f"gogame-train resignations: {name}: {exc}", file=sys.stderr)
             return 3
         wins = sum(r[:1].upper() == loser for r in results)
         verdict = "stands" if wins == 0 else "premature" if wins == len(results) else "split"
         counts[verdict] += 1
-        name = {"B": "black", "W": "white"}[loser]
-        print(f"{path}: {name} resigned at move {len(game.moves_of(game.main_line()))}; play-outs "
+        print(f"{name}: {'black' if loser == 'B' else 'white'} resigned at move {len(opening)}; play-outs "
               f"{', '.join(results)}: {verdict}", flush=True)
-        rows.append({"record": str(path), "resigned": loser, "play_outs": results, "verdict": verdict})
+        rows.append({"record": name, "resigned": loser, "play_outs": results, "verdict": verdict})
     print(f"{counts['resignations']} resignations: {counts['stands']} stand, {counts['premature']} premature, "
           f"{counts['split']} split between the play-outs")
     if args.json:
