@@ -16,6 +16,7 @@ import torch
 
 from gogame import nets, sgf
 from gogame.api import Engine
+from gogame.board import Board
 from training import data, selfplay
 from training.cli import main as train_main
 
@@ -137,3 +138,24 @@ def test_search_player_plays_mcts_moves():
     game, = selfplay.play_games([selfplay.SearchPlayer(engine, 8)], [selfplay.Plan()], size=SIZE, max_moves=6,
                                 rng=np.random.default_rng(0))
     assert len(game.history) == len(game.moves) == 6 and game.moves[0] != SIZE * SIZE
+
+
+def test_games_from_start_boards_continue_them_and_record_none_keeps_only_the_outcome():
+    start = Board(SIZE)
+    for move in ("C3", "D4", "B2"):
+        start.play(move)
+    games = selfplay.play_games([selfplay.NetPlayer(tiny_policy())], [selfplay.Plan(record="none")] * 3,
+                                size=SIZE, rng=np.random.default_rng(2), starts=[start] * 3)
+    for game in games:
+        assert game.history[:3] == start.history and len(game.history) > 3
+        assert game.positions == [] and game.planes == []
+    assert start.move_number == 3  # the start board itself is not played on
+    with pytest.raises(ValueError, match="start board"):
+        selfplay.play_games([selfplay.NetPlayer(tiny_policy())], [selfplay.Plan()], size=SIZE,
+                            rng=np.random.default_rng(0), starts=[Board(SIZE + 2)])
+    over = Board(SIZE)
+    over.pass_move()
+    over.pass_move()
+    with pytest.raises(ValueError, match="already over"):
+        selfplay.play_games([selfplay.NetPlayer(tiny_policy())], [selfplay.Plan()], size=SIZE,
+                            rng=np.random.default_rng(0), starts=[over])

@@ -47,7 +47,7 @@ from training import data
 FEATURES = "alphago49"  # what the loop computes; policy nets read the first 48 planes
 SENSIBLE = features.plane_slice("alphago48", "sensibleness").start
 RANDOM = -1  # a Plan's player index for a uniformly random legal move
-RECORDS = ("all", "black", "white", "after_random")
+RECORDS = ("all", "black", "white", "after_random", "none")
 
 
 # -- players -----------------------------------------------------------------------------------------------
@@ -101,7 +101,8 @@ class Plan:
     ``black`` / ``white`` index the players of :func:`play_games`. With ``random_at`` set (a 0-based move
     index), moves before it are ``opening``'s, that move is a uniformly random legal one, and the seats play
     from then on (AlphaGo's value data). ``record``: ``"all"`` positions, those where ``"black"`` or
-    ``"white"`` is to move, or ``"after_random"`` (the one position after the random move).
+    ``"white"`` is to move, ``"after_random"`` (the one position after the random move) or ``"none"`` (only
+    the outcome counts).
     """
 
     black: int = 0
@@ -124,8 +125,8 @@ class Plan:
 
     def keeps(self, i: int, colour: str) -> bool:
         """Is the position before move ``i`` (``colour`` to move) kept?"""
-        if self.record == "all":
-            return True
+        if self.record in ("all", "none"):
+            return self.record == "all"
         if self.record == "after_random":
             return i == self.random_at + 1
         return colour == self.record[0].upper()
@@ -162,10 +163,13 @@ class PlayedGame:
 
 
 def play_games(players: Sequence[Player], plans: Sequence[Plan], *, size: int, komi: float = 7.5,
-               max_moves: int | None = None, rng: np.random.Generator) -> list[PlayedGame]:
-    """Play ``len(plans)`` games at once, from the empty board, under positional superko; see the module doc.
+               max_moves: int | None = None, rng: np.random.Generator,
+               starts: Sequence[Board] | None = None) -> list[PlayedGame]:
+    """Play ``len(plans)`` games at once under positional superko; see the module doc.
 
-    ``max_moves`` caps each game (default ``2 * size * size``). Returns the games in ``plans`` order.
+    Game ``g`` starts from the empty board, or from a copy of ``starts[g]`` (its moves stay in the game's
+    history and count towards the move numbers of its plan). ``max_moves`` caps each game (default
+    ``2 * size * size``). Returns the games in ``plans`` order.
     """
     max_moves = 2 * size * size if max_moves is None else max_moves
     if max_moves < 1:
@@ -174,7 +178,11 @@ def play_games(players: Sequence[Player], plans: Sequence[Plan], *, size: int, k
         used = {plan.black, plan.white} | ({plan.opening} if plan.random_at is not None else set())
         if not used <= set(range(len(players))):
             raise ValueError(f"a plan names player {sorted(used)}, but there are {len(players)} players")
-    boards = [Board(size, komi) for _ in plans]
+    if starts is not None and (len(starts) != len(plans) or any((b.size, b.komi) != (size, komi) for b in starts)):
+        raise ValueError(f"give one {size}x{size} start board with komi {komi} per plan")
+    if starts is not None and any(b.is_over() for b in starts):
+        raise ValueError("a start board's game is already over")
+    boards = [Board(size, komi) for _ in plans] if starts is None else [b.copy() for b in starts]
     games = [PlayedGame(size, komi, [], 0.0) for _ in plans]
     points = size * size
     live = list(range(len(plans)))

@@ -1,0 +1,141 @@
+"""The lowest MSE a value net can reach on AlphaGo's value data, measured by playing each position many times.
+
+Run: ``python -m training.bench_value_floor --rl RL.pt [--sl SL.pt] [--value VALUE.pt] [--positions 400]
+[--continuations 16] [--json]``.
+
+The positions are drawn as ``gogame-train value`` draws them (U uniform in ``1..size*size``, the SL policy
+for moves 1..U-1, one uniformly random legal move, the position after it). From each, the RL policy plays
+``--continuations`` games to the end, sampling at temperature 1 as it does in the value data. With ``m`` the
+mean outcome for the side to move over a position's games, ``K/(K-1) * (1 - m^2)`` is an unbiased estimate of
+the variance of one outcome there; its mean over positions (**the floor**) is the MSE of the perfect value
+function ``v(s) = E[z | s]`` against the data's single outcomes, so no value net can reach a held-out MSE
+below it. Shown overall (with a 95% interval over positions) and by U.
+
+With ``--value``, the net's prediction ``v`` for each position is scored against the same games: its MSE
+against the outcomes (what the value stage's held-out MSE estimates) and against ``m`` (how far it is from
+the perfect value function: ``(v - m)^2`` less the ``var/K`` that ``m``'s own noise adds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+from tqdm import tqdm
+
+from gogame import features, nets
+from gogame.api import NetEvaluator
+from gogame.board import Board
+from training.selfplay import GameSpec, NetPlayer, Plan, play_games
+
+CHUNK_GAMES = 512  # continuations played at once
+
+
+def value_positions(sl: nets.PolicyNet, rl: nets.PolicyNet, n: int, *, komi: float,
+                    rng: np.random.Generator) -> list[tuple[int, Board]]:
+    """``n`` positions of AlphaGo's value data as (U, board after move U); games over before it give none."""
+    size = rl.board_size
+    spec = GameSpec(size, ("sl", "rl"), "value", komi, max_u=size * size)
+    plans = spec.plans(n, rng)
+    played = play_games([NetPlayer(sl), NetPlayer(rl)], plans, size=size, komi=komi, rng=rng)
+    positions = []
+    for plan, game in zip(plans, played):
+        if game.positions:
+            board = Board(size, komi)
+            for colour, move in game.history[: game.positions[0]]:
+                board.play(move, colour)
+            positions.append((plan.random_at + 1, board))
+    return positions
+
+
+def continuation_outcomes(rl: nets.PolicyNet, boards: list[Board], k: int, *, komi: float,
+                          rng: np.random.Generator, progress: bool = True) -> np.ndarray:
+    """``(len(boards), k)`` outcomes (+1 / -1 / 0) for the side to move of ``k`` RL games from each board."""
+    player, size = NetPlayer(rl), rl.board_size
+    per_chunk = max(1, CHUNK_GAMES // k)
+    outcomes = np.zeros((len(boards), k), np.int8)
+    for first in tqdm(range(0, len(boards), per_chunk), unit="chunk", disable=not progress, desc="continuations"):
+        chunk = boards[first: first + per_chunk]
+        starts = [board for board in chunk for _ in range(k)]
+        games = play_games([player], [Plan(record="none")] * len(starts), size=size, komi=komi, rng=rng,
+                           starts=starts)
+        outcomes[first: first + len(chunk)] = np.array(
+            [game.outcome(start.to_move) for game, start in zip(games, starts)]).reshape(len(chunk), k)
+    return outcomes
+
+
+def floor_report(u: np.ndarray, outcomes: np.ndarray, v: np.ndarray | None, size: int) -> dict:
+    """The floor overall and by U, and with ``v`` the net's MSE against the outcomes and against their mean."""
+    k = outcomes.shape[1]
+    z = outcomes.astype(np.float64)
+    m = z.mean(axis=1)
+    variance = (z * z).mean(axis=1) - m * m  # per position, then made unbiased
+    variance *= k / (k - 1)
+    half = 1.96 * variance.std(ddof=1) / np.sqrt(len(variance)) if len(variance) > 1 else float("nan")
+    report = {"positions": len(u), "continuations": k, "floor": float(variance.mean()),
+              "floor_95": [float(variance.mean() - half), float(variance.mean() + half)], "by_u": []}
+    edges = np.linspace(0, size * size, 5).round().astype(int)
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        rows = (u > lo) & (u <= hi)
+        if rows.any():
+            report["by_u"].append({"u": f"{lo + 1}-{hi}", "positions": int(rows.sum()),
+                                   "floor": float(variance[rows].mean())})
+    if v is not None:
+        report["value_mse_vs_outcomes"] = float(((v[:, None] - z) ** 2).mean())
+        report["value_mse_vs_expected"] = float(((v - m) ** 2 - variance / k).mean())
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rl", required=True, help="the RL policy, which plays after the random move")
+    parser.add_argument("--sl", default=None, help="the SL policy, which plays before it (default: shipped)")
+    parser.add_argument("--value", default=None, help="a value net to score against the same games")
+    parser.add_argument("--positions", type=int, default=400)
+    parser.add_argument("--continuations", type=int, default=16, help="games played on from each position")
+    parser.add_argument("--komi", type=float, default=7.5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    if args.positions < 2 or args.continuations < 2:
+        parser.error("--positions and --continuations must be at least 2")
+
+    rl = nets.load(args.rl, kind="policy")
+    sl = nets.load(args.sl or nets.default_weights("policy", rl.board_size), kind="policy")
+    value = nets.load(args.value, kind="value") if args.value else None
+    for net in (sl, value):
+        if net is not None and net.board_size != rl.board_size:
+            parser.error(f"the nets' board sizes differ ({net.board_size} and {rl.board_size})")
+    rng = np.random.default_rng(args.seed)
+    start = time.perf_counter()
+    drawn = value_positions(sl, rl, args.positions, komi=args.komi, rng=rng)
+    if len(drawn) < 2:
+        raise SystemExit(f"bench_value_floor: only {len(drawn)} of the games lasted past move U; draw more")
+    u = np.array([n for n, _ in drawn])
+    boards = [board for _, board in drawn]
+    outcomes = continuation_outcomes(rl, boards, args.continuations, komi=args.komi, rng=rng,
+                                     progress=not args.no_progress)
+    v = None
+    if value is not None:
+        evaluator = NetEvaluator(None, value, symmetries="none")
+        v = evaluator.value(features.planes_batch(boards, "alphago49"))
+    report = floor_report(u, outcomes, v, rl.board_size)
+    report["seconds"] = round(time.perf_counter() - start, 1)
+    if args.json:
+        print(json.dumps(report))
+        return
+    print(f"{report['positions']} positions x {report['continuations']} RL games each ({report['seconds']} s)")
+    lo, hi = report["floor_95"]
+    print(f"floor (MSE of the perfect value function): {report['floor']:.3f}  (95%: {lo:.3f}-{hi:.3f})")
+    for row in report["by_u"]:
+        print(f"  U {row['u']:>7}: {row['floor']:.3f}  ({row['positions']} positions)")
+    if v is not None:
+        print(f"value net MSE against the outcomes: {report['value_mse_vs_outcomes']:.3f}, "
+              f"against their expectation: {report['value_mse_vs_expected']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
