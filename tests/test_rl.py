@@ -93,4 +93,22 @@ def test_rl_command_logs_the_win_rate_and_resumes(tmp_path):
     assert all(0 <= float(r["win_rate"]) <= 1 for r in rows)
     assert sorted(p.name for p in (out / "pool").iterdir()) == ["iter-000000.pt", "iter-000002.pt"]
     net = nets.load(export, kind="policy")
-    assert net.meta["provenance"]["iterations"] == 4 and "win_rate_vs_start" in net.meta["provenance"]
+    assert net.meta["provenance"]["iterations"] == 4 and "win_rate_vs_reference" in net.meta["provenance"]
+
+
+def test_rl_measures_against_a_given_reference_on_a_cosine_schedule(tmp_path):
+    start, reference, out, export = (tmp_path / n for n in ("rl0.pt", "sl.pt", "rl", "rl.pt"))
+    nets.save(tiny_policy(), start, features="alphago48")
+    nets.save(tiny_policy(seed=3), reference, features="alphago48")
+    args = ["rl", "--size", str(SIZE), "--weights", str(start), "--out", str(out), "--iterations", "3",
+            "--games", "2", "--eval-every", "3", "--eval-games", "2", "--max-moves", "12", "--lr", "0.05",
+            "--schedule", "cosine", "--min-lr", "0.01", "--no-progress", "--export", str(export)]
+    assert train_main(args + ["--reference", str(reference)]) == 0
+    lrs = [float(r["lr"]) for r in csv.DictReader(open(out / "metrics.csv")) if r["split"] == "train"]
+    assert lrs[0] > lrs[1] > lrs[2] >= 0.01
+    assert nets.load(export, kind="policy").meta["provenance"]["reference"] == str(reference)
+    wrong = tmp_path / "nine.pt"
+    torch.manual_seed(0)
+    nets.save(nets.build("policy", 48, 9, "tiny"), wrong, features="alphago48")
+    with pytest.raises(SystemExit, match="reference"):
+        train_main(args + ["--reference", str(wrong), "--out", str(tmp_path / "rl2")])

@@ -10,8 +10,8 @@ batch's mean outcome (a variance reducer; the gradient stays unbiased up to the 
 The :class:`training.trainer.Trainer` owns the optimizer, checkpoints, resume and ``metrics.csv``:
 :class:`ReinforceGames` is its batch source (each "batch" is a fresh set of games, played by the model being
 trained) and :class:`WinRateGames` its validation source: every ``--eval-every`` iterations the learner plays
-``--eval-games`` games against the SL policy it started from (both colours, a fixed seed), and the val row of
-``metrics.csv`` logs ``win_rate``; ``best.pt`` keeps the best of them.
+``--eval-games`` games against the SL policy it started from (or ``--reference``; both colours, a fixed
+seed), and the val row of ``metrics.csv`` logs ``win_rate``; ``best.pt`` keeps the best of them.
 
 The pool lives in ``OUT/pool/``: the starting policy as ``iter-000000.pt``, then a snapshot of the learner
 every ``--pool-every`` iterations, each written atomically. A resumed run (``--resume``) continues from
@@ -174,6 +174,8 @@ def reinforce_loss(baseline: str = "mean"):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="run folder: metrics.csv, last.pt, best.pt, pool/")
     parser.add_argument("--weights", default=None, help="the SL policy to start from (default: shipped, --size)")
+    parser.add_argument("--reference", default=None,
+                        help="the policy the win rate is measured against (default: --weights, the start)")
     parser.add_argument("--size", type=int, default=19)
     parser.add_argument("--iterations", type=int, required=True, help="updates (each on a fresh batch of games)")
     parser.add_argument("--games", type=int, default=64, help="games per iteration")
@@ -183,6 +185,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", default="mean", choices=BASELINES)
     parser.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw"])
     parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
+                        help="learning rate over the iterations: constant (AlphaGo's) or cosine down to --min-lr")
+    parser.add_argument("--min-lr", type=float, default=0.0)
     parser.add_argument("--grad-clip", type=float, default=0.0)
     parser.add_argument("--komi", type=float, default=7.5)
     parser.add_argument("--max-moves", type=int, default=None, help="move cap (default 2 * size * size)")
@@ -201,7 +206,10 @@ def run(args: argparse.Namespace) -> int:
     if start_net.board_size != args.size:
         raise SystemExit(f"gogame-train rl: {weights} is a {start_net.board_size}x{start_net.board_size} net, "
                          f"not {args.size}x{args.size}")
-    reference = nets.load(weights, kind="policy")
+    reference = nets.load(args.reference or weights, kind="policy")
+    if reference.board_size != args.size:
+        raise SystemExit(f"gogame-train rl: the reference {args.reference} is a "
+                         f"{reference.board_size}x{reference.board_size} net, not {args.size}x{args.size}")
     pool = Pool(Path(args.out) / "pool")
     if not pool.members():
         pool.add(start_net, 0)
@@ -212,6 +220,7 @@ def run(args: argparse.Namespace) -> int:
     val_src = WinRateGames(learner, reference, games=args.eval_games, batch=args.games, **common)
     config = TrainConfig(out_dir=args.out, steps=args.iterations, batch_size=args.games, optimizer=args.optimizer,
                          lr=args.lr, momentum=0.0 if args.optimizer == "sgd" else 0.9, grad_clip=args.grad_clip,
+                         schedule=args.schedule, min_lr=args.min_lr,
                          val_every=args.eval_every, val_metric="win_rate", val_mode="max",
                          ckpt_every=args.ckpt_every, log_every=1, seed=args.seed, device=args.device,
                          resume=args.resume, max_steps_this_run=args.max_steps_this_run,
@@ -224,7 +233,8 @@ def run(args: argparse.Namespace) -> int:
     summary = trainer.fit()
     if args.export:
         provenance.update(iterations=summary["step"], games_per_iteration=args.games,
-                          win_rate_vs_start=summary["val"] and summary["val"]["win_rate"],
+                          win_rate_vs_reference=summary["val"] and summary["val"]["win_rate"],
+                          reference=str(args.reference or weights),
                           eval_games=args.eval_games)
         nets.save(learner, args.export, half=True, features="alphago48", provenance=provenance)
     print(json.dumps(summary, default=str))
