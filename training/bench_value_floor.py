@@ -37,8 +37,7 @@ def value_positions(sl: nets.PolicyNet, rl: nets.PolicyNet, n: int, *, komi: flo
                     rng: np.random.Generator) -> list[tuple[int, Board]]:
     """``n`` positions of AlphaGo's value data as (U, board after move U); games over before it give none."""
     size = rl.board_size
-    spec = GameSpec(size, ("sl", "rl"), "value", komi, max_u=size * size)
-    plans = spec.plans(n, rng)
+    plans = GameSpec(size, ("sl", "rl"), "value", komi, max_u=size * size).plans(n, rng)  # the stage's U draw
     played = play_games([NetPlayer(sl), NetPlayer(rl)], plans, size=size, komi=komi, rng=rng)
     positions = []
     for plan, game in zip(plans, played):

@@ -125,8 +125,10 @@ class Plan:
 
     def keeps(self, i: int, colour: str) -> bool:
         """Is the position before move ``i`` (``colour`` to move) kept?"""
-        if self.record in ("all", "none"):
-            return self.record == "all"
+        if self.record == "all":
+            return True
+        if self.record == "none":
+            return False
         if self.record == "after_random":
             return i == self.random_at + 1
         return colour == self.record[0].upper()
