@@ -25,7 +25,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from gogame import features, nets
+from gogame import nets
 from gogame.api import NetEvaluator
 from gogame.board import Board
 from training.selfplay import GameSpec, NetPlayer, Plan, play_games
@@ -34,8 +34,9 @@ CHUNK_GAMES = 512  # continuations played at once
 
 
 def value_positions(sl: nets.PolicyNet, rl: nets.PolicyNet, n: int, *, komi: float,
-                    rng: np.random.Generator) -> list[tuple[int, Board]]:
-    """``n`` positions of AlphaGo's value data as (U, board after move U); games over before it give none."""
+                    rng: np.random.Generator) -> list[tuple[int, Board, np.ndarray]]:
+    """``n`` positions of AlphaGo's value data as (U, board after move U, its alphago49 planes); games over
+    before it give none."""
     size = rl.board_size
     plans = GameSpec(size, ("sl", "rl"), "value", komi, max_u=size * size).plans(n, rng)  # the stage's U draw
     played = play_games([NetPlayer(sl), NetPlayer(rl)], plans, size=size, komi=komi, rng=rng)
@@ -45,7 +46,7 @@ def value_positions(sl: nets.PolicyNet, rl: nets.PolicyNet, n: int, *, komi: flo
             board = Board(size, komi)
             for colour, move in game.history[: game.positions[0]]:
                 board.play(move, colour)
-            positions.append((plan.random_at + 1, board))
+            positions.append((plan.random_at + 1, board, game.planes[0]))
     return positions
 
 
@@ -113,14 +114,14 @@ def main(argv: list[str] | None = None) -> None:
     drawn = value_positions(sl, rl, args.positions, komi=args.komi, rng=rng)
     if len(drawn) < 2:
         raise SystemExit(f"bench_value_floor: only {len(drawn)} of the games lasted past move U; draw more")
-    u = np.array([n for n, _ in drawn])
-    boards = [board for _, board in drawn]
+    u = np.array([n for n, _, _ in drawn])
+    boards = [board for _, board, _ in drawn]
     outcomes = continuation_outcomes(rl, boards, args.continuations, komi=args.komi, rng=rng,
                                      progress=not args.no_progress)
     v = None
     if value is not None:
         evaluator = NetEvaluator(None, value, symmetries="none")
-        v = evaluator.value(features.planes_batch(boards, "alphago49"))
+        v = evaluator.value(np.stack([planes for _, _, planes in drawn]))
     report = floor_report(u, outcomes, v, rl.board_size)
     report["seconds"] = round(time.perf_counter() - start, 1)
     if args.json:

@@ -2,9 +2,10 @@
 
 For every record in the given folders, files or archives (read by :func:`training.corpus.read_games`) that ended
 in a resignation (``RE[B+R]``/``RE[W+R]``), two copies of the judge engine (GNU Go by default) take the position
-where the loser resigned and play it out against each other, the resigner to move, to two passes or the move cap; the match referee (:func:`training.match.play_game`)
-scores the end. A resignation stands when the judge's play-out wins for the other side; it was premature when
-the resigner wins the play-out. One line per resignation, then the counts (``--json``: a JSON line too).
+where the loser resigned and play it out against each other, the resigner to move, to two passes or the move
+cap; the match referee (:func:`training.match.play_game`) scores the end. A resignation stands when the judge's
+play-out wins for the other side; it was premature when the resigner wins the play-out. One line per
+resignation, then the counts (``--json``: a JSON line too).
 
 A play-out is one line of play by one engine, not proof: a judge at its strongest level and a few seeds
 (``--seeds``, one play-out each, the judge's ``{seed}`` replaced in its command line) make it a fair check.

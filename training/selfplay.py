@@ -180,10 +180,11 @@ def play_games(players: Sequence[Player], plans: Sequence[Plan], *, size: int, k
         used = {plan.black, plan.white} | ({plan.opening} if plan.random_at is not None else set())
         if not used <= set(range(len(players))):
             raise ValueError(f"a plan names player {sorted(used)}, but there are {len(players)} players")
-    if starts is not None and (len(starts) != len(plans) or any((b.size, b.komi) != (size, komi) for b in starts)):
-        raise ValueError(f"give one {size}x{size} start board with komi {komi} per plan")
-    if starts is not None and any(b.is_over() for b in starts):
-        raise ValueError("a start board's game is already over")
+    if starts is not None:
+        if len(starts) != len(plans) or any((b.size, b.komi) != (size, komi) for b in starts):
+            raise ValueError(f"give one {size}x{size} start board with komi {komi} per plan")
+        if any(b.is_over() for b in starts):
+            raise ValueError("a start board's game is already over")
     boards = [Board(size, komi) for _ in plans] if starts is None else [b.copy() for b in starts]
     games = [PlayedGame(size, komi, [], 0.0) for _ in plans]
     points = size * size
