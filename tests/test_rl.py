@@ -12,6 +12,7 @@ from gogame import nets
 from gogame.checkpoint import CheckpointError
 from training import rl
 from training.cli import main as train_main
+from tests.torchrun import run_two_ranks
 
 SIZE = 5
 
@@ -115,18 +116,11 @@ def test_rl_measures_against_a_given_reference_on_a_cosine_schedule(tmp_path):
 
 
 def test_rl_runs_data_parallel_under_torchrun(tmp_path):
-    import subprocess
-    import sys
-    from pathlib import Path
-
     start, out = tmp_path / "sl.pt", tmp_path / "ddp"
     nets.save(tiny_policy(), start, features="alphago48")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "training.cli", "rl", "--size", str(SIZE), "--weights", str(start), "--out", str(out),
-           "--iterations", "2", "--games", "2", "--eval-every", "2", "--eval-games", "4", "--max-moves", "12",
-           "--lr", "0.05", "--no-progress"]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
-    assert result.returncode == 0, result.stderr[-2000:]
+    run_two_ranks("-m", "training.cli", "rl", "--size", str(SIZE), "--weights", str(start), "--out", str(out),
+                  "--iterations", "2", "--games", "2", "--eval-every", "2", "--eval-games", "4", "--max-moves", "12",
+                  "--lr", "0.05", "--no-progress")
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert [int(r["step"]) for r in rows if r["split"] == "train"] == [1, 2]
     assert [r for r in rows if r["split"] == "val"] and all(0 <= float(r["win_rate"]) <= 1 for r in rows)

@@ -14,6 +14,7 @@ from gogame import nets
 from gogame.sgf import load
 from training import data
 from training.cli import main as train_main
+from tests.torchrun import run_two_ranks
 
 FIXTURES = Path(__file__).parent / "data"
 
@@ -112,15 +113,9 @@ def test_minutes_picks_a_step_count_from_a_probe(dataset, tmp_path, capsys):
 
 
 def test_sl_runs_data_parallel_under_torchrun(dataset, tmp_path):
-    import subprocess
-    import sys
-
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "training.cli", "sl", str(dataset), "--out", str(out), "--preset", "tiny", "--steps", "6",
-           "--batch-size", "8", "--val-every", "3", "--no-progress"]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
-    assert result.returncode == 0, result.stderr[-2000:]
+    run_two_ranks("-m", "training.cli", "sl", str(dataset), "--out", str(out), "--preset", "tiny", "--steps", "6",
+                  "--batch-size", "8", "--val-every", "3", "--no-progress")
     steps = [int(r["step"]) for r in csv.DictReader(open(out / "metrics.csv")) if r["split"] == "train"]
     assert steps[-1] == 6
     assert nets.load(out / "last.pt").meta["kind"] == "policy"

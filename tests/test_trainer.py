@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-import subprocess
 import sys
 import threading
 from dataclasses import asdict, replace
@@ -21,6 +20,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from gogame.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from tests.torchrun import run_two_ranks
 from training.metrics import MetricsWriter, plot_run, read_metrics
 from training.trainer import (
     DatasetBatches,
@@ -32,8 +32,6 @@ from training.trainer import (
     read_ahead,
     to_device,
 )
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def regression_data(n: int, seed: int) -> TensorDataset:
@@ -433,11 +431,7 @@ def ddp_worker(out_dir: Path) -> None:
 
 
 def test_ddp_two_gloo_processes(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           __file__, str(tmp_path)]
-    result = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_two_ranks(__file__, str(tmp_path), timeout=120)
 
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     assert [r["world"] for r in ranks] == [2, 2]

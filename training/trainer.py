@@ -547,6 +547,8 @@ class Trainer:
                     else:  # the epoch ran out: the next starts from its first batch
                         self.epoch += 1
                         self.batch_in_epoch = 0
+            if self._owns_process_group:  # no rank tears down its connections while another still talks
+                dist.barrier()
         finally:
             bar.close()
             if self.metrics is not None:
