@@ -14,6 +14,7 @@ from gogame import nets
 from gogame.sgf import load
 from training import data
 from training.cli import main as train_main
+from training.eval_value import stage_of
 from tests.torchrun import run_two_ranks
 
 FIXTURES = Path(__file__).parent / "data"
@@ -185,3 +186,36 @@ def test_value_sl_can_start_from_a_policy_trunk_and_keep_its_first_layers(datase
     assert first and not second  # the frozen layer kept the policy's weights (to fp16), the next one trained
     assert train_main(["sl", str(dataset), "--out", str(tmp_path / "bad"), "--init-from", str(policy_file),
                        "--steps", "1"]) == 2
+
+
+@pytest.mark.parametrize("number, size, stage", [(0, 9, "0-19"), (19, 9, "0-19"), (20, 9, "20-39"), (79, 9, "60-79"),
+                                                 (80, 9, "80+"), (120, 9, "80+"), (89, 19, "0-89"), (90, 19, "90-179")])
+def test_eval_value_stages_are_quarters_of_the_board(number, size, stage):
+    assert stage_of(number, size) == stage
+
+
+def test_eval_value_scores_a_net_that_knows_nothing_at_mse_one(dataset, tmp_path, capsys):
+    torch.manual_seed(0)
+    net = nets.build("value", 49, 9, "tiny")
+    torch.nn.init.zeros_(net.out.weight)
+    torch.nn.init.zeros_(net.out.bias)  # v = tanh(0) = 0 everywhere: (z - v)^2 = 1, and v > 0 never
+    nets.save(net, tmp_path / "zero.pt", features="alphago49")
+    assert train_main(["eval-value", str(tmp_path / "zero.pt"), str(dataset), "--split", "val", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    shards = [data.load_shard(p) for p in data.shard_paths(dataset, "val")]
+    outcomes = np.concatenate([s["outcome"] for s in shards])
+    decided = outcomes[outcomes != 0]
+    assert report["positions"] == decided.size
+    assert report["mse"] == pytest.approx(1.0) and report["mse_alphago_scale"] == pytest.approx(0.5)
+    assert report["sign_acc"] == pytest.approx(np.mean(decided < 0))
+    assert sum(r["positions"] for r in report["by_move_number"].values()) == decided.size
+
+    games = sum(np.unique(s["game"][s["outcome"] != 0]).size for s in shards)  # game ids count within a shard
+    assert train_main(["eval-value", str(tmp_path / "zero.pt"), str(dataset), "--one-per-game", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["positions"] == games
+
+
+def test_eval_value_refuses_a_net_of_another_size(dataset, tmp_path, capsys):
+    nets.save(nets.build("value", 49, 7, "tiny"), tmp_path / "seven.pt", features="alphago49")
+    assert train_main(["eval-value", str(tmp_path / "seven.pt"), str(dataset)]) == 2
+    assert "7x7" in capsys.readouterr().err

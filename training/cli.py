@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "sl": ("training.sl", "run", "train a policy net on expert moves (supervised)"),
     "value-sl": ("training.sl", "run_value", "train a value net on expert game outcomes"),
     "eval-policy": ("training.evaluate", "run", "accuracy of a policy net on held-out expert games"),
+    "eval-value": ("training.eval_value", "run", "mean squared error of a value net on a dataset's held-out positions"),
     "rollout": ("training.rollout_train", "run", "learn the rollout or tree policy's pattern weights from expert games"),
     "match": ("training.match", "run", "play two GTP engines against each other: win rate, Elo, SGF records"),
     "resignations": ("training.resignations", "run", "check a match's resignations: a judge engine plays each one out"),

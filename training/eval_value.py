@@ -1,0 +1,97 @@
+"""``gogame-train eval-value``: how well a value net predicts the outcomes of a dataset's held-out positions.
+
+``gogame-train eval-value NET DATA --split val`` scores ``NET`` on every position of the split's decided
+games (``--one-per-game``: one random position of each, as the value stages validate) and reports the mean
+squared error against the outcome for the side to move, the sign accuracy, and both by move-number stage.
+DATA is any dataset folder: expert games (``gogame-train dataset``) or self-play value data
+(``gogame-train value``), so one net can be scored on the other's positions (AlphaGo's test of a value
+net trained on expert games against one trained on self-play).
+
+MSE here is the plain mean of ``(z - v)^2`` with ``z`` in {-1, +1}: knowing nothing (v = 0) scores 1.
+AlphaGo's figures are on half that scale (its Fig. 2b starts near 0.5 where nothing can be known);
+``mse_alphago_scale`` reports ``mse / 2`` for comparison with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+
+import torch
+from tqdm import tqdm
+
+from gogame import nets
+from training import data
+from training.sl import batch_planes, input_planes
+
+
+def stage_of(move_number: int, size: int) -> str:
+    """The move-number stage of a position: quarters of ``size * size`` moves (``"0-19"`` ... ``"80+"`` on 9x9)."""
+    width = size * size // 4
+    lo = min(move_number // width, 4) * width
+    return f"{lo}+" if lo == 4 * width else f"{lo}-{lo + width - 1}"
+
+
+def evaluate_value(net: nets.ValueNet, source: data.PositionBatches, stored_planes: int, size: int,
+                   device: str = "cpu", progress: bool = False) -> dict:
+    """MSE and sign accuracy of ``net`` on every batch of ``source``, overall and by :func:`stage_of`."""
+    net = net.to(device).eval()
+    sums: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0])  # stage -> [positions, squared error, signs]
+    with torch.no_grad():
+        for batch in tqdm(source.batches(0), total=source.num_batches(), unit="batch", disable=not progress):
+            planes, _ = batch_planes(batch, stored_planes, net.in_planes, size)
+            value = net(planes.to(device).float()).float().cpu()
+            target = batch["outcome"]
+            for number, err, sign in zip(batch["move_number"].tolist(), ((value - target) ** 2).tolist(),
+                                         ((value > 0) == (target > 0)).tolist()):
+                for key in ("all", stage_of(number, size)):
+                    tally = sums[key]
+                    tally[0] += 1
+                    tally[1] += err
+                    tally[2] += sign
+    if not sums:
+        raise ValueError("no decided positions to score")
+
+    def report(tally: list[float]) -> dict:
+        n, squared, signs = tally
+        return {"positions": n, "mse": squared / n, "mse_alphago_scale": squared / n / 2, "sign_acc": signs / n}
+
+    stages = sorted((k for k in sums if k != "all"), key=lambda s: int(s.split("-")[0].rstrip("+")))
+    return {**report(sums["all"]), "by_move_number": {k: report(sums[k]) for k in stages}}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="a value net file or trainer checkpoint")
+    parser.add_argument("data", help="a dataset folder (expert games or self-play value data)")
+    parser.add_argument("--split", choices=list(data.SPLITS), default="val")
+    parser.add_argument("--one-per-game", action="store_true",
+                        help="one random position of each game (seeded), as the value stages validate")
+    parser.add_argument("--seed", type=int, default=0, help="seeds --one-per-game's draw and the symmetries")
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    net = nets.load(args.checkpoint, kind="value")
+    meta = data.dataset_meta(args.data)
+    size = meta["size"]
+    if net.board_size != size:
+        raise ValueError(f"the net is for {net.board_size}x{net.board_size}, the data for {size}x{size}")
+    input_planes(meta["features"], net.meta["features"])  # the data must carry the net's planes
+    paths = data.shard_paths(args.data, args.split)
+    if not paths:
+        raise ValueError(f"{args.data} has no {args.split} shards")
+    source = data.PositionBatches(paths, args.batch_size, seed=args.seed, shuffle=False, drop_last=False,
+                                  one_per_game=args.one_per_game, decided_only=True)
+    report = evaluate_value(net, source, meta["planes"], size, args.device, progress=not args.json)
+    report.update(checkpoint=args.checkpoint, data=str(args.data), split=args.split, one_per_game=args.one_per_game)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"{report['positions']} positions: MSE {report['mse']:.3f} (AlphaGo's scale {report['mse_alphago_scale']:.3f}), "
+          f"sign accuracy {report['sign_acc']:.1%}")
+    for stage, r in report["by_move_number"].items():
+        print(f"  moves {stage:>7}: MSE {r['mse']:.3f}, sign accuracy {r['sign_acc']:.1%} ({r['positions']} positions)")
+    return 0
