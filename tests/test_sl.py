@@ -54,6 +54,18 @@ def test_value_sl_trains_on_one_position_per_game(dataset, tmp_path):
     assert rows and 0 <= float(rows[-1]["mse"]) <= 4
 
 
+@pytest.mark.parametrize("all_positions", [False, True])
+def test_value_sl_epoch_is_one_position_per_game_or_every_position(dataset, tmp_path, all_positions):
+    shards = [data.load_shard(p) for p in data.shard_paths(dataset, "train")]
+    decided = [s["outcome"] != 0 for s in shards]
+    per_epoch = sum(int(d.sum()) if all_positions else np.unique(s["game"][d]).size for s, d in zip(shards, decided))
+    args = ["value-sl", str(dataset), "--out", str(tmp_path / "v"), "--preset", "tiny", "--epochs", "1",
+            "--batch-size", "4", "--val-every", "1000", "--no-progress"] + ["--all-positions"] * all_positions
+    assert train_main(args) == 0
+    steps = [int(r["step"]) for r in csv.DictReader(open(tmp_path / "v" / "metrics.csv")) if r["split"] == "train"]
+    assert steps[-1] == per_epoch // 4
+
+
 def test_sl_resume_continues_the_run(dataset, tmp_path):
     out = tmp_path / "run"
     base = ["sl", str(dataset), "--out", str(out), "--preset", "tiny", "--steps", "30", "--batch-size", "16",

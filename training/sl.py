@@ -98,6 +98,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ckpt-every", type=int, default=1000)
     parser.add_argument("--shards-in-memory", type=int, default=8)
     parser.add_argument("--cache", action="store_true", help="keep all shards in memory after the first epoch")
+    parser.add_argument("--all-positions", action="store_true",
+                        help="value: train on every position of each game, not one random position per game and "
+                             "epoch (the correlated targets overfit: AlphaGo's expert-game baseline)")
     parser.add_argument("--prefetch", type=int, default=4,
                         help="batches read ahead in a background thread, so the device never waits on the shards "
                              "(default 4; 0 reads between steps)")
@@ -142,8 +145,9 @@ def train(args: argparse.Namespace, kind: str) -> dict:
     if not train_paths:
         raise SystemExit(f"{args.data} has no train shards")
     # The value net sees one position per decided game per epoch (AlphaGo's
-    # answer to the correlation of positions within a game).
-    sampling = {"one_per_game": True, "decided_only": True, "cache": args.cache} if kind == "value" else {"cache": args.cache}
+    # answer to the correlation of positions within a game) unless --all-positions.
+    sampling = {"one_per_game": not args.all_positions, "decided_only": True, "cache": args.cache} \
+        if kind == "value" else {"cache": args.cache}
     train_src = data.PositionBatches(train_paths, args.batch_size, seed=args.seed,
                                      shards_in_memory=args.shards_in_memory, **sampling)
     val_src = data.PositionBatches(val_paths, args.batch_size, seed=args.seed, shuffle=False, drop_last=False,
