@@ -80,6 +80,17 @@ def test_pool_snapshots_and_draws(tmp_path):
     assert len(drawn) == 2
 
 
+def test_pool_ancestors_are_members_from_the_first_iteration(tmp_path):
+    ancestor = tmp_path / "sl.pt"
+    nets.save(tiny_policy(5), ancestor, features="alphago48")
+    pool = rl.Pool(tmp_path / "pool", ancestors=[ancestor])
+    assert pool.snapshots() == [] and pool.members(before=1) == [ancestor]
+    pool.add(tiny_policy(0), 0)
+    assert pool.members(before=1) == [ancestor, pool.path(0)] and pool.snapshots() == [pool.path(0)]
+    drawn = {id(pool.draw(np.random.default_rng(s), before=1)) for s in range(12)}
+    assert len(drawn) == 2
+
+
 def test_rl_command_logs_the_win_rate_and_resumes(tmp_path):
     start, out, export = tmp_path / "sl.pt", tmp_path / "rl", tmp_path / "rl.pt"
     nets.save(tiny_policy(), start, features="alphago48")
@@ -95,6 +106,7 @@ def test_rl_command_logs_the_win_rate_and_resumes(tmp_path):
     assert sorted(p.name for p in (out / "pool").iterdir()) == ["iter-000000.pt", "iter-000002.pt"]
     net = nets.load(export, kind="policy")
     assert net.meta["provenance"]["iterations"] == 4 and "win_rate_vs_reference" in net.meta["provenance"]
+    assert net.meta["provenance"]["pool_ancestors"] == []  # the reference is the start, already iter-000000
 
 
 def test_rl_measures_against_a_given_reference_on_a_cosine_schedule(tmp_path):
@@ -107,7 +119,9 @@ def test_rl_measures_against_a_given_reference_on_a_cosine_schedule(tmp_path):
     assert train_main(args + ["--reference", str(reference)]) == 0
     lrs = [float(r["lr"]) for r in csv.DictReader(open(out / "metrics.csv")) if r["split"] == "train"]
     assert lrs[0] > lrs[1] > lrs[2] >= 0.01
-    assert nets.load(export, kind="policy").meta["provenance"]["reference"] == str(reference)
+    provenance = nets.load(export, kind="policy").meta["provenance"]
+    assert provenance["reference"] == str(reference) and provenance["pool_ancestors"] == [str(reference)]
+    assert sorted(p.name for p in (out / "pool").iterdir()) == ["iter-000000.pt"]  # the reference is not copied
     wrong = tmp_path / "nine.pt"
     torch.manual_seed(0)
     nets.save(nets.build("policy", 48, 9, "tiny"), wrong, features="alphago48")

@@ -14,7 +14,8 @@ trained) and :class:`WinRateGames` its validation source: every ``--eval-every``
 seed), and the val row of ``metrics.csv`` logs ``win_rate``; ``best.pt`` keeps the best of them.
 
 The pool lives in ``OUT/pool/``: the starting policy as ``iter-000000.pt``, then a snapshot of the learner
-every ``--pool-every`` iterations, each written atomically. A resumed run (``--resume``) continues from
+every ``--pool-every`` iterations, each written atomically; a ``--reference`` other than the start (the SL
+policy, when going on from an RL snapshot) is a member too, as it would be in one long run. A resumed run (``--resume``) continues from
 ``last.pt`` with the pool on disk; batch ``i`` is seeded by ``(seed, i, rank)``, so under ``torchrun`` each
 rank plays its own games.
 """
@@ -25,7 +26,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +42,16 @@ BASELINES = ("none", "mean")
 
 
 class Pool:
-    """The opponents: policy snapshots in a folder, ``iter-NNNNNN.pt``, loaded on demand (the last few kept)."""
+    """The opponents: policy snapshots in a folder, ``iter-NNNNNN.pt``, loaded on demand (the last few kept).
 
-    def __init__(self, folder: str | Path, keep_loaded: int = 4) -> None:
+    ``ancestors`` are policy files from before this run (the SL policy of a run that goes on from an RL
+    snapshot): members from the first iteration on, as in one long run, whose pool holds every earlier policy.
+    """
+
+    def __init__(self, folder: str | Path, keep_loaded: int = 4, ancestors: Sequence[str | Path] = ()) -> None:
         self.folder = Path(folder)
         self.keep_loaded = keep_loaded
+        self.ancestors = [Path(p) for p in ancestors]
         self._loaded: dict[Path, nets.PolicyNet] = {}
 
     def path(self, iteration: int) -> Path:
@@ -55,10 +61,14 @@ class Pool:
         """Snapshot ``net`` as iteration ``iteration``'s member (atomically; again is harmless)."""
         nets.save(net, self.path(iteration), features="alphago48")
 
-    def members(self, before: int | None = None) -> list[Path]:
-        """The snapshot files, oldest first; ``before``: only those of earlier iterations than that."""
+    def snapshots(self, before: int | None = None) -> list[Path]:
+        """This run's snapshot files, oldest first; ``before``: only those of earlier iterations than that."""
         paths = sorted(self.folder.glob("iter-*.pt"))
         return [p for p in paths if before is None or int(p.stem[5:]) < before]
+
+    def members(self, before: int | None = None) -> list[Path]:
+        """The ancestors, then :meth:`snapshots`."""
+        return self.ancestors + self.snapshots(before)
 
     def draw(self, rng: np.random.Generator, before: int | None = None) -> nets.PolicyNet:
         """A uniformly drawn member. CheckpointError if the pool is empty."""
@@ -175,7 +185,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="run folder: metrics.csv, last.pt, best.pt, pool/")
     parser.add_argument("--weights", default=None, help="the SL policy to start from (default: shipped, --size)")
     parser.add_argument("--reference", default=None,
-                        help="the policy the win rate is measured against (default: --weights, the start)")
+                        help="the policy the win rate is measured against (default: --weights, the start); "
+                             "another than the start also joins the opponent pool")
     parser.add_argument("--size", type=int, default=19)
     parser.add_argument("--iterations", type=int, required=True, help="updates (each on a fresh batch of games)")
     parser.add_argument("--games", type=int, default=64, help="games per iteration")
@@ -210,8 +221,10 @@ def run(args: argparse.Namespace) -> int:
     if reference.board_size != args.size:
         raise SystemExit(f"gogame-train rl: the reference {args.reference} is a "
                          f"{reference.board_size}x{reference.board_size} net, not {args.size}x{args.size}")
-    pool = Pool(Path(args.out) / "pool")
-    if not pool.members():
+    # A reference other than the start (the SL policy, going on from an RL snapshot) joins the pool.
+    ancestors = [args.reference] if args.reference and Path(args.reference).resolve() != Path(weights).resolve() else []
+    pool = Pool(Path(args.out) / "pool", ancestors=ancestors)
+    if not pool.snapshots():
         pool.add(start_net, 0)
     learner = start_net.train()
     common = {"size": args.size, "komi": args.komi, "max_moves": args.max_moves}
@@ -227,6 +240,7 @@ def run(args: argparse.Namespace) -> int:
                          progress=not args.no_progress)
     settings = {k: v for k, v in vars(args).items() if k not in ("module", "function")}
     provenance = {"command": " ".join(["gogame-train", *sys.argv[1:]]), "settings": settings, "start": str(weights),
+                  "pool_ancestors": [str(p) for p in ancestors],
                   "stage": "rl (REINFORCE against a pool of earlier policies)", "date": time.strftime("%Y-%m-%d")}
     trainer = Trainer(learner, reinforce_loss(args.baseline), train_src, val_src, config=config,
                       extra_meta=nets.describe(learner, features="alphago48", provenance=provenance))
