@@ -10,9 +10,9 @@ import torch
 
 from gogame import nets
 from gogame.checkpoint import CheckpointError
+from tests.torchrun import run_two_ranks
 from training import rl
 from training.cli import main as train_main
-from tests.torchrun import run_two_ranks
 
 SIZE = 5
 

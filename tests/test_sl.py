@@ -12,10 +12,10 @@ import torch
 
 from gogame import nets
 from gogame.sgf import load
+from tests.torchrun import run_two_ranks
 from training import data
 from training.cli import main as train_main
 from training.eval_value import stage_of
-from tests.torchrun import run_two_ranks
 
 FIXTURES = Path(__file__).parent / "data"
 

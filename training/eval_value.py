@@ -90,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report))
         return 0
-    print(f"{report['positions']} positions: MSE {report['mse']:.3f} (AlphaGo's scale {report['mse_alphago_scale']:.3f}), "
-          f"sign accuracy {report['sign_acc']:.1%}")
+    print(f"{report['positions']} positions: MSE {report['mse']:.3f} "
+          f"(AlphaGo's scale {report['mse_alphago_scale']:.3f}), sign accuracy {report['sign_acc']:.1%}")
     for stage, r in report["by_move_number"].items():
         print(f"  moves {stage:>7}: MSE {r['mse']:.3f}, sign accuracy {r['sign_acc']:.1%} ({r['positions']} positions)")
     return 0

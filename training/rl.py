@@ -15,9 +15,9 @@ seed), and the val row of ``metrics.csv`` logs ``win_rate``; ``best.pt`` keeps t
 
 The pool lives in ``OUT/pool/``: the starting policy as ``iter-000000.pt``, then a snapshot of the learner
 every ``--pool-every`` iterations, each written atomically; a ``--reference`` other than the start (the SL
-policy, when going on from an RL snapshot) is a member too, as it would be in one long run. A resumed run (``--resume``) continues from
-``last.pt`` with the pool on disk; batch ``i`` is seeded by ``(seed, i, rank)``, so under ``torchrun`` each
-rank plays its own games.
+policy, when going on from an RL snapshot) is a member too, as it would be in one long run. A resumed run
+(``--resume``) continues from ``last.pt`` with the pool on disk; batch ``i`` is seeded by ``(seed, i, rank)``,
+so under ``torchrun`` each rank plays its own games.
 """
 
 from __future__ import annotations
