@@ -59,6 +59,16 @@ def test_the_mean_baseline_cancels_when_every_game_has_the_same_outcome():
         rl.reinforce_loss("critic")
 
 
+def test_the_value_baseline_credits_a_move_with_the_outcome_beyond_the_positions_value():
+    net = tiny_policy()
+    batch = one_move_batch(1.0, move=3, games=4)
+    plain, _ = rl.reinforce_loss("none")(net, batch)
+    foreseen, _ = rl.reinforce_loss("value")(net, {**batch, "baseline": torch.ones(4)})
+    half, _ = rl.reinforce_loss("value")(net, {**batch, "baseline": torch.full((4,), 0.5)})
+    assert float(foreseen.detach()) == 0.0  # a win the value net foresaw teaches nothing
+    assert float(half.detach()) == pytest.approx(float(plain.detach()) / 2)
+
+
 def test_a_match_batch_holds_the_learners_choices_only():
     learner, opponent = tiny_policy(0), tiny_policy(1)
     batch = rl.play_match(learner, opponent, 4, size=SIZE, komi=7.5, max_moves=20, rng=np.random.default_rng(0))
@@ -66,6 +76,20 @@ def test_a_match_batch_holds_the_learners_choices_only():
     assert batch["planes"].shape[1:] == (48, SIZE, SIZE) and batch["planes"].shape[0] == batch["move"].shape[0]
     assert bool(batch["legal"].gather(1, batch["move"][:, None]).all())  # every kept move was a legal choice
     assert batch["game"].bincount(minlength=4).tolist() == [10, 10, 10, 10]  # 20 moves, half the learner's
+
+
+def test_a_match_batch_carries_the_value_nets_values_of_the_learners_positions():
+    learner, opponent = tiny_policy(0), tiny_policy(1)
+    torch.manual_seed(2)
+    value_net = nets.build("value", 49, SIZE, "tiny").eval()
+    batch = rl.play_match(learner, opponent, 4, size=SIZE, komi=7.5, max_moves=20, rng=np.random.default_rng(0),
+                          value_net=value_net)
+    learner_black = (batch["game"] % 2 == 0).to(torch.uint8)  # the learner is black in the even games
+    colour = learner_black[:, None, None, None].expand(-1, 1, SIZE, SIZE)  # alphago49's plane 48
+    with torch.no_grad():
+        expected = value_net(torch.cat([batch["planes"], colour], dim=1).float())
+    assert batch["baseline"].shape == batch["move"].shape
+    torch.testing.assert_close(batch["baseline"], expected)
 
 
 def test_pool_snapshots_and_draws(tmp_path):
@@ -127,6 +151,21 @@ def test_rl_measures_against_a_given_reference_on_a_cosine_schedule(tmp_path):
     nets.save(nets.build("policy", 48, 9, "tiny"), wrong, features="alphago48")
     with pytest.raises(SystemExit, match="reference"):
         train_main(args + ["--reference", str(wrong), "--out", str(tmp_path / "rl2")])
+
+
+def test_rl_with_a_value_net_baseline(tmp_path):
+    start, value, out = tmp_path / "sl.pt", tmp_path / "value.pt", tmp_path / "rl"
+    nets.save(tiny_policy(), start, features="alphago48")
+    torch.manual_seed(4)
+    nets.save(nets.build("value", 49, SIZE, "tiny"), value, features="alphago49")
+    args = ["rl", "--size", str(SIZE), "--weights", str(start), "--out", str(out), "--iterations", "2",
+            "--games", "2", "--eval-every", "2", "--eval-games", "2", "--max-moves", "12", "--no-progress"]
+    assert train_main(args + ["--baseline", "value", "--value-net", str(value)]) == 0
+    assert [r["step"] for r in csv.DictReader(open(out / "metrics.csv"))] == ["1", "2", "2"]
+    with pytest.raises(SystemExit, match="go together"):
+        train_main(args + ["--baseline", "value", "--out", str(tmp_path / "rl2")])
+    with pytest.raises(SystemExit, match="go together"):
+        train_main(args + ["--value-net", str(value), "--out", str(tmp_path / "rl3")])
 
 
 def test_rl_runs_data_parallel_under_torchrun(tmp_path):

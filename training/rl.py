@@ -4,8 +4,11 @@ Each iteration plays ``--games`` games of the current policy (the learner) again
 uniformly from the pool, the learner black in half of them, all moves sampled at temperature 1 with
 :func:`training.selfplay.play_games` (its pass rule: no pass while a sensible move is left). The update is
 REINFORCE: the loss is ``-sum over the learner's chosen moves of log pi(a|s) * (z - b) / games``, with ``z``
-the game's outcome for the learner (+1 / -1) and ``b`` the baseline: 0, or with ``--baseline mean`` the
-batch's mean outcome (a variance reducer; the gradient stays unbiased up to the 1/games term).
+the game's outcome for the learner (+1 / -1) and ``b`` the baseline: 0, with ``--baseline mean`` the
+batch's mean outcome (a variance reducer; the gradient stays unbiased up to the 1/games term), or with
+``--baseline value --value-net V`` the value net's ``v(s_t)`` of each position the learner moved from
+(AlphaGo's second pass through its pipeline: a move is credited with how much the game turned out better
+than the position promised; unbiased, since ``v`` does not depend on the move).
 
 The :class:`training.trainer.Trainer` owns the optimizer, checkpoints, resume and ``metrics.csv``:
 :class:`ReinforceGames` is its batch source (each "batch" is a fresh set of games, played by the model being
@@ -38,7 +41,7 @@ from gogame.checkpoint import CheckpointError
 from training.selfplay import NetPlayer, Plan, PlayedGame, play_games
 from training.trainer import TrainConfig, Trainer
 
-BASELINES = ("none", "mean")
+BASELINES = ("none", "mean", "value")
 
 
 class Pool:
@@ -83,27 +86,43 @@ class Pool:
         return self._loaded[path]
 
 
-def game_batch(games: list[PlayedGame], learner_colours: list[str], in_planes: int) -> dict[str, torch.Tensor]:
+@torch.no_grad()
+def position_values(value_net: nets.ValueNet, planes: np.ndarray, batch: int = 1024) -> torch.Tensor:
+    """``value_net``'s values (fp32, for the player to move) of ``(M, >= in_planes, N, N)`` uint8 planes."""
+    device = next(value_net.parameters()).device
+    chunks = [value_net(torch.from_numpy(planes[i:i + batch, : value_net.in_planes]).to(device).float()).float().cpu()
+              for i in range(0, len(planes), batch)]
+    return torch.cat(chunks) if chunks else torch.zeros(0)
+
+
+def game_batch(games: list[PlayedGame], learner_colours: list[str], in_planes: int,
+               value_net: nets.ValueNet | None = None) -> dict[str, torch.Tensor]:
     """The REINFORCE batch of games: per game ``z`` (the learner's outcome), per learner move the planes,
-    the move, the moves it chose among and its game. Forced passes (no choice) are left out."""
+    the move, the moves it chose among and its game, and with ``value_net`` the ``baseline``: its value of
+    the position. Forced passes (no choice) are left out."""
     rows = [(g, k) for g, game in enumerate(games) for k in range(len(game.positions)) if game.sensible[k].any()]
     size = games[0].size
-    planes = np.stack([games[g].planes[k][:in_planes] for g, k in rows]) if rows else \
+    planes = np.stack([games[g].planes[k] for g, k in rows]) if rows else \
         np.zeros((0, in_planes, size, size), np.uint8)
     legal = np.stack([games[g].sensible[k] for g, k in rows]) if rows else np.zeros((0, size * size + 1), bool)
-    return {
+    batch = {
         "z": torch.tensor([game.outcome(c) for game, c in zip(games, learner_colours)], dtype=torch.float32),
-        "planes": torch.from_numpy(planes),
+        "planes": torch.from_numpy(np.ascontiguousarray(planes[:, :in_planes])),
         "move": torch.tensor([games[g].moves[k] for g, k in rows], dtype=torch.int64),
         "legal": torch.from_numpy(legal),
         "game": torch.tensor([g for g, _ in rows], dtype=torch.int64),
         "length": torch.tensor([len(game.history) for game in games], dtype=torch.float32),
     }
+    if value_net is not None:
+        batch["baseline"] = position_values(value_net, planes)
+    return batch
 
 
 def play_match(learner: nets.PolicyNet, opponent: nets.PolicyNet, games: int, *, size: int, komi: float,
-               max_moves: int | None, rng: np.random.Generator, first_black: int = 0) -> dict[str, torch.Tensor]:
-    """``games`` games of ``learner`` against ``opponent``, the learner black in every other one, as a batch."""
+               max_moves: int | None, rng: np.random.Generator, first_black: int = 0,
+               value_net: nets.ValueNet | None = None) -> dict[str, torch.Tensor]:
+    """``games`` games of ``learner`` against ``opponent``, the learner black in every other one, as a
+    :func:`game_batch` (with ``value_net``'s baseline, if given)."""
     colours = ["B" if (g + first_black) % 2 == 0 else "W" for g in range(games)]
     plans = [Plan(black=0, white=1, record="black") if c == "B" else Plan(black=1, white=0, record="white")
              for c in colours]
@@ -112,23 +131,28 @@ def play_match(learner: nets.PolicyNet, opponent: nets.PolicyNet, games: int, *,
     played = play_games([NetPlayer(learner), NetPlayer(opponent)], plans, size=size, komi=komi,
                         max_moves=max_moves, rng=rng)
     learner.train(was_training)
-    return game_batch(played, colours, learner.in_planes)
+    if value_net is not None:
+        value_net.to(next(learner.parameters()).device)  # the trainer's device; a no-op once there
+    return game_batch(played, colours, learner.in_planes, value_net)
 
 
 class ReinforceGames:
     """The trainer's batch source: batch ``i`` is a fresh match of the model against a pool member.
 
     Before playing batch ``i`` (counted over the whole run) the model joins the pool when ``i`` is a multiple
-    of ``pool_every``; the opponent is drawn from the members of earlier iterations (or the start).
+    of ``pool_every``; the opponent is drawn from the members of earlier iterations (or the start). With
+    ``value_net`` each batch carries its baseline values.
     """
 
     def __init__(self, model: nets.PolicyNet, pool: Pool, *, iterations: int, games: int, pool_every: int,
-                 size: int, komi: float = 7.5, max_moves: int | None = None, seed: int = 0) -> None:
+                 size: int, komi: float = 7.5, max_moves: int | None = None, seed: int = 0,
+                 value_net: nets.ValueNet | None = None) -> None:
         if games < 1 or pool_every < 1 or iterations < 1:
             raise ValueError("iterations, games and pool_every must be at least 1")
         self.model, self.pool = model, pool
         self.iterations, self.games, self.pool_every = iterations, games, pool_every
         self.size, self.komi, self.max_moves, self.seed = size, komi, max_moves, seed
+        self.value_net = value_net
 
     def num_batches(self, world_size: int = 1) -> int:
         return self.iterations
@@ -141,18 +165,21 @@ class ReinforceGames:
             rng = np.random.default_rng([self.seed, i, rank])
             opponent = self.pool.draw(rng, before=max(i, 1))
             yield play_match(self.model, opponent, self.games, size=self.size, komi=self.komi,
-                             max_moves=self.max_moves, rng=rng, first_black=i)
+                             max_moves=self.max_moves, rng=rng, first_black=i, value_net=self.value_net)
 
 
 class WinRateGames:
-    """The trainer's validation source: ``games`` games of the model against a fixed reference, one seed."""
+    """The trainer's validation source: ``games`` games of the model against a fixed reference, one seed
+    (with ``value_net``, the batches carry baselines, so that the loss is the training loss)."""
 
     def __init__(self, model: nets.PolicyNet, reference: nets.PolicyNet, *, games: int, batch: int, size: int,
-                 komi: float = 7.5, max_moves: int | None = None, seed: int = 12345) -> None:
+                 komi: float = 7.5, max_moves: int | None = None, seed: int = 12345,
+                 value_net: nets.ValueNet | None = None) -> None:
         if games < 1 or batch < 1:
             raise ValueError("eval games and batch must be at least 1")
         self.model, self.reference = model, reference
         self.games, self.batch, self.size, self.komi, self.max_moves, self.seed = games, batch, size, komi, max_moves, seed
+        self.value_net = value_net
 
     def num_batches(self, world_size: int = 1) -> int:
         return -(-self.games // (self.batch * world_size))
@@ -162,20 +189,25 @@ class WinRateGames:
             n = min(self.batch, self.games - b * self.batch)
             rng = np.random.default_rng([self.seed, b])
             yield play_match(self.model, self.reference, n, size=self.size, komi=self.komi,
-                             max_moves=self.max_moves, rng=rng)
+                             max_moves=self.max_moves, rng=rng, value_net=self.value_net)
 
 
 def reinforce_loss(baseline: str = "mean"):
-    """REINFORCE on a :func:`game_batch`; logs the learner's ``win_rate`` and the moves per game."""
+    """REINFORCE on a :func:`game_batch` (for ``"value"``, one with a ``baseline``); logs the learner's
+    ``win_rate`` and the moves per game."""
     if baseline not in BASELINES:
         raise ValueError(f"baseline must be one of {BASELINES}, not {baseline!r}")
 
     def loss_fn(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         z = batch["z"]
-        advantage = z - (z.mean() if baseline == "mean" else 0.0)
+        outcome = z[batch["game"]]  # (M,): each learner move's game outcome
+        if baseline == "value":
+            advantage = outcome - batch["baseline"]
+        else:
+            advantage = outcome - (z.mean() if baseline == "mean" else 0.0)
         logp = nets.masked_log_softmax(model(batch["planes"]), batch["legal"])  # (M, S*S + 1)
         chosen = logp.gather(1, batch["move"][:, None]).squeeze(1)  # (M,)
-        loss = -(chosen * advantage[batch["game"]]).sum() / z.numel()
+        loss = -(chosen * advantage).sum() / z.numel()
         return loss, {"win_rate": (z > 0).float().mean().item(), "moves": batch["length"].mean().item()}
 
     return loss_fn
@@ -193,7 +225,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pool-every", type=int, default=50, help="add the learner to the pool this often")
     parser.add_argument("--eval-every", type=int, default=50, help="measure the win rate against the SL policy")
     parser.add_argument("--eval-games", type=int, default=200, help="games of each win-rate measurement")
-    parser.add_argument("--baseline", default="mean", choices=BASELINES)
+    parser.add_argument("--baseline", default="mean", choices=BASELINES,
+                        help="subtracted from the outcome: none, the batch mean, or --value-net's value")
+    parser.add_argument("--value-net", default=None, help="the value net of --baseline value")
     parser.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw"])
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
@@ -217,6 +251,12 @@ def run(args: argparse.Namespace) -> int:
     if start_net.board_size != args.size:
         raise SystemExit(f"gogame-train rl: {weights} is a {start_net.board_size}x{start_net.board_size} net, "
                          f"not {args.size}x{args.size}")
+    if (args.baseline == "value") != (args.value_net is not None):
+        raise SystemExit("gogame-train rl: --baseline value and --value-net go together")
+    value_net = nets.load(args.value_net, kind="value") if args.value_net else None
+    if value_net is not None and value_net.board_size != args.size:
+        raise SystemExit(f"gogame-train rl: the value net {args.value_net} is a "
+                         f"{value_net.board_size}x{value_net.board_size} net, not {args.size}x{args.size}")
     reference = nets.load(args.reference or weights, kind="policy")
     if reference.board_size != args.size:
         raise SystemExit(f"gogame-train rl: the reference {args.reference} is a "
@@ -227,7 +267,7 @@ def run(args: argparse.Namespace) -> int:
     if not pool.snapshots():
         pool.add(start_net, 0)
     learner = start_net.train()
-    common = {"size": args.size, "komi": args.komi, "max_moves": args.max_moves}
+    common = {"size": args.size, "komi": args.komi, "max_moves": args.max_moves, "value_net": value_net}
     train_src = ReinforceGames(learner, pool, iterations=args.iterations, games=args.games,
                                pool_every=args.pool_every, seed=args.seed, **common)
     val_src = WinRateGames(learner, reference, games=args.eval_games, batch=args.games, **common)
