@@ -88,10 +88,12 @@ class Pool:
 
 @torch.no_grad()
 def position_values(value_net: nets.ValueNet, planes: np.ndarray, batch: int = 1024) -> torch.Tensor:
-    """``value_net``'s values (fp32, for the player to move) of ``(M, >= in_planes, N, N)`` uint8 planes."""
+    """``value_net``'s values (for the player to move) of ``(M, >= in_planes, N, N)`` uint8 planes, in bf16
+    where the device computes it natively (as :class:`training.selfplay.NetPlayer` plays), returned fp32."""
     device = next(value_net.parameters()).device
-    chunks = [value_net(torch.from_numpy(planes[i:i + batch, : value_net.in_planes]).to(device).float()).float().cpu()
-              for i in range(0, len(planes), batch)]
+    with nets.autocast(device):
+        chunks = [value_net(torch.from_numpy(planes[i:i + batch, : value_net.in_planes]).to(device)).float().cpu()
+                  for i in range(0, len(planes), batch)]
     return torch.cat(chunks) if chunks else torch.zeros(0)
 
 
