@@ -69,6 +69,26 @@ def test_the_value_baseline_credits_a_move_with_the_outcome_beyond_the_positions
     assert float(half.detach()) == pytest.approx(float(plain.detach()) / 2)
 
 
+def test_the_entropy_bonus_flattens_the_move_distribution_and_is_logged():
+    net = tiny_policy()
+    batch = one_move_batch(1.0, move=3, games=4)  # same outcomes: the mean baseline leaves the bonus alone
+
+    def entropy() -> float:
+        with torch.no_grad():
+            logp = nets.masked_log_softmax(net(batch["planes"]), batch["legal"])[0, :-1]
+            return float(-(logp.exp() * logp).sum())
+
+    before = entropy()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.5)
+    loss, metrics = rl.reinforce_loss("mean", entropy_bonus=1.0)(net, batch)
+    assert metrics["entropy"] == pytest.approx(before, rel=1e-4)
+    loss.backward()
+    optimizer.step()
+    assert entropy() > before
+    with pytest.raises(ValueError, match="entropy"):
+        rl.reinforce_loss("mean", entropy_bonus=-0.1)
+
+
 def test_a_match_batch_holds_the_learners_choices_only():
     learner, opponent = tiny_policy(0), tiny_policy(1)
     batch = rl.play_match(learner, opponent, 4, size=SIZE, komi=7.5, max_moves=20, rng=np.random.default_rng(0))

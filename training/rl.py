@@ -8,7 +8,10 @@ the game's outcome for the learner (+1 / -1) and ``b`` the baseline: 0, with ``-
 batch's mean outcome (a variance reducer; the gradient stays unbiased up to the 1/games term), or with
 ``--baseline value --value-net V`` the value net's ``v(s_t)`` of each position the learner moved from
 (AlphaGo's second pass through its pipeline: a move is credited with how much the game turned out better
-than the position promised; unbiased, since ``v`` does not depend on the move).
+than the position promised; unbiased, since ``v`` does not depend on the move). ``--entropy-bonus beta``
+adds ``-beta * sum of H(pi(.|s_t)) / games``: without it the policies grow near-deterministic, and then learn
+to beat their predecessors' fixed lines rather than to play better (BENCHMARKS.md). The metrics log the
+mean entropy of the learner's move distributions.
 
 The :class:`training.trainer.Trainer` owns the optimizer, checkpoints, resume and ``metrics.csv``:
 :class:`ReinforceGames` is its batch source (each "batch" is a fresh set of games, played by the model being
@@ -194,11 +197,14 @@ class WinRateGames:
                              max_moves=self.max_moves, rng=rng, value_net=self.value_net)
 
 
-def reinforce_loss(baseline: str = "mean"):
-    """REINFORCE on a :func:`game_batch` (for ``"value"``, one with a ``baseline``); logs the learner's
-    ``win_rate`` and the moves per game."""
+def reinforce_loss(baseline: str = "mean", entropy_bonus: float = 0.0):
+    """REINFORCE on a :func:`game_batch` (for ``"value"``, one with a ``baseline``), less ``entropy_bonus``
+    times the entropy of the learner's move distributions; logs the learner's ``win_rate``, the moves per
+    game and the mean ``entropy`` (nats)."""
     if baseline not in BASELINES:
         raise ValueError(f"baseline must be one of {BASELINES}, not {baseline!r}")
+    if entropy_bonus < 0:
+        raise ValueError(f"the entropy bonus must be at least 0, not {entropy_bonus}")
 
     def loss_fn(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         z = batch["z"]
@@ -209,8 +215,10 @@ def reinforce_loss(baseline: str = "mean"):
             advantage = outcome - (z.mean() if baseline == "mean" else 0.0)
         logp = nets.masked_log_softmax(model(batch["planes"]), batch["legal"])  # (M, S*S + 1)
         chosen = logp.gather(1, batch["move"][:, None]).squeeze(1)  # (M,)
-        loss = -(chosen * advantage).sum() / z.numel()
-        return loss, {"win_rate": (z > 0).float().mean().item(), "moves": batch["length"].mean().item()}
+        entropy = -(logp.exp() * logp.masked_fill(~batch["legal"], 0.0)).sum(1)  # (M,)
+        loss = -((chosen * advantage).sum() + entropy_bonus * entropy.sum()) / z.numel()
+        return loss, {"win_rate": (z > 0).float().mean().item(), "moves": batch["length"].mean().item(),
+                      "entropy": entropy.mean().item() if entropy.numel() else 0.0}
 
     return loss_fn
 
@@ -230,6 +238,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", default="mean", choices=BASELINES,
                         help="subtracted from the outcome: none, the batch mean, or --value-net's value")
     parser.add_argument("--value-net", default=None, help="the value net of --baseline value")
+    parser.add_argument("--entropy-bonus", type=float, default=0.0,
+                        help="weight of the move distributions' entropy in the objective (keeps play varied)")
     parser.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw"])
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
@@ -284,7 +294,7 @@ def run(args: argparse.Namespace) -> int:
     provenance = {"command": " ".join(["gogame-train", *sys.argv[1:]]), "settings": settings, "start": str(weights),
                   "pool_ancestors": [str(p) for p in ancestors],
                   "stage": "rl (REINFORCE against a pool of earlier policies)", "date": time.strftime("%Y-%m-%d")}
-    trainer = Trainer(learner, reinforce_loss(args.baseline), train_src, val_src, config=config,
+    trainer = Trainer(learner, reinforce_loss(args.baseline, args.entropy_bonus), train_src, val_src, config=config,
                       extra_meta=nets.describe(learner, features="alphago48", provenance=provenance))
     summary = trainer.fit()
     if args.export:
