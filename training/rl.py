@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from gogame import nets
+from gogame.api import NetEvaluator
 from gogame.checkpoint import CheckpointError
 from training.selfplay import NetPlayer, Plan, PlayedGame, play_games
 from training.trainer import TrainConfig, Trainer
@@ -89,22 +90,11 @@ class Pool:
         return self._loaded[path]
 
 
-@torch.no_grad()
-def position_values(value_net: nets.ValueNet, planes: np.ndarray, batch: int = 1024) -> torch.Tensor:
-    """``value_net``'s values (for the player to move) of ``(M, >= in_planes, N, N)`` uint8 planes, in bf16
-    where the device computes it natively (as :class:`training.selfplay.NetPlayer` plays), returned fp32."""
-    device = next(value_net.parameters()).device
-    with nets.autocast(device):
-        chunks = [value_net(torch.from_numpy(planes[i:i + batch, : value_net.in_planes]).to(device)).float().cpu()
-                  for i in range(0, len(planes), batch)]
-    return torch.cat(chunks) if chunks else torch.zeros(0)
-
-
 def game_batch(games: list[PlayedGame], learner_colours: list[str], in_planes: int,
-               value_net: nets.ValueNet | None = None) -> dict[str, torch.Tensor]:
+               values: NetEvaluator | None = None) -> dict[str, torch.Tensor]:
     """The REINFORCE batch of games: per game ``z`` (the learner's outcome), per learner move the planes,
-    the move, the moves it chose among and its game, and with ``value_net`` the ``baseline``: its value of
-    the position. Forced passes (no choice) are left out."""
+    the move, the moves it chose among and its game, and with ``values`` (a value net's evaluator) the
+    ``baseline``: its value of the position. Forced passes (no choice) are left out."""
     rows = [(g, k) for g, game in enumerate(games) for k in range(len(game.positions)) if game.sensible[k].any()]
     size = games[0].size
     planes = np.stack([games[g].planes[k] for g, k in rows]) if rows else \
@@ -118,8 +108,8 @@ def game_batch(games: list[PlayedGame], learner_colours: list[str], in_planes: i
         "game": torch.tensor([g for g, _ in rows], dtype=torch.int64),
         "length": torch.tensor([len(game.history) for game in games], dtype=torch.float32),
     }
-    if value_net is not None:
-        batch["baseline"] = position_values(value_net, planes)
+    if values is not None:
+        batch["baseline"] = torch.from_numpy(values.value(planes)).float() if rows else torch.zeros(0)
     return batch
 
 
@@ -136,9 +126,9 @@ def play_match(learner: nets.PolicyNet, opponent: nets.PolicyNet, games: int, *,
     played = play_games([NetPlayer(learner), NetPlayer(opponent)], plans, size=size, komi=komi,
                         max_moves=max_moves, rng=rng)
     learner.train(was_training)
-    if value_net is not None:
-        value_net.to(next(learner.parameters()).device)  # the trainer's device; a no-op once there
-    return game_batch(played, colours, learner.in_planes, value_net)
+    values = None if value_net is None else \
+        NetEvaluator(None, value_net, symmetries="none", device=next(learner.parameters()).device)
+    return game_batch(played, colours, learner.in_planes, values)
 
 
 class ReinforceGames:
@@ -257,22 +247,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true")
 
 
+def load_for_size(path: str, kind: str, size: int, role: str) -> nets.PolicyNet | nets.ValueNet:
+    """The ``kind`` net at ``path``; SystemExit naming its ``role`` if it is for another board size."""
+    net = nets.load(path, kind=kind)
+    if net.board_size != size:
+        raise SystemExit(f"gogame-train rl: the {role} {path} is a {net.board_size}x{net.board_size} net, "
+                         f"not {size}x{size}")
+    return net
+
+
 def run(args: argparse.Namespace) -> int:
     weights = args.weights or str(nets.default_weights("policy", args.size))
-    start_net = nets.load(weights, kind="policy")
-    if start_net.board_size != args.size:
-        raise SystemExit(f"gogame-train rl: {weights} is a {start_net.board_size}x{start_net.board_size} net, "
-                         f"not {args.size}x{args.size}")
+    start_net = load_for_size(weights, "policy", args.size, "start")
     if (args.baseline == "value") != (args.value_net is not None):
         raise SystemExit("gogame-train rl: --baseline value and --value-net go together")
-    value_net = nets.load(args.value_net, kind="value") if args.value_net else None
-    if value_net is not None and value_net.board_size != args.size:
-        raise SystemExit(f"gogame-train rl: the value net {args.value_net} is a "
-                         f"{value_net.board_size}x{value_net.board_size} net, not {args.size}x{args.size}")
-    reference = nets.load(args.reference or weights, kind="policy")
-    if reference.board_size != args.size:
-        raise SystemExit(f"gogame-train rl: the reference {args.reference} is a "
-                         f"{reference.board_size}x{reference.board_size} net, not {args.size}x{args.size}")
+    value_net = load_for_size(args.value_net, "value", args.size, "value net") if args.value_net else None
+    reference = load_for_size(args.reference or weights, "policy", args.size, "reference")
     # A reference other than the start (the SL policy, going on from an RL snapshot) joins the pool.
     ancestors = [args.reference] if args.reference and Path(args.reference).resolve() != Path(weights).resolve() else []
     pool = Pool(Path(args.out) / "pool", ancestors=ancestors)
