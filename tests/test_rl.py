@@ -89,6 +89,32 @@ def test_the_entropy_bonus_flattens_the_move_distribution_and_is_logged():
         rl.reinforce_loss("mean", entropy_bonus=-0.1)
 
 
+def test_the_kl_penalty_draws_the_policy_towards_the_reference_and_is_logged():
+    net = tiny_policy()
+    batch = one_move_batch(1.0, move=3, games=4)  # same outcomes: the mean baseline leaves the penalty alone
+    reference_logp = torch.full((4, SIZE * SIZE + 1), -10.0)
+    reference_logp[:, 11] = 0.0  # the reference plays point 11
+    batch["reference_logp"] = reference_logp
+
+    def kl_and_p11() -> tuple[float, float]:
+        with torch.no_grad():
+            logp = nets.masked_log_softmax(net(batch["planes"]), batch["legal"])[0, :-1]
+            ref = reference_logp[0, :-1].log_softmax(0)
+            return float((logp.exp() * (logp - ref)).sum()), float(logp[11].exp())
+
+    (kl_before, p_before) = kl_and_p11()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.5)
+    loss, metrics = rl.reinforce_loss("mean", kl_penalty=1.0)(net, batch)
+    assert metrics["kl"] == pytest.approx(kl_before, rel=1e-4) and kl_before > 1.0
+    loss.backward()
+    optimizer.step()
+    kl_after, p_after = kl_and_p11()
+    assert kl_after < kl_before and p_after > p_before
+    assert "kl" not in rl.reinforce_loss("mean")(net, batch)[1]
+    with pytest.raises(ValueError, match="KL"):
+        rl.reinforce_loss("mean", kl_penalty=-1.0)
+
+
 def test_a_match_batch_holds_the_learners_choices_only():
     learner, opponent = tiny_policy(0), tiny_policy(1)
     batch = rl.play_match(learner, opponent, 4, size=SIZE, komi=7.5, max_moves=20, rng=np.random.default_rng(0))
@@ -110,6 +136,16 @@ def test_a_match_batch_carries_the_value_nets_values_of_the_learners_positions()
         expected = value_net(torch.cat([batch["planes"], colour], dim=1)).float()
     assert batch["baseline"].shape == batch["move"].shape
     torch.testing.assert_close(batch["baseline"], expected)
+
+
+def test_a_match_batch_carries_the_references_log_probabilities_of_the_learners_positions():
+    learner, opponent, reference = tiny_policy(0), tiny_policy(1), tiny_policy(2).eval()
+    batch = rl.play_match(learner, opponent, 4, size=SIZE, komi=7.5, max_moves=20, rng=np.random.default_rng(0),
+                          reference_net=reference)
+    with torch.no_grad(), nets.autocast("cpu"):
+        expected = reference(batch["planes"]).float().log_softmax(1)
+    assert batch["reference_logp"].shape == (batch["move"].shape[0], SIZE * SIZE + 1)
+    torch.testing.assert_close(batch["reference_logp"], expected, atol=1e-4, rtol=1e-4)
 
 
 def test_pool_snapshots_and_draws(tmp_path):
@@ -186,6 +222,18 @@ def test_rl_with_a_value_net_baseline(tmp_path):
         train_main(args + ["--baseline", "value", "--out", str(tmp_path / "rl2")])
     with pytest.raises(SystemExit, match="go together"):
         train_main(args + ["--value-net", str(value), "--out", str(tmp_path / "rl3")])
+
+
+def test_rl_with_a_kl_penalty_logs_the_divergence_from_the_reference(tmp_path):
+    start, reference, out = tmp_path / "rl0.pt", tmp_path / "sl.pt", tmp_path / "rl"
+    nets.save(tiny_policy(), start, features="alphago48")
+    nets.save(tiny_policy(seed=3), reference, features="alphago48")
+    assert train_main(["rl", "--size", str(SIZE), "--weights", str(start), "--reference", str(reference),
+                       "--out", str(out), "--iterations", "2", "--games", "2", "--eval-every", "2",
+                       "--eval-games", "2", "--max-moves", "12", "--kl-penalty", "0.1", "--no-progress"]) == 0
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert [r["split"] for r in rows] == ["train", "train", "val"]
+    assert all(float(r["kl"]) > 0 for r in rows)  # two different random nets diverge
 
 
 def test_rl_runs_data_parallel_under_torchrun(tmp_path):

@@ -10,8 +10,11 @@ batch's mean outcome (a variance reducer; the gradient stays unbiased up to the 
 (AlphaGo's second pass through its pipeline: a move is credited with how much the game turned out better
 than the position promised; unbiased, since ``v`` does not depend on the move). ``--entropy-bonus beta``
 adds ``-beta * sum of H(pi(.|s_t)) / games``: without it the policies grow near-deterministic, and then learn
-to beat their predecessors' fixed lines rather than to play better (BENCHMARKS.md). The metrics log the
-mean entropy of the learner's move distributions.
+to beat their predecessors' fixed lines rather than to play better (BENCHMARKS.md). ``--kl-penalty beta``
+adds ``beta * sum of KL(pi(.|s_t) || rho(.|s_t)) / games``, ``rho`` the ``--reference`` policy (the SL
+policy): where the entropy bonus spreads the policy over any moves, this keeps it among the moves the
+reference would play (the guard of RL from human data in AlphaStar and RLHF; not in AlphaGo). The metrics
+log the mean entropy of the learner's move distributions and, with the penalty, the mean ``kl``.
 
 The :class:`training.trainer.Trainer` owns the optimizer, checkpoints, resume and ``metrics.csv``:
 :class:`ReinforceGames` is its batch source (each "batch" is a fresh set of games, played by the model being
@@ -91,10 +94,11 @@ class Pool:
 
 
 def game_batch(games: list[PlayedGame], learner_colours: list[str], in_planes: int,
-               values: NetEvaluator | None = None) -> dict[str, torch.Tensor]:
+               values: NetEvaluator | None = None, reference: NetEvaluator | None = None) -> dict[str, torch.Tensor]:
     """The REINFORCE batch of games: per game ``z`` (the learner's outcome), per learner move the planes,
-    the move, the moves it chose among and its game, and with ``values`` (a value net's evaluator) the
-    ``baseline``: its value of the position. Forced passes (no choice) are left out."""
+    the move, the moves it chose among and its game, with ``values`` (a value net's evaluator) the
+    ``baseline``: its value of the position, and with ``reference`` (a policy net's) the ``reference_logp``:
+    its log-probabilities of all moves there. Forced passes (no choice) are left out."""
     rows = [(g, k) for g, game in enumerate(games) for k in range(len(game.positions)) if game.sensible[k].any()]
     size = games[0].size
     planes = np.stack([games[g].planes[k] for g, k in rows]) if rows else \
@@ -110,14 +114,18 @@ def game_batch(games: list[PlayedGame], learner_colours: list[str], in_planes: i
     }
     if values is not None:
         batch["baseline"] = torch.from_numpy(values.value(planes)).float() if rows else torch.zeros(0)
+    if reference is not None:
+        batch["reference_logp"] = torch.from_numpy(reference.policy(planes)).float() if rows else \
+            torch.zeros(0, size * size + 1)
     return batch
 
 
 def play_match(learner: nets.PolicyNet, opponent: nets.PolicyNet, games: int, *, size: int, komi: float,
                max_moves: int | None, rng: np.random.Generator, first_black: int = 0,
-               value_net: nets.ValueNet | None = None) -> dict[str, torch.Tensor]:
+               value_net: nets.ValueNet | None = None,
+               reference_net: nets.PolicyNet | None = None) -> dict[str, torch.Tensor]:
     """``games`` games of ``learner`` against ``opponent``, the learner black in every other one, as a
-    :func:`game_batch` (with ``value_net``'s baseline, if given)."""
+    :func:`game_batch` (with ``value_net``'s baseline and ``reference_net``'s log-probabilities, if given)."""
     colours = ["B" if (g + first_black) % 2 == 0 else "W" for g in range(games)]
     plans = [Plan(black=0, white=1, record="black") if c == "B" else Plan(black=1, white=0, record="white")
              for c in colours]
@@ -126,9 +134,10 @@ def play_match(learner: nets.PolicyNet, opponent: nets.PolicyNet, games: int, *,
     played = play_games([NetPlayer(learner), NetPlayer(opponent)], plans, size=size, komi=komi,
                         max_moves=max_moves, rng=rng)
     learner.train(was_training)
-    values = None if value_net is None else \
-        NetEvaluator(None, value_net, symmetries="none", device=next(learner.parameters()).device)
-    return game_batch(played, colours, learner.in_planes, values)
+    device = next(learner.parameters()).device
+    values = None if value_net is None else NetEvaluator(None, value_net, symmetries="none", device=device)
+    reference = None if reference_net is None else NetEvaluator(reference_net, None, symmetries="none", device=device)
+    return game_batch(played, colours, learner.in_planes, values, reference)
 
 
 class ReinforceGames:
@@ -136,18 +145,18 @@ class ReinforceGames:
 
     Before playing batch ``i`` (counted over the whole run) the model joins the pool when ``i`` is a multiple
     of ``pool_every``; the opponent is drawn from the members of earlier iterations (or the start). With
-    ``value_net`` each batch carries its baseline values.
+    ``value_net`` each batch carries its baseline values, with ``reference_net`` its log-probabilities.
     """
 
     def __init__(self, model: nets.PolicyNet, pool: Pool, *, iterations: int, games: int, pool_every: int,
                  size: int, komi: float = 7.5, max_moves: int | None = None, seed: int = 0,
-                 value_net: nets.ValueNet | None = None) -> None:
+                 value_net: nets.ValueNet | None = None, reference_net: nets.PolicyNet | None = None) -> None:
         if games < 1 or pool_every < 1 or iterations < 1:
             raise ValueError("iterations, games and pool_every must be at least 1")
         self.model, self.pool = model, pool
         self.iterations, self.games, self.pool_every = iterations, games, pool_every
         self.size, self.komi, self.max_moves, self.seed = size, komi, max_moves, seed
-        self.value_net = value_net
+        self.value_net, self.reference_net = value_net, reference_net
 
     def num_batches(self, world_size: int = 1) -> int:
         return self.iterations
@@ -160,21 +169,23 @@ class ReinforceGames:
             rng = np.random.default_rng([self.seed, i, rank])
             opponent = self.pool.draw(rng, before=max(i, 1))
             yield play_match(self.model, opponent, self.games, size=self.size, komi=self.komi,
-                             max_moves=self.max_moves, rng=rng, first_black=i, value_net=self.value_net)
+                             max_moves=self.max_moves, rng=rng, first_black=i, value_net=self.value_net,
+                             reference_net=self.reference_net)
 
 
 class WinRateGames:
     """The trainer's validation source: ``games`` games of the model against a fixed reference, one seed
-    (with ``value_net``, the batches carry baselines, so that the loss is the training loss)."""
+    (with ``value_net`` the batches carry baselines, with ``kl`` the reference's log-probabilities, so that
+    the loss is the training loss)."""
 
     def __init__(self, model: nets.PolicyNet, reference: nets.PolicyNet, *, games: int, batch: int, size: int,
                  komi: float = 7.5, max_moves: int | None = None, seed: int = 12345,
-                 value_net: nets.ValueNet | None = None) -> None:
+                 value_net: nets.ValueNet | None = None, kl: bool = False) -> None:
         if games < 1 or batch < 1:
             raise ValueError("eval games and batch must be at least 1")
         self.model, self.reference = model, reference
         self.games, self.batch, self.size, self.komi, self.max_moves, self.seed = games, batch, size, komi, max_moves, seed
-        self.value_net = value_net
+        self.value_net, self.kl = value_net, kl
 
     def num_batches(self, world_size: int = 1) -> int:
         return -(-self.games // (self.batch * world_size))
@@ -184,17 +195,20 @@ class WinRateGames:
             n = min(self.batch, self.games - b * self.batch)
             rng = np.random.default_rng([self.seed, b])
             yield play_match(self.model, self.reference, n, size=self.size, komi=self.komi,
-                             max_moves=self.max_moves, rng=rng, value_net=self.value_net)
+                             max_moves=self.max_moves, rng=rng, value_net=self.value_net,
+                             reference_net=self.reference if self.kl else None)
 
 
-def reinforce_loss(baseline: str = "mean", entropy_bonus: float = 0.0):
-    """REINFORCE on a :func:`game_batch` (for ``"value"``, one with a ``baseline``), less ``entropy_bonus``
-    times the entropy of the learner's move distributions; logs the learner's ``win_rate``, the moves per
-    game and the mean ``entropy`` (nats)."""
+def reinforce_loss(baseline: str = "mean", entropy_bonus: float = 0.0, kl_penalty: float = 0.0):
+    """REINFORCE on a :func:`game_batch` (for ``"value"``, one with a ``baseline``; with ``kl_penalty``, one
+    with ``reference_logp``), less ``entropy_bonus`` times the entropy of the learner's move distributions,
+    plus ``kl_penalty`` times their KL divergence from the reference's (both over the moves chosen among);
+    logs the learner's ``win_rate``, the moves per game, the mean ``entropy`` and, with the penalty, the mean
+    ``kl`` (nats)."""
     if baseline not in BASELINES:
         raise ValueError(f"baseline must be one of {BASELINES}, not {baseline!r}")
-    if entropy_bonus < 0:
-        raise ValueError(f"the entropy bonus must be at least 0, not {entropy_bonus}")
+    if entropy_bonus < 0 or kl_penalty < 0:
+        raise ValueError(f"the entropy bonus and the KL penalty must be at least 0, not {entropy_bonus}, {kl_penalty}")
 
     def loss_fn(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         z = batch["z"]
@@ -206,9 +220,15 @@ def reinforce_loss(baseline: str = "mean", entropy_bonus: float = 0.0):
         logp = nets.masked_log_softmax(model(batch["planes"]), batch["legal"])  # (M, S*S + 1)
         chosen = logp.gather(1, batch["move"][:, None]).squeeze(1)  # (M,)
         entropy = -(logp.exp() * logp.masked_fill(~batch["legal"], 0.0)).sum(1)  # (M,)
-        loss = -((chosen * advantage).sum() + entropy_bonus * entropy.sum()) / z.numel()
-        return loss, {"win_rate": (z > 0).float().mean().item(), "moves": batch["length"].mean().item(),
-                      "entropy": entropy.mean().item() if entropy.numel() else 0.0}
+        objective = (chosen * advantage).sum() + entropy_bonus * entropy.sum()
+        metrics = {"win_rate": (z > 0).float().mean().item(), "moves": batch["length"].mean().item(),
+                   "entropy": entropy.mean().item() if entropy.numel() else 0.0}
+        if kl_penalty:
+            reference = nets.masked_log_softmax(batch["reference_logp"], batch["legal"])
+            kl = (logp.exp() * (logp - reference).masked_fill(~batch["legal"], 0.0)).sum(1)  # (M,)
+            objective = objective - kl_penalty * kl.sum()
+            metrics["kl"] = kl.mean().item() if kl.numel() else 0.0
+        return -objective / z.numel(), metrics
 
     return loss_fn
 
@@ -230,6 +250,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--value-net", default=None, help="the value net of --baseline value")
     parser.add_argument("--entropy-bonus", type=float, default=0.0,
                         help="weight of the move distributions' entropy in the objective (keeps play varied)")
+    parser.add_argument("--kl-penalty", type=float, default=0.0,
+                        help="weight of the move distributions' KL divergence from --reference's in the "
+                             "objective (keeps play among the reference's moves)")
     parser.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw"])
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
@@ -271,8 +294,10 @@ def run(args: argparse.Namespace) -> int:
     learner = start_net.train()
     common = {"size": args.size, "komi": args.komi, "max_moves": args.max_moves, "value_net": value_net}
     train_src = ReinforceGames(learner, pool, iterations=args.iterations, games=args.games,
-                               pool_every=args.pool_every, seed=args.seed, **common)
-    val_src = WinRateGames(learner, reference, games=args.eval_games, batch=args.games, **common)
+                               pool_every=args.pool_every, seed=args.seed,
+                               reference_net=reference if args.kl_penalty else None, **common)
+    val_src = WinRateGames(learner, reference, games=args.eval_games, batch=args.games, kl=bool(args.kl_penalty),
+                           **common)
     config = TrainConfig(out_dir=args.out, steps=args.iterations, batch_size=args.games, optimizer=args.optimizer,
                          lr=args.lr, momentum=0.0 if args.optimizer == "sgd" else 0.9, grad_clip=args.grad_clip,
                          schedule=args.schedule, min_lr=args.min_lr,
@@ -284,7 +309,7 @@ def run(args: argparse.Namespace) -> int:
     provenance = {"command": " ".join(["gogame-train", *sys.argv[1:]]), "settings": settings, "start": str(weights),
                   "pool_ancestors": [str(p) for p in ancestors],
                   "stage": "rl (REINFORCE against a pool of earlier policies)", "date": time.strftime("%Y-%m-%d")}
-    trainer = Trainer(learner, reinforce_loss(args.baseline, args.entropy_bonus), train_src, val_src, config=config,
+    trainer = Trainer(learner, reinforce_loss(args.baseline, args.entropy_bonus, args.kl_penalty), train_src, val_src, config=config,
                       extra_meta=nets.describe(learner, features="alphago48", provenance=provenance))
     summary = trainer.fit()
     if args.export:
