@@ -309,7 +309,8 @@ def run(args: argparse.Namespace) -> int:
     provenance = {"command": " ".join(["gogame-train", *sys.argv[1:]]), "settings": settings, "start": str(weights),
                   "pool_ancestors": [str(p) for p in ancestors],
                   "stage": "rl (REINFORCE against a pool of earlier policies)", "date": time.strftime("%Y-%m-%d")}
-    trainer = Trainer(learner, reinforce_loss(args.baseline, args.entropy_bonus, args.kl_penalty), train_src, val_src, config=config,
+    loss_fn = reinforce_loss(args.baseline, args.entropy_bonus, args.kl_penalty)
+    trainer = Trainer(learner, loss_fn, train_src, val_src, config=config,
                       extra_meta=nets.describe(learner, features="alphago48", provenance=provenance))
     summary = trainer.fit()
     if args.export:
