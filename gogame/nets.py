@@ -20,8 +20,14 @@ value      the same L-1 hidden conv layers (the paper's layers 2-11 "identical
            to the policy network" plus its "additional" layer 12: same shapes,
            separate weights); 1x1 conv to one plane + ReLU; fully connected 256
            + ReLU; fully connected 1 + tanh. Output ``(batch,)`` in [-1, 1]: the
-           expected result for the player to move.
+           expected result for the player to move. Optionally (``ownership_head``,
+           not in AlphaGo) a second 1x1 conv from the last hidden layer gives
+           per-point logits of the final area being the mover's.
 =========  ====================================================================
+
+The ownership head is KataGo's auxiliary target (Wu 2019): an outcome is one
+number a game, its final area one label per point, so training on both
+teaches the shared trunk to count far sooner than the outcome alone does.
 
 The pass logit is our addition: AlphaGo's policy had no pass output. It comes
 from the global average of the last hidden layer through a linear layer, so it
@@ -142,22 +148,30 @@ class ValueNet(_GoNet):
 
     kind = "value"
 
-    def __init__(self, in_planes: int, board_size: int, layers: int, filters: int) -> None:
+    def __init__(self, in_planes: int, board_size: int, layers: int, filters: int,
+                 ownership_head: bool = False) -> None:
+        self.ownership_head = ownership_head  # before describe() in the base class reads it
         super().__init__(in_planes, board_size, layers, filters)
         self.hidden = _hidden_convs(in_planes, layers, filters)
         self.to_plane = nn.Conv2d(filters, 1, 1)
         self.dense = nn.Linear(board_size * board_size, VALUE_HIDDEN)
         self.out = nn.Linear(VALUE_HIDDEN, 1)
+        self.to_ownership = nn.Conv2d(filters, 1, 1) if ownership_head else None
 
-    def forward(self, planes: torch.Tensor) -> torch.Tensor:
-        """``(B, in_planes, N, N)`` -> values ``(B,)`` in [-1, 1]."""
+    def forward(self, planes: torch.Tensor,
+                ownership: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """``(B, in_planes, N, N)`` -> values ``(B,)`` in [-1, 1]; with ``ownership`` (a net with the head) also
+        the ownership logits ``(B, N*N)``, flat ``row*N + col``: positive where the mover's area is likely."""
+        if ownership and self.to_ownership is None:
+            raise ValueError("this value net has no ownership head")
         x = self.hidden(self._planes(planes))  # (B, k, N, N)
-        x = self.to_plane(x).flatten(1)  # (B, N*N), linear: see the class docstring
-        x = F.relu(self.dense(x))  # (B, 256)
-        return torch.tanh(self.out(x)).squeeze(1)  # (B,)
+        v = self.to_plane(x).flatten(1)  # (B, N*N), linear: see the class docstring
+        v = F.relu(self.dense(v))  # (B, 256)
+        value = torch.tanh(self.out(v)).squeeze(1)  # (B,)
+        return (value, self.to_ownership(x).flatten(1)) if ownership else value
 
 
-def value_from_policy(policy: PolicyNet, in_planes: int) -> ValueNet:
+def value_from_policy(policy: PolicyNet, in_planes: int, ownership_head: bool = False) -> ValueNet:
     """A value net whose hidden stack starts as ``policy``'s (same layers and filters), its head fresh.
 
     The policy's trunk already sees liberties, ladders and shapes; a value net trained from outcomes alone
@@ -167,7 +181,7 @@ def value_from_policy(policy: PolicyNet, in_planes: int) -> ValueNet:
     """
     if in_planes < policy.in_planes:
         raise ValueError(f"the value net needs at least the policy's {policy.in_planes} input planes, not {in_planes}")
-    value = ValueNet(in_planes, policy.board_size, policy.layers, policy.filters)
+    value = ValueNet(in_planes, policy.board_size, policy.layers, policy.filters, ownership_head)
     state = policy.hidden.state_dict()  # load_state_dict below copies: the two nets share no storage
     first = state["0.weight"]
     state["0.weight"] = torch.cat([first, first.new_zeros(first.shape[0], in_planes - first.shape[1], *first.shape[2:])], 1)
@@ -200,14 +214,18 @@ def default_weights(kind: str, board_size: int) -> Path:
 
 
 def build(kind: str, in_planes: int, board_size: int, preset: str | None = "small", *,
-          layers: int | None = None, filters: int | None = None) -> PolicyNet | ValueNet:
+          layers: int | None = None, filters: int | None = None, ownership_head: bool = False) -> PolicyNet | ValueNet:
     """A new ``"policy"`` or ``"value"`` net from a preset, or from explicit layers and filters.
 
     ``layers`` / ``filters`` override the preset's; with ``preset=None`` both are
-    required. Raises ValueError for an unknown kind or preset, or a bad size.
+    required. ``ownership_head`` gives a value net the ownership output. Raises
+    ValueError for an unknown kind or preset, a bad size, or a policy net with
+    an ownership head.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+    if ownership_head and kind != "value":
+        raise ValueError("only a value net has an ownership head")
     if preset is not None and preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
     preset_layers, preset_filters = PRESETS[preset] if preset is not None else (None, None)
@@ -215,8 +233,9 @@ def build(kind: str, in_planes: int, board_size: int, preset: str | None = "smal
     filters = filters if filters is not None else preset_filters
     if layers is None or filters is None:
         raise ValueError("give a preset, or both layers and filters")
-    net_class = PolicyNet if kind == "policy" else ValueNet
-    return net_class(in_planes, board_size, layers, filters)
+    if kind == "policy":
+        return PolicyNet(in_planes, board_size, layers, filters)
+    return ValueNet(in_planes, board_size, layers, filters, ownership_head)
 
 
 def describe(net: PolicyNet | ValueNet, *, features: str | None = None,
@@ -236,6 +255,7 @@ def describe(net: PolicyNet | ValueNet, *, features: str | None = None,
         "filters": net.filters,
         "in_planes": net.in_planes,
         "board_size": net.board_size,
+        **({"ownership_head": net.ownership_head} if net.kind == "value" else {}),
         "features": features if features is not None else old.get("features"),
         "provenance": dict(provenance if provenance is not None else old.get("provenance") or {}),
     }
@@ -275,8 +295,8 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu",
     if kind is not None and meta["kind"] != kind:
         raise CheckpointError(f"{path} holds a {meta['kind']} network, expected a {kind} network")
     try:
-        net = build(meta["kind"], meta["in_planes"], meta["board_size"], None,
-                    layers=meta["layers"], filters=meta["filters"])
+        net = build(meta["kind"], meta["in_planes"], meta["board_size"], None, layers=meta["layers"],
+                    filters=meta["filters"], ownership_head=bool(meta.get("ownership_head", False)))
         # load_state_dict copies into the fp32 parameters, so fp16 files come back as fp32
         net.load_state_dict(strip_wrapper_prefixes(payload["model"]))
     except (ValueError, RuntimeError, KeyError, TypeError) as exc:

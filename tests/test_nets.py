@@ -153,13 +153,34 @@ def test_save_load_round_trip(tmp_path, kind):
     nets.save(net, tmp_path / "net.pt", features="alphago48", provenance=provenance)
     loaded = nets.load(tmp_path / "net.pt")
     assert type(loaded) is type(net) and not loaded.training
+    head = {"ownership_head": False} if kind == "value" else {}
     assert loaded.meta == {"kind": kind, "preset": "tiny", "layers": 3, "filters": 16, "in_planes": PLANES,
-                           "board_size": 9, "features": "alphago48", "provenance": provenance}
+                           "board_size": 9, **head, "features": "alphago48", "provenance": provenance}
     x = planes(4, 9)
     with torch.no_grad():
         assert torch.equal(net(x), loaded(x))
     nets.save(loaded, tmp_path / "again.pt")  # a loaded net keeps its description
     assert nets.load(tmp_path / "again.pt").meta == loaded.meta
+
+
+def test_ownership_head_gives_per_point_logits_and_survives_a_round_trip(tmp_path):
+    torch.manual_seed(0)
+    net = nets.build("value", PLANES + 1, 9, "tiny", ownership_head=True).eval()
+    x = planes(3, 9, PLANES + 1)
+    with torch.no_grad():
+        value, logits = net(x, ownership=True)
+        assert logits.shape == (3, 81) and torch.equal(value, net(x))  # the head leaves the value alone
+    nets.save(net, tmp_path / "value.pt", features="alphago49")
+    loaded = nets.load(tmp_path / "value.pt", kind="value")
+    assert loaded.meta["ownership_head"] is True
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(loaded(x, ownership=True), (value, logits)))
+    with pytest.raises(ValueError, match="no ownership head"):
+        nets.build("value", PLANES + 1, 9, "tiny")(x, ownership=True)
+    with pytest.raises(ValueError, match="only a value net"):
+        nets.build("policy", PLANES, 9, "tiny", ownership_head=True)
+    trunk = nets.value_from_policy(nets.build("policy", PLANES, 9, "tiny"), PLANES + 1, ownership_head=True)
+    assert trunk(x, ownership=True)[1].shape == (3, 81)
 
 
 def test_fp16_storage(tmp_path):

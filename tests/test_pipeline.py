@@ -44,6 +44,22 @@ def test_value_stage_keeps_one_position_per_game_and_reports_held_out_mse(polici
     assert nets.load(export, kind="value").meta["features"] == "alphago49"
 
 
+def test_value_stage_trains_an_ownership_head_on_the_final_area(policies, tmp_path):
+    sl, rl = policies
+    games, out, export = tmp_path / "games", tmp_path / "value", tmp_path / "value5.pt"
+    args = ["value", str(games), "--sl", str(sl), "--rl", str(rl), "--games", "16", "--games-per-shard", "8",
+            "--max-u", "6", "--val-fraction", "0.25", "--out", str(out), "--preset", "tiny", "--steps", "6",
+            "--batch-size", "4", "--warmup-steps", "1", "--val-every", "3", "--ownership-weight", "1.5",
+            "--no-progress", "--export", str(export)]
+    assert train_main(args) == 0
+    assert all(data.OWNERSHIP in data.load_shard(p) for p in data.shard_paths(games, "train"))
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert all(0 < float(r["ownership"]) < 2 for r in rows)  # logged beside the MSE, in train and val rows
+    assert {r["split"] for r in rows} == {"train", "val"}
+    net = nets.load(export, kind="value")
+    assert net.meta["ownership_head"] and net(torch.zeros(2, 49, SIZE, SIZE), ownership=True)[1].shape == (2, 25)
+
+
 def write_config(path: Path, root: Path, stages: str) -> Path:
     path.write_text(f'root = "{root}"\n{stages}')
     return path

@@ -82,6 +82,23 @@ def test_value_plan_keeps_exactly_the_position_after_the_random_move():
     assert torch.equal(unpacked, torch.from_numpy(np.stack([g.planes[0] for g in games])).float())
 
 
+def test_shards_carry_the_final_area_from_the_movers_side():
+    games = selfplay.play_games([selfplay.NetPlayer(tiny_policy())], [selfplay.Plan()] * 4, size=SIZE,
+                                rng=np.random.default_rng(3))
+    arrays = selfplay.shard_arrays([(f"g{i}", g) for i, g in enumerate(games)])
+    assert arrays[data.OWNERSHIP].shape == (arrays["move"].size, SIZE * SIZE)
+    for row, (g, i) in enumerate((g, i) for g in range(len(games)) for i in games[g].positions):
+        game = games[g]
+        replayed = Board(SIZE, game.komi)
+        for colour, move in game.history:
+            replayed.play(move, colour)
+        sign = 1 if game.history[i][0] == "B" else -1
+        assert np.array_equal(arrays[data.OWNERSHIP][row], sign * replayed.ownership().ravel())
+        # the mover's area less the opponent's, less the komi the mover gives, decides its outcome
+        margin = arrays[data.OWNERSHIP][row].sum() - sign * game.komi
+        assert np.sign(margin) == arrays["outcome"][row]
+
+
 def test_plans_reject_unknown_players_and_records():
     with pytest.raises(ValueError, match="record"):
         selfplay.Plan(record="both")

@@ -15,6 +15,7 @@ from gogame.sgf import load
 from tests.torchrun import run_two_ranks
 from training import data
 from training.cli import main as train_main
+from training.sl import value_loss
 from training.eval_value import stage_of
 
 FIXTURES = Path(__file__).parent / "data"
@@ -231,3 +232,35 @@ def test_eval_value_refuses_a_net_of_another_size(dataset, tmp_path, capsys):
     nets.save(nets.build("value", 49, 7, "tiny"), tmp_path / "seven.pt", features="alphago49")
     assert train_main(["eval-value", str(tmp_path / "seven.pt"), str(dataset)]) == 2
     assert "7x7" in capsys.readouterr().err
+
+
+def _area_batch(size: int, symmetry: int, transposed: bool) -> tuple[dict, torch.Tensor]:
+    """A batch whose final area is the mover's stones (plane 0), or their transpose, as a stored shard has it."""
+    rng = np.random.default_rng(symmetry)
+    planes = rng.integers(0, 2, size=(16, 49, size, size)).astype(np.uint8)
+    stones = planes[:, 0].transpose(0, 2, 1) if transposed else planes[:, 0]
+    batch = {"planes": torch.from_numpy(np.packbits(planes.reshape(16, -1), axis=1)),
+             "move": torch.zeros(16, dtype=torch.int64), "outcome": torch.ones(16), "symmetry": symmetry,
+             data.OWNERSHIP: torch.from_numpy(2.0 * stones.reshape(16, -1) - 1)}
+    return batch, torch.from_numpy(planes)
+
+
+@pytest.mark.parametrize("symmetry", range(8))
+def test_value_loss_turns_the_final_area_with_the_position(symmetry):
+    def sure_of_its_stones(planes, ownership):  # ownership logits: +20 on the mover's stones, -20 elsewhere
+        assert ownership
+        return torch.zeros(planes.shape[0]), 20 * (2 * planes[:, 0].flatten(1) - 1)
+
+    loss_fn = value_loss(49, 49, 5, ownership_weight=2.0)
+    loss, metrics = loss_fn(sure_of_its_stones, _area_batch(5, symmetry, transposed=False)[0])
+    assert metrics["ownership"] < 1e-6 and metrics["mse"] == 1.0 and loss.item() == pytest.approx(1.0)
+    _, metrics = loss_fn(sure_of_its_stones, _area_batch(5, symmetry, transposed=True)[0])
+    assert metrics["ownership"] > 1  # a target that does not follow the stones is caught
+
+
+def test_ownership_weight_needs_shards_with_the_final_area(dataset, tmp_path, capsys):
+    assert not data.PositionBatches(data.shard_paths(dataset, "train"), 4).ownership  # expert records: no area
+    args = ["value-sl", str(dataset), "--out", str(tmp_path / "v"), "--preset", "tiny", "--steps", "2",
+            "--ownership-weight", "1", "--no-progress"]
+    with pytest.raises(SystemExit, match="final area"):
+        train_main(args)

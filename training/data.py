@@ -17,7 +17,10 @@ array          dtype, shape             meaning
 ``game``       int32 (n,)               index into ``game_name``/``game_komi``
 ============== ======================== ========================================
 
-plus per game ``game_name`` (``archive:member``) and ``game_komi``. Shards are
+plus per game ``game_name`` (``archive:member``) and ``game_komi``. Self-play
+shards (:mod:`training.selfplay`) add ``ownership``, int8 (n, S*S): +1 where
+the final area of the game was the mover's, -1 the opponent's, 0 neither
+(expert records stop before the end, so theirs have none). Shards are
 ``.npz`` files written atomically; a finished chunk leaves a ``.done`` record
 of its counts, so a rerun skips it and resumes where a killed run stopped.
 Games are assigned to splits by a hash of their name with a fixed seed: by
@@ -62,6 +65,7 @@ from training.corpus import iter_sgf, parse_games
 
 SPLITS = ("train", "val", "test")
 ARRAYS = ("planes", "move", "outcome", "move_number", "game")
+OWNERSHIP = "ownership"  # the optional per-position array of self-play shards
 # Reasons a game is skipped (beside the corpus reader's "parse error" and "wrong size").
 ILLEGAL = "illegal move"
 MID_GAME_SETUP = "setup after the first node"
@@ -268,6 +272,11 @@ def load_shard(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return _read_columns(path, None)
 
 
+def _column_names(path: str | os.PathLike) -> list[str]:
+    with np.load(path, allow_pickle=False) as z:
+        return z.files
+
+
 def _read_columns(path: str | os.PathLike, names: Iterable[str] | None) -> dict[str, np.ndarray]:
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in (z.files if names is None else names)}
@@ -421,7 +430,9 @@ class PositionBatches:
     the positions of each group shuffled together, so data larger than memory
     streams. ``one_per_game`` instead yields one random position of each game
     per epoch (for value training, as AlphaGo did to avoid correlated targets);
-    ``decided_only`` keeps only games with a recorded winner. ``cache`` keeps
+    ``decided_only`` keeps only games with a recorded winner. ``ownership``
+    tells whether every shard has the ``ownership`` array; batches then carry it
+    (float ``(B, S*S)``). ``cache`` keeps
     every shard in memory after its first reading (for data that fits, and
     is read whole each epoch while few positions are used, as with
     ``one_per_game``).
@@ -450,11 +461,13 @@ class PositionBatches:
         if isinstance(source, dict):
             self.groups = [source]
             self.lengths = [self._length(source)]
+            self.ownership = OWNERSHIP in source
         else:
             if not source:
                 raise ValueError("no shards to read")
             self.groups = [[p] for p in source]
             self.lengths = [self._length(_read_columns(p, ("game", "outcome"))) for p in source]
+            self.ownership = all(OWNERSHIP in _column_names(p) for p in source)
         self.batch_size = batch_size
         self.seed = seed
         self.shards_in_memory = shards_in_memory
@@ -507,19 +520,23 @@ class PositionBatches:
             # The partial last batch (drop_last=False): its rows dealt out to the ranks.
             take = np.array_split(np.arange(carry["move"].size), world_size)[rank]
             yield self._batch(carry, take, int(rng.integers(8)))
+
     @staticmethod
     def _batch(pool: dict[str, np.ndarray], take: np.ndarray, symmetry: int) -> dict:
-        return {
+        batch = {
             "planes": torch.from_numpy(pool["planes"][take]),
             "move": torch.from_numpy(pool["move"][take].astype(np.int64)),
             "outcome": torch.from_numpy(pool["outcome"][take].astype(np.float32)),
             "move_number": torch.from_numpy(pool["move_number"][take].astype(np.int64)),
             "symmetry": symmetry,
         }
+        if OWNERSHIP in pool:
+            batch[OWNERSHIP] = torch.from_numpy(pool[OWNERSHIP][take].astype(np.float32))
+        return batch
 
     def _select(self, arrays: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
         """The per-position arrays, reduced to decided games and one random position per game if asked."""
-        cols = {k: arrays[k] for k in ARRAYS}
+        cols = {k: arrays[k] for k in ARRAYS + ((OWNERSHIP,) if self.ownership else ())}
         if self.decided_only:
             keep = cols["outcome"] != 0
             cols = {k: v[keep] for k, v in cols.items()}

@@ -136,7 +136,10 @@ class Plan:
 
 @dataclass
 class PlayedGame:
-    """One finished game: its moves, black's area margin minus komi, and the kept positions.
+    """One finished game: its moves, black's area margin minus komi, its final area, and the kept positions.
+
+    ``ownership`` is the final position's area (:meth:`gogame.board.Board.ownership`: int8 ``[row, col]``, +1
+    black, -1 white, 0 neither), the source of the value net's ownership targets.
 
     ``positions[k]`` is the move index of kept position ``k``; ``planes[k]`` its alphago49 planes (uint8
     ``(49, size, size)``), ``moves[k]`` the flat move played there (``size * size``: pass) and ``sensible[k]``
@@ -148,6 +151,7 @@ class PlayedGame:
     komi: float
     history: list[tuple[str, coords.Move]]
     margin: float
+    ownership: np.ndarray | None = None
     positions: list[int] = field(default_factory=list)
     planes: list[np.ndarray] = field(default_factory=list)
     moves: list[int] = field(default_factory=list)
@@ -215,7 +219,7 @@ def play_games(players: Sequence[Player], plans: Sequence[Plan], *, size: int, k
             move = None if chosen[k] == points else divmod(int(chosen[k]), size)
             board.play(move)
             if board.is_over() or board.move_number >= max_moves:
-                game.history, game.margin = board.history, board.score("area")
+                game.history, game.margin, game.ownership = board.history, board.score("area"), board.ownership()
             else:
                 still.append(g)
         live = still
@@ -223,15 +227,23 @@ def play_games(players: Sequence[Player], plans: Sequence[Plan], *, size: int, k
 
 
 def shard_arrays(games: Sequence[tuple[str, PlayedGame]]) -> dict[str, np.ndarray]:
-    """The :mod:`training.data` shard arrays of the kept positions of named games (outcome for the mover)."""
-    encoded = []
+    """The :mod:`training.data` shard arrays of the kept positions of named games.
+
+    The outcome, and the final area in ``ownership`` (int8 ``(positions, size * size)``, +1 where the mover's
+    area ended), are the mover's.
+    """
+    encoded, owned = [], []
     for name, game in games:
+        movers = np.array([1 if game.history[i][0] == "B" else -1 for i in game.positions], np.int8)
+        owned.append(movers[:, None] * game.ownership.reshape(1, -1))
         keep = np.array(game.positions, np.int64)
         stacked = np.stack(game.planes) if game.planes else np.zeros((0, features.FEATURE_SETS[FEATURES],
                                                                         game.size, game.size), np.uint8)
         packed = np.packbits(stacked.reshape(len(keep), -1), axis=1)  # the layout of data._pack_bits
         encoded.append((name, game.to_sgf(name), keep, packed))
-    return data.assemble_shard(encoded, FEATURES, games[0][1].size)
+    arrays = data.assemble_shard(encoded, FEATURES, games[0][1].size)
+    arrays[data.OWNERSHIP] = np.concatenate(owned)
+    return arrays
 
 
 # -- shard jobs: selfplay and value data --------------------------------------------------------------------

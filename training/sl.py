@@ -63,15 +63,32 @@ def policy_loss(stored_planes: int, in_planes: int, size: int):
     return loss_fn
 
 
-def value_loss(stored_planes: int, in_planes: int, size: int):
-    """The value loss: mean squared error against the game's outcome for the player to move."""
+def value_loss(stored_planes: int, in_planes: int, size: int, ownership_weight: float = 0.0):
+    """The value loss: mean squared error against the game's outcome for the player to move.
+
+    With ``ownership_weight`` > 0 (a net with an ownership head, batches with ``ownership``) the loss adds that
+    weight times the binary cross-entropy of the ownership logits against the final area, averaged over the
+    points (a neutral point's target is 1/2), and logs it as ``ownership``; ``mse`` stays the outcome's alone.
+    """
 
     def loss_fn(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        planes, _ = batch_planes(batch, stored_planes, in_planes, size)
-        value = model(planes).float()  # (B,)
+        planes = data.unpack_planes(batch["planes"], stored_planes, size)[:, :in_planes]
+        if ownership_weight:  # the final area as one more plane, so the symmetry turns it with the position
+            planes = torch.cat([planes, batch[data.OWNERSHIP].view(-1, 1, size, size)], dim=1)
+        planes, _ = data.apply_symmetries(planes, batch["move"], batch["symmetry"])
         target = batch["outcome"]
-        loss = F.mse_loss(value, target)
-        return loss, {"mse": loss.item(), "sign_acc": ((value > 0) == (target > 0)).float().mean().item()}
+        if ownership_weight:
+            value, logits = model(planes[:, :in_planes], ownership=True)
+            area = (planes[:, in_planes].flatten(1) + 1) / 2  # 1 the mover's, 0 the opponent's, 1/2 neither
+            ownership = F.binary_cross_entropy_with_logits(logits.float(), area)
+        else:
+            value = model(planes)
+        mse = F.mse_loss(value.float(), target)
+        metrics = {"mse": mse.item(), "sign_acc": ((value > 0) == (target > 0)).float().mean().item()}
+        if ownership_weight:
+            metrics["ownership"] = ownership.item()
+            return mse + ownership_weight * ownership, metrics
+        return mse, metrics
 
     return loss_fn
 
@@ -114,6 +131,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "filters replace the preset's)")
     parser.add_argument("--frozen-layers", type=int, default=0,
                         help="keep the first N hidden convolutions fixed (with --init-from: train only the top)")
+    parser.add_argument("--ownership-weight", type=float, default=0.0,
+                        help="value: give the net an ownership head and add this weight times its loss against "
+                             "the final area (self-play data only; KataGo's auxiliary target; default 0: off)")
     parser.add_argument("--export", default=None, help="write the final weights here (fp16), with provenance")
     parser.add_argument("--no-progress", action="store_true")
 
@@ -152,6 +172,12 @@ def train(args: argparse.Namespace, kind: str) -> dict:
                                      shards_in_memory=args.shards_in_memory, **sampling)
     val_src = data.PositionBatches(val_paths, args.batch_size, seed=args.seed, shuffle=False, drop_last=False,
                                    shards_in_memory=args.shards_in_memory, **sampling) if val_paths else None
+    if args.ownership_weight:
+        if kind != "value" or args.ownership_weight < 0:
+            raise SystemExit("--ownership-weight is a positive weight, for value nets")
+        if not train_src.ownership or (val_src is not None and not val_src.ownership):
+            raise SystemExit(f"{args.data}: not every shard has the final area ('ownership'): only self-play "
+                             "shards written by gogame-train selfplay or value have it")
     if val_src is not None and args.val_batches:
         val_src = _Limited(val_src, args.val_batches)
 
@@ -163,9 +189,10 @@ def train(args: argparse.Namespace, kind: str) -> dict:
         if policy.board_size != size:
             raise ValueError(f"--init-from: the policy net is for {policy.board_size}x{policy.board_size}, "
                              f"the data for {size}x{size}")
-        net = nets.value_from_policy(policy, in_planes)
+        net = nets.value_from_policy(policy, in_planes, ownership_head=args.ownership_weight > 0)
     else:
-        net = nets.build(kind, in_planes, size, args.preset, layers=args.layers, filters=args.filters)
+        net = nets.build(kind, in_planes, size, args.preset, layers=args.layers, filters=args.filters,
+                         ownership_head=args.ownership_weight > 0)
     nets.freeze_hidden_layers(net, args.frozen_layers)
     provenance = {
         "command": "gogame-train " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("gogame-train") else " ".join(sys.argv),
@@ -179,11 +206,14 @@ def train(args: argparse.Namespace, kind: str) -> dict:
         out_dir=args.out, steps=args.steps or (1 if args.minutes else 0), epochs=args.epochs, batch_size=args.batch_size,
         optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
         schedule=args.schedule, warmup_steps=args.warmup_steps, val_every=args.val_every,
-        val_metric="loss", ckpt_every=args.ckpt_every, seed=args.seed, amp=args.amp, device=args.device,
-        resume=args.resume, max_steps_this_run=args.max_steps_this_run, progress=not args.no_progress,
+        val_metric="mse" if kind == "value" else "loss", ckpt_every=args.ckpt_every, seed=args.seed, amp=args.amp,
+        device=args.device, resume=args.resume, max_steps_this_run=args.max_steps_this_run, progress=not args.no_progress,
         prefetch=args.prefetch,
     )
-    loss = (value_loss if kind == "value" else policy_loss)(meta["planes"], in_planes, size)
+    if kind == "value":
+        loss = value_loss(meta["planes"], in_planes, size, args.ownership_weight)
+    else:
+        loss = policy_loss(meta["planes"], in_planes, size)
     if args.minutes:
         config.steps = _steps_for(args.minutes, net, loss, train_src, config)
         print(f"--minutes {args.minutes:g}: {config.steps} steps", file=sys.stderr)
