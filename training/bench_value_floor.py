@@ -1,6 +1,6 @@
 """The lowest MSE a value net can reach on AlphaGo's value data, measured by playing each position many times.
 
-Run: ``python -m training.bench_value_floor --rl RL.pt [--sl SL.pt] [--value VALUE.pt] [--positions 400]
+Run: ``python -m training.bench_value_floor --rl RL.pt [--sl SL.pt] [--value VALUE.pt ...] [--positions 400]
 [--continuations 16] [--json]``.
 
 The positions are drawn as ``gogame-train value`` draws them (U uniform in ``1..size*size``, the SL policy
@@ -11,9 +11,9 @@ the variance of one outcome there; its mean over positions (**the floor**) is th
 function ``v(s) = E[z | s]`` against the data's single outcomes, so no value net can reach a held-out MSE
 below it. Shown overall (with a 95% interval over positions) and by U.
 
-With ``--value``, the net's prediction ``v`` for each position is scored against the same games: its MSE
+With ``--value``, each net's prediction ``v`` for each position is scored against the same games: its MSE
 against the outcomes (what the value stage's held-out MSE estimates) and against ``m`` (how far it is from
-the perfect value function: ``(v - m)^2`` less the ``var/K`` that ``m``'s own noise adds).
+the perfect value function: ``(v - m)^2`` less the ``var/K`` that ``m``'s own noise adds), overall and by U.
 """
 
 from __future__ import annotations
@@ -66,8 +66,9 @@ def continuation_outcomes(rl: nets.PolicyNet, boards: list[Board], k: int, *, ko
     return outcomes
 
 
-def floor_report(u: np.ndarray, outcomes: np.ndarray, v: np.ndarray | None, size: int) -> dict:
-    """The floor overall and by U, and with ``v`` the net's MSE against the outcomes and against their mean."""
+def floor_report(u: np.ndarray, outcomes: np.ndarray, values: dict[str, np.ndarray], size: int) -> dict:
+    """The floor overall and by U, and for each named net's predictions in ``values`` its MSE against the
+    outcomes and against their mean."""
     k = outcomes.shape[1]
     z = outcomes.astype(np.float64)
     m = z.mean(axis=1)
@@ -75,16 +76,20 @@ def floor_report(u: np.ndarray, outcomes: np.ndarray, v: np.ndarray | None, size
     variance *= k / (k - 1)
     half = 1.96 * variance.std(ddof=1) / np.sqrt(len(variance)) if len(variance) > 1 else float("nan")
     report = {"positions": len(u), "continuations": k, "floor": float(variance.mean()),
-              "floor_95": [float(variance.mean() - half), float(variance.mean() + half)], "by_u": []}
+              "floor_95": [float(variance.mean() - half), float(variance.mean() + half)], "by_u": [],
+              "value_nets": []}
     edges = np.linspace(0, size * size, 5).round().astype(int)
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        rows = (u > lo) & (u <= hi)
-        if rows.any():
-            report["by_u"].append({"u": f"{lo + 1}-{hi}", "positions": int(rows.sum()),
-                                   "floor": float(variance[rows].mean())})
-    if v is not None:
-        report["value_mse_vs_outcomes"] = float(((v[:, None] - z) ** 2).mean())
-        report["value_mse_vs_expected"] = float(((v - m) ** 2 - variance / k).mean())
+    stages = [(f"{lo + 1}-{hi}", (u > lo) & (u <= hi)) for lo, hi in zip(edges[:-1], edges[1:])]
+    stages = [(name, rows) for name, rows in stages if rows.any()]
+    for name, rows in stages:
+        report["by_u"].append({"u": name, "positions": int(rows.sum()), "floor": float(variance[rows].mean())})
+    for net, v in values.items():
+        vs_outcomes = ((v[:, None] - z) ** 2).mean(axis=1)
+        vs_expected = (v - m) ** 2 - variance / k
+        report["value_nets"].append({
+            "net": net, "mse_vs_outcomes": float(vs_outcomes.mean()), "mse_vs_expected": float(vs_expected.mean()),
+            "by_u": [{"u": name, "mse_vs_outcomes": float(vs_outcomes[rows].mean()),
+                      "mse_vs_expected": float(vs_expected[rows].mean())} for name, rows in stages]})
     return report
 
 
@@ -92,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rl", required=True, help="the RL policy, which plays after the random move")
     parser.add_argument("--sl", default=None, help="the SL policy, which plays before it (default: shipped)")
-    parser.add_argument("--value", default=None, help="a value net to score against the same games")
+    parser.add_argument("--value", nargs="+", default=[], help="value nets to score against the same games")
     parser.add_argument("--positions", type=int, default=400)
     parser.add_argument("--continuations", type=int, default=16, help="games played on from each position")
     parser.add_argument("--komi", type=float, default=7.5)
@@ -105,9 +110,9 @@ def main(argv: list[str] | None = None) -> None:
 
     rl = nets.load(args.rl, kind="policy")
     sl = nets.load(args.sl or nets.default_weights("policy", rl.board_size), kind="policy")
-    value = nets.load(args.value, kind="value") if args.value else None
-    for net in (sl, value):
-        if net is not None and net.board_size != rl.board_size:
+    value_nets = {path: nets.load(path, kind="value") for path in args.value}
+    for net in (sl, *value_nets.values()):
+        if net.board_size != rl.board_size:
             parser.error(f"the nets' board sizes differ ({net.board_size} and {rl.board_size})")
     rng = np.random.default_rng(args.seed)
     start = time.perf_counter()
@@ -118,11 +123,9 @@ def main(argv: list[str] | None = None) -> None:
     boards = [board for _, board, _ in drawn]
     outcomes = continuation_outcomes(rl, boards, args.continuations, komi=args.komi, rng=rng,
                                      progress=not args.no_progress)
-    v = None
-    if value is not None:
-        evaluator = NetEvaluator(None, value, symmetries="none")
-        v = evaluator.value(np.stack([planes for _, _, planes in drawn]))
-    report = floor_report(u, outcomes, v, rl.board_size)
+    planes = np.stack([planes for _, _, planes in drawn])
+    values = {path: NetEvaluator(None, net, symmetries="none").value(planes) for path, net in value_nets.items()}
+    report = floor_report(u, outcomes, values, rl.board_size)
     report["seconds"] = round(time.perf_counter() - start, 1)
     if args.json:
         print(json.dumps(report))
@@ -132,9 +135,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"floor (MSE of the perfect value function): {report['floor']:.3f}  (95%: {lo:.3f}-{hi:.3f})")
     for row in report["by_u"]:
         print(f"  U {row['u']:>7}: {row['floor']:.3f}  ({row['positions']} positions)")
-    if v is not None:
-        print(f"value net MSE against the outcomes: {report['value_mse_vs_outcomes']:.3f}, "
-              f"against their expectation: {report['value_mse_vs_expected']:.3f}")
+    for row in report["value_nets"]:
+        print(f"{row['net']}: MSE against the outcomes {row['mse_vs_outcomes']:.3f}, "
+              f"against their expectation {row['mse_vs_expected']:.3f}")
+        for stage in row["by_u"]:
+            print(f"  U {stage['u']:>7}: {stage['mse_vs_outcomes']:.3f}, {stage['mse_vs_expected']:.3f}")
 
 
 if __name__ == "__main__":
