@@ -223,6 +223,16 @@ def test_eval_value_scores_a_net_that_knows_nothing_at_mse_one(dataset, tmp_path
     assert report["sign_acc"] == pytest.approx(np.mean(decided < 0))
     assert sum(r["positions"] for r in report["by_move_number"].values()) == decided.size
 
+    torch.manual_seed(1)
+    nets.save(nets.build("value", 49, 9, "tiny"), tmp_path / "other.pt", features="alphago49")
+    args = ["eval-value", str(tmp_path / "other.pt"), str(dataset), "--against", str(tmp_path / "zero.pt"), "--json"]
+    assert train_main(args) == 0
+    paired = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert paired["baseline"]["mse"] == pytest.approx(1.0)  # the zero net on the same positions
+    assert paired["baseline"]["difference"] == pytest.approx(paired["mse"] - 1.0)
+    lo, hi = paired["baseline"]["difference_95"]
+    assert lo <= paired["baseline"]["difference"] <= hi
+
     games = sum(np.unique(s["game"][s["outcome"] != 0]).size for s in shards)  # game ids count within a shard
     assert train_main(["eval-value", str(tmp_path / "zero.pt"), str(dataset), "--one-per-game", "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["positions"] == games
@@ -234,7 +244,7 @@ def test_eval_value_refuses_a_net_of_another_size(dataset, tmp_path, capsys):
     assert "7x7" in capsys.readouterr().err
 
 
-def _area_batch(size: int, symmetry: int, transposed: bool) -> tuple[dict, torch.Tensor]:
+def _area_batch(size: int, symmetry: int, transposed: bool) -> dict:
     """A batch whose final area is the mover's stones (plane 0), or their transpose, as a stored shard has it."""
     rng = np.random.default_rng(symmetry)
     planes = rng.integers(0, 2, size=(16, 49, size, size)).astype(np.uint8)
@@ -242,7 +252,7 @@ def _area_batch(size: int, symmetry: int, transposed: bool) -> tuple[dict, torch
     batch = {"planes": torch.from_numpy(np.packbits(planes.reshape(16, -1), axis=1)),
              "move": torch.zeros(16, dtype=torch.int64), "outcome": torch.ones(16), "symmetry": symmetry,
              data.OWNERSHIP: torch.from_numpy(2.0 * stones.reshape(16, -1) - 1)}
-    return batch, torch.from_numpy(planes)
+    return batch
 
 
 @pytest.mark.parametrize("symmetry", range(8))
@@ -252,9 +262,9 @@ def test_value_loss_turns_the_final_area_with_the_position(symmetry):
         return torch.zeros(planes.shape[0]), 20 * (2 * planes[:, 0].flatten(1) - 1)
 
     loss_fn = value_loss(49, 49, 5, ownership_weight=2.0)
-    loss, metrics = loss_fn(sure_of_its_stones, _area_batch(5, symmetry, transposed=False)[0])
+    loss, metrics = loss_fn(sure_of_its_stones, _area_batch(5, symmetry, transposed=False))
     assert metrics["ownership"] < 1e-6 and metrics["mse"] == 1.0 and loss.item() == pytest.approx(1.0)
-    _, metrics = loss_fn(sure_of_its_stones, _area_batch(5, symmetry, transposed=True)[0])
+    _, metrics = loss_fn(sure_of_its_stones, _area_batch(5, symmetry, transposed=True))
     assert metrics["ownership"] > 1  # a target that does not follow the stones is caught
 
 
