@@ -41,6 +41,7 @@ def evaluate_value(net: nets.ValueNet, source: data.PositionBatches, stored_plan
     """MSE and sign accuracy of ``net`` on every batch of ``source``, overall and by :func:`stage_of`; with a
     ``baseline`` net also its MSE on the same inputs and the paired difference (``net``'s less its)."""
     net = net.to(device).eval()
+    baseline = baseline.to(device).eval() if baseline is not None else None
     sums: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0])  # stage -> [positions, squared error, signs]
     differences = []
     with torch.no_grad():
@@ -51,7 +52,7 @@ def evaluate_value(net: nets.ValueNet, source: data.PositionBatches, stored_plan
             value = net(planes).float().cpu()
             errors = (value - target) ** 2
             if baseline is not None:
-                differences.append(errors - (baseline.to(device).eval()(planes).float().cpu() - target) ** 2)
+                differences.append(errors - (baseline(planes).float().cpu() - target) ** 2)
             for number, err, sign in zip(batch["move_number"].tolist(), errors.tolist(),
                                          ((value > 0) == (target > 0)).tolist()):
                 for key in ("all", stage_of(number, size)):
