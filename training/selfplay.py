@@ -379,6 +379,11 @@ def generate(out_dir: str | os.PathLike, spec: GameSpec, games: int, *, games_pe
             add(json.loads(done.read_text()))
         else:
             pending.append(job)
+    summary_path = out / "summary.json"
+    if not pending and summary_path.exists():
+        recorded = json.loads(summary_path.read_text())
+        if recorded.get("games") == totals["games"]:
+            return recorded  # all played before: keep the rates of the run that played them
     resumed_games, moves_before = totals["games"], totals["moves"]
     start = time.perf_counter()
     with tqdm(total=games, initial=resumed_games, unit="game", desc=spec.mode, disable=not progress) as bar:
@@ -400,7 +405,7 @@ def generate(out_dir: str | os.PathLike, spec: GameSpec, games: int, *, games_pe
     played = totals["games"] - resumed_games
     summary = {**meta, **totals, "games_per_s": played / max(elapsed, 1e-9),
                "moves_per_s": (totals["moves"] - moves_before) / max(elapsed, 1e-9)}
-    write_atomically(out / "summary.json", lambda f: f.write(json.dumps(summary, indent=1).encode()))
+    write_atomically(summary_path, lambda f: f.write(json.dumps(summary, indent=1).encode()))
     return summary
 
 
