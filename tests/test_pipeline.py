@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import csv
+import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
 from gogame import nets
-from training import data, pipeline
+from training import data, pipeline, selfplay
 from training.cli import main as train_main
 
 SIZE = 5
@@ -119,3 +122,19 @@ def test_the_shipped_nine_by_nine_config_parses():
     stages = pipeline.load_config(REPO / "training" / "pipeline9.toml", root="R")
     assert [s.name for s in stages] == ["dataset", "sl", "rollout", "rl", "value", "evaluate"]
     assert all(str(s.creates).startswith("R/") for s in stages)
+
+
+def test_the_gpu_value_script_trains_and_scores_a_net_from_packed_value_data(policies, tmp_path):
+    sl, rl = policies
+    spec = selfplay.GameSpec(SIZE, (str(sl), str(rl)), "value", max_u=6, val_fraction=0.25)
+    selfplay.generate(tmp_path / "value-data", spec, 24, games_per_shard=12, progress=False)
+    packed, out = tmp_path / "data.tar.xz", tmp_path / "out"
+    subprocess.run(["tar", "cJf", str(packed), "-C", str(tmp_path), "--exclude", "sgf", "value-data"], check=True)
+    script = REPO / "training" / "train_value9_gpu.sh"
+    done = subprocess.run(["bash", str(script), str(packed), str(out), "0.02", "tiny", "4"], cwd=REPO,
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    report = json.loads((out / "eval.json").read_text())
+    assert "held-out MSE" in done.stdout and 0 <= report["mse"] <= 4
+    assert nets.load(out / "value9.pt", kind="value").meta["ownership_head"]
+    assert (out / "metrics.csv").exists()

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The 9x9 self-play value net on one GPU: the value stage of issue 8 at a size a CPU cannot train.
+#
+#   bash training/train_value9_gpu.sh DATA.tar.xz OUT [MINUTES] [PRESET] [BATCH]
+#
+# DATA.tar.xz packs one folder of value data made by `gogame-train value` on CPUs (its shards carry the final
+# area for the ownership head); the SGF files are not needed, and xz shrinks the bit-packed shards about
+# fivefold (100,000 positions: 13 MB), so that it travels with the checkout:
+#
+#   tar cJf runs/value9-data.tar.xz -C PARENT --exclude sgf value-data
+#
+# OUT receives value9.pt, eval.json (held-out MSE overall and by stage) and metrics.csv. The training stops
+# after MINUTES (default 6) with the cosine schedule run to its end; best.pt is chosen by held-out MSE.
+set -eu
+DATA=$1; OUT=$2; MINUTES=${3:-6}; PRESET=${4:-medium}; BATCH=${5:-256}
+mkdir -p "$OUT"
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+tar xJf "$DATA" -C "$WORK"
+FOLDER=$(dirname "$(find "$WORK" -name meta.json | head -1)")
+T="python -m training.cli"
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU"
+$T value-sl "$FOLDER" --out "$WORK/run" --preset "$PRESET" --minutes "$MINUTES" --batch-size "$BATCH" \
+    --optimizer adamw --lr 5e-4 --weight-decay 1e-3 --warmup-steps 200 --val-every 500 --ckpt-every 2000 \
+    --ownership-weight 1.5 --amp --cache --export "$OUT/value9.pt" --no-progress 2>&1 | tail -2
+$T eval-value "$OUT/value9.pt" "$FOLDER" --split val --json > "$OUT/eval.json"
+cp "$WORK/run/metrics.csv" "$OUT/"
+python -c "import json; r = json.load(open('$OUT/eval.json')); print('held-out MSE', round(r['mse'], 4), 'AlphaGo scale', round(r['mse_alphago_scale'], 4))"
