@@ -13,6 +13,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gogame import sgf
@@ -77,6 +78,12 @@ def test_wilson_interval_known_values():
     assert match.wilson_interval(0, 10) == pytest.approx((0.0, 0.277533), abs=1e-6)
     assert match.wilson_interval(8, 10) == pytest.approx((0.490162, 0.943318), abs=1e-6)
     assert match.wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_mean_interval_is_the_normal_interval_of_a_mean():
+    # mean 2.5, sample standard deviation sqrt(5/3): half-width 1.95996 * 1.29099 / 2
+    assert match.mean_interval([1, 2, 3, 4]) == pytest.approx((2.5 - 1.265151, 2.5 + 1.265151), abs=1e-6)
+    assert all(np.isnan(match.mean_interval([1.0])))
 
 
 def test_elo_known_values():

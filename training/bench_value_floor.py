@@ -28,6 +28,7 @@ from tqdm import tqdm
 from gogame import nets
 from gogame.api import NetEvaluator
 from gogame.board import Board
+from training.match import mean_interval
 from training.selfplay import GameSpec, NetPlayer, Plan, play_games
 
 CHUNK_GAMES = 512  # continuations played at once
@@ -74,9 +75,8 @@ def floor_report(u: np.ndarray, outcomes: np.ndarray, values: dict[str, np.ndarr
     m = z.mean(axis=1)
     variance = (z * z).mean(axis=1) - m * m  # per position, then made unbiased
     variance *= k / (k - 1)
-    half = 1.96 * variance.std(ddof=1) / np.sqrt(len(variance)) if len(variance) > 1 else float("nan")
     report = {"positions": len(u), "continuations": k, "floor": float(variance.mean()),
-              "floor_95": [float(variance.mean() - half), float(variance.mean() + half)], "by_u": [],
+              "floor_95": list(mean_interval(variance)), "by_u": [],
               "value_nets": []}
     edges = np.linspace(0, size * size, 5).round().astype(int)
     stages = [(f"{lo + 1}-{hi}", (u > lo) & (u <= hi)) for lo, hi in zip(edges[:-1], edges[1:])]

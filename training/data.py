@@ -269,17 +269,8 @@ def save_shard(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 def load_shard(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read a shard (never unpickles: ``allow_pickle=False``)."""
-    return _read_columns(path, None)
-
-
-def _column_names(path: str | os.PathLike) -> list[str]:
     with np.load(path, allow_pickle=False) as z:
-        return z.files
-
-
-def _read_columns(path: str | os.PathLike, names: Iterable[str] | None) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in (z.files if names is None else names)}
+        return {k: z[k] for k in z.files}
 
 
 @dataclass(frozen=True)
@@ -466,8 +457,12 @@ class PositionBatches:
             if not source:
                 raise ValueError("no shards to read")
             self.groups = [[p] for p in source]
-            self.lengths = [self._length(_read_columns(p, ("game", "outcome"))) for p in source]
-            self.ownership = all(OWNERSHIP in _column_names(p) for p in source)
+            self.lengths, owned = [], []
+            for path in source:  # one opening of each shard: its length and whether it has the final area
+                with np.load(path, allow_pickle=False) as z:
+                    self.lengths.append(self._length({k: z[k] for k in ("game", "outcome")}))
+                    owned.append(OWNERSHIP in z.files)
+            self.ownership = all(owned)
         self.batch_size = batch_size
         self.seed = seed
         self.shards_in_memory = shards_in_memory

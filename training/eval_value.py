@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from gogame import nets
 from training import data
+from training.match import mean_interval
 from training.sl import batch_planes, input_planes
 
 
@@ -70,11 +71,10 @@ def evaluate_value(net: nets.ValueNet, source: data.PositionBatches, stored_plan
     stages = sorted((k for k in sums if k != "all"), key=lambda s: int(s.split("-")[0].rstrip("+")))
     result = {**report(sums["all"]), "by_move_number": {k: report(sums[k]) for k in stages}}
     if baseline is not None:
-        d = torch.cat(differences).double()
-        half = 1.96 * float(d.std()) / len(d) ** 0.5 if len(d) > 1 else float("nan")
+        d = torch.cat(differences).double().numpy()
         mse = result["mse"] - float(d.mean())
         result["baseline"] = {"mse": mse, "mse_alphago_scale": mse / 2, "difference": float(d.mean()),
-                              "difference_95": [float(d.mean()) - half, float(d.mean()) + half]}
+                              "difference_95": list(mean_interval(d))}
     return result
 
 
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     baseline = nets.load(args.against, kind="value") if args.against else None
     meta = data.dataset_meta(args.data)
     size = meta["size"]
-    for scored in (net, baseline) if baseline is not None else (net,):
+    for scored in [n for n in (net, baseline) if n is not None]:
         if scored.board_size != size:
             raise ValueError(f"the net is for {scored.board_size}x{scored.board_size}, the data for {size}x{size}")
         input_planes(meta["features"], scored.meta["features"])  # the data must carry the net's planes

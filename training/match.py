@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import numpy as np
 from tqdm import tqdm
 
 from gogame import coords, sgf
@@ -195,6 +196,15 @@ def wilson_interval(score: float, n: int, z: float = Z95) -> tuple[float, float]
     centre = (p + z * z / (2 * n)) / denominator
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def mean_interval(samples: np.ndarray, z: float = Z95) -> tuple[float, float]:
+    """Normal interval for the mean of ``samples``; NaNs with fewer than two."""
+    samples = np.asarray(samples, np.float64)
+    if samples.size < 2:
+        return float("nan"), float("nan")
+    half = z * samples.std(ddof=1) / math.sqrt(samples.size)
+    return float(samples.mean() - half), float(samples.mean() + half)
 
 
 def elo_difference(p: float) -> float:

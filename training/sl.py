@@ -77,18 +77,15 @@ def value_loss(stored_planes: int, in_planes: int, size: int, ownership_weight: 
             planes = torch.cat([planes, batch[data.OWNERSHIP].view(-1, 1, size, size)], dim=1)
         planes, _ = data.apply_symmetries(planes, batch["move"], batch["symmetry"])
         target = batch["outcome"]
-        if ownership_weight:
-            value, logits = model(planes[:, :in_planes], ownership=True)
-            area = (planes[:, in_planes].flatten(1) + 1) / 2  # 1 the mover's, 0 the opponent's, 1/2 neither
-            ownership = F.binary_cross_entropy_with_logits(logits.float(), area)
-        else:
-            value = model(planes)
+        value, logits = model(planes[:, :in_planes], ownership=True) if ownership_weight else (model(planes), None)
         mse = F.mse_loss(value.float(), target)
         metrics = {"mse": mse.item(), "sign_acc": ((value > 0) == (target > 0)).float().mean().item()}
-        if ownership_weight:
-            metrics["ownership"] = ownership.item()
-            return mse + ownership_weight * ownership, metrics
-        return mse, metrics
+        if logits is None:
+            return mse, metrics
+        area = (planes[:, in_planes].flatten(1) + 1) / 2  # 1 the mover's, 0 the opponent's, 1/2 neither
+        ownership = F.binary_cross_entropy_with_logits(logits.float(), area)
+        metrics["ownership"] = ownership.item()
+        return mse + ownership_weight * ownership, metrics
 
     return loss_fn
 
@@ -207,8 +204,8 @@ def train(args: argparse.Namespace, kind: str) -> dict:
         optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
         schedule=args.schedule, warmup_steps=args.warmup_steps, val_every=args.val_every,
         val_metric="mse" if kind == "value" else "loss", ckpt_every=args.ckpt_every, seed=args.seed, amp=args.amp,
-        device=args.device, resume=args.resume, max_steps_this_run=args.max_steps_this_run, progress=not args.no_progress,
-        prefetch=args.prefetch,
+        device=args.device, resume=args.resume, max_steps_this_run=args.max_steps_this_run,
+        progress=not args.no_progress, prefetch=args.prefetch,
     )
     if kind == "value":
         loss = value_loss(meta["planes"], in_planes, size, args.ownership_weight)

@@ -5,7 +5,7 @@
 #
 # DATA.tar.xz packs one folder of value data made by `gogame-train value` on CPUs (its shards carry the final
 # area for the ownership head); the SGF files are not needed, and xz shrinks the bit-packed shards about
-# fivefold (100,000 positions: 13 MB), so that it travels with the checkout:
+# fivefold (176,500 games: 21.7 MB), so that it travels with the checkout:
 #
 #   tar cJf runs/value9-data.tar.xz -C PARENT --exclude sgf value-data
 #
@@ -25,4 +25,5 @@ $T value-sl "$FOLDER" --out "$WORK/run" --preset "$PRESET" --minutes "$MINUTES" 
     --ownership-weight 1.5 --amp --cache --export "$OUT/value9.pt" --no-progress 2>&1 | tail -2
 $T eval-value "$OUT/value9.pt" "$FOLDER" --split val --json > "$OUT/eval.json"
 cp "$WORK/run/metrics.csv" "$OUT/"
-python -c "import json; r = json.load(open('$OUT/eval.json')); print('held-out MSE', round(r['mse'], 4), 'AlphaGo scale', round(r['mse_alphago_scale'], 4))"
+python -c "import json; r = json.load(open('$OUT/eval.json'))
+print('held-out MSE', round(r['mse'], 4), 'AlphaGo scale', round(r['mse_alphago_scale'], 4))"
