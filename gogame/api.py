@@ -237,10 +237,11 @@ class Engine:
         (:func:`gogame.nets.default_weights`; FileNotFoundError naming the shipped sizes if there is no policy
         net; with no value net shipped for the size, leaves are valued by rollouts alone).
         ``Engine.load(path)``: a policy or value net file (its kind decides which; the other net is then
-        absent), or a folder holding ``policy*.pt`` and ``value*.pt`` (``size`` picks ``policy{size}.pt`` when
-        there are several). ``Engine.load(policy=..., value=...)``: explicit files, either may be left out.
-        ``rollout``: a :class:`gogame.rollout.RolloutPolicy`, its file, or ``"uniform"`` (random playouts); by
-        default the shipped policy if it exists, else uniform. Raises CheckpointError for a file that is not a
+        absent), or a folder holding ``policy*.pt``, ``value*.pt`` and optionally a rollout policy
+        ``rollout*.npz`` (``size`` picks ``policy{size}.pt`` when there are several, and so on).
+        ``Engine.load(policy=..., value=...)``: explicit files, either may be left out. ``rollout``: a
+        :class:`gogame.rollout.RolloutPolicy`, its file, or ``"uniform"`` (random playouts); by default the
+        folder's, else the shipped policy if it exists, else uniform. Raises CheckpointError for a file that is not a
         net.
         """
         if path is not None:
@@ -248,6 +249,7 @@ class Engine:
             if path.is_dir():
                 policy = policy or _pick(path, "policy", size)
                 value = value or _pick(path, "value", size)
+                rollout = rollout or _pick(path, "rollout", size, ".npz")
             else:
                 net = nets.load(path, device)
                 return cls(net if net.kind == "policy" else None, net if net.kind == "value" else None,
@@ -371,10 +373,10 @@ class Engine:
         raise ValueError(f"what must be 'policy' or 'winrate', not {what!r}")
 
 
-def _pick(folder: Path, kind: str, size: int | None) -> Path | None:
-    if size is not None and (folder / f"{kind}{size}.pt").exists():
-        return folder / f"{kind}{size}.pt"
-    found = sorted(folder.glob(f"{kind}*.pt"))
+def _pick(folder: Path, kind: str, size: int | None, suffix: str = ".pt") -> Path | None:
+    if size is not None and (folder / f"{kind}{size}{suffix}").exists():
+        return folder / f"{kind}{size}{suffix}"
+    found = sorted(folder.glob(f"{kind}*{suffix}"))
     if len(found) > 1:
         raise ValueError(f"{folder} holds several {kind} nets ({', '.join(p.name for p in found)}): give size")
     return found[0] if found else None

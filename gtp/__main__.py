@@ -21,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="gogame's GTP version 2 engine for Go GUIs (Sabaki, Lizzie, GoGui, q5Go). "
         "Speaks GTP on stdin/stdout; logs go to stderr.",
     )
-    parser.add_argument("--weights", help="a policy/value net file or a folder of them (default: shipped nets)")
+    parser.add_argument("--weights", help="a policy/value net file, or a folder of them and optionally a rollout "
+                                          "policy rollout*.npz (default: shipped nets)")
     parser.add_argument("--size", type=int, default=19, help="initial board size (default 19)")
     parser.add_argument("--komi", type=float, default=7.5, help="initial komi (default 7.5)")
     parser.add_argument("--visits", type=int, default=400, help="search visits per move (default 400)")

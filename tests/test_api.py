@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import gogame
-from gogame import Board, features, nets, sgf
+from gogame import Board, features, nets, rollout, sgf
 from gogame.api import RESIGN_MIN_VISITS, Engine, position_from_sgf, render, wilson_lower_bound
 from gogame.coords import from_gtp, to_flat
 
@@ -136,6 +136,18 @@ def test_load_errors(weights):
         Engine.load()
     with pytest.raises(TypeError):
         Engine.load(weights, no_such_option=1)
+
+
+def test_a_weights_folder_brings_its_own_rollout_policy(weights, tmp_path):
+    folder = tmp_path / "engine"
+    folder.mkdir()
+    (folder / "policy9.pt").write_bytes((weights / "policy9.pt").read_bytes())
+    shipped = rollout.RolloutPolicy.load()
+    assert np.array_equal(Engine.load(folder, bf16=False).rollouts.policy.weights, shipped.weights)
+    own = rollout.RolloutPolicy(shipped.keys[:10], shipped.weights[:rollout.N_FIXED + 10] * 2)
+    own.save(folder / "rollout9.npz")
+    assert np.array_equal(Engine.load(folder, bf16=False).rollouts.policy.weights, own.weights)
+    assert Engine.load(folder, rollout="uniform", bf16=False).rollouts.policy is None
 
 
 # -- search ---------------------------------------------------------------------------------------------------

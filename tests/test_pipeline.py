@@ -80,7 +80,9 @@ creates = "{root}/sp/summary.json"
     assert pipeline.load_config(config, root="elsewhere")[0].creates == Path("elsewhere/sp/summary.json")
     for body, message in [("", "no \\[\\[stage\\]\\]"), ('[[stage]]\ncommand = "sl"\n', "lacks creates"),
                           ('[[stage]]\ncommand = "fly"\ncreates = "x"\n', "unknown command"),
-                          ("root = [", "p.toml")]:
+                          ("root = [", "p.toml"),
+                          ('[[stage]]\ncommand = "rl"\ncreates = "x"\nprocesses = 0\n', "positive integer"),
+                          ('[[stage]]\ncommand = "selfplay"\ncreates = "x"\nprocesses = 2\n', "data-parallel")]:
         with pytest.raises(ValueError, match=message):
             pipeline.load_config(write_config(tmp_path / "p.toml", tmp_path, body))
 
@@ -118,23 +120,54 @@ creates = "{{root}}/sp2/summary.json"
     assert train_main(["pipeline", "--config", str(config), "--only", "nope"]) == 2
 
 
+def test_a_stage_runs_as_torchrun_ranks(policies, tmp_path, capsys):
+    config = write_config(tmp_path / "p.toml", tmp_path / "run", f"""
+[[stage]]
+name = "rl"
+command = "rl"
+processes = 2
+args = ["--size", "{SIZE}", "--weights", "{policies[0]}", "--out", "{{root}}/rl", "--iterations", "2",
+        "--games", "2", "--eval-every", "2", "--eval-games", "4", "--max-moves", "12", "--no-progress",
+        "--export", "{{root}}/rl.pt"]
+creates = "{{root}}/rl.pt"
+""")
+    assert train_main(["pipeline", "--config", str(config)]) == 0
+    assert "(2 torchrun ranks)" in capsys.readouterr().err
+    rows = list(csv.DictReader(open(tmp_path / "run" / "rl" / "metrics.csv")))
+    assert [int(r["step"]) for r in rows if r["split"] == "train"] == [1, 2]
+    assert nets.load(tmp_path / "run" / "rl.pt", kind="policy").board_size == SIZE
+
+
 def test_the_shipped_nine_by_nine_config_parses():
     stages = pipeline.load_config(REPO / "training" / "pipeline9.toml", root="R")
     assert [s.name for s in stages] == ["dataset", "sl", "rollout", "rl", "value", "evaluate"]
     assert all(str(s.creates).startswith("R/") for s in stages)
+    assert [s.processes for s in stages] == [1, 1, 1, 2, 1, 1]
+    engine = {s.name: s.creates for s in stages if s.creates.parent == Path("R/engine")}
+    assert set(engine) == {"sl", "rollout", "value"}  # the folder gogame-gtp --weights plays
+
+
+def run_gpu_value_script(data: str, out: Path) -> dict:
+    script = REPO / "training" / "train_value9_gpu.sh"
+    done = subprocess.run(["bash", str(script), data, str(out), "0.02", "tiny", "4"], cwd=REPO,
+                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    assert "held-out MSE" in done.stdout and (out / "metrics.csv").exists()
+    assert nets.load(out / "value9.pt", kind="value").meta["ownership_head"]
+    return json.loads((out / "eval.json").read_text())
 
 
 def test_the_gpu_value_script_trains_and_scores_a_net_from_packed_value_data(policies, tmp_path):
     sl, rl = policies
     spec = selfplay.GameSpec(SIZE, (str(sl), str(rl)), "value", max_u=6, val_fraction=0.25)
     selfplay.generate(tmp_path / "value-data", spec, 24, games_per_shard=12, progress=False)
-    packed, out = tmp_path / "data.tar.xz", tmp_path / "out"
+    packed = tmp_path / "data.tar.xz"
     subprocess.run(["tar", "cJf", str(packed), "-C", str(tmp_path), "--exclude", "sgf", "value-data"], check=True)
-    script = REPO / "training" / "train_value9_gpu.sh"
-    done = subprocess.run(["bash", str(script), str(packed), str(out), "0.02", "tiny", "4"], cwd=REPO,
-                          capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert done.returncode == 0, done.stderr
-    report = json.loads((out / "eval.json").read_text())
-    assert "held-out MSE" in done.stdout and 0 <= report["mse"] <= 4
-    assert nets.load(out / "value9.pt", kind="value").meta["ownership_head"]
-    assert (out / "metrics.csv").exists()
+    report = run_gpu_value_script(str(packed), tmp_path / "out")
+    held_out = sum(data.load_shard(p)["outcome"].size for p in data.shard_paths(tmp_path / "value-data", "val"))
+    assert 0 <= report["mse"] <= 4 and report["positions"] == held_out
+
+
+def test_the_gpu_value_script_plays_its_games_with_the_shipped_policies(tmp_path):
+    report = run_gpu_value_script("60", tmp_path / "out")  # about 3 of the 60 games are held out
+    assert 0 <= report["mse"] <= 4 and report["positions"] >= 1

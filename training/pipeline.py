@@ -10,8 +10,10 @@ the file it creates::
     command = "rl"                     # a gogame-train command (see training/cli.py)
     args = ["--size", "9", "--out", "{root}/rl", "--iterations", "300", "--export", "{root}/policy9-rl.pt"]
     creates = "{root}/policy9-rl.pt"   # the stage is skipped when this exists
+    processes = 2                      # optional: data-parallel under torchrun, one rank per process
 
-Stages run in file order, in this process. A stage whose ``creates`` exists is skipped, so a rerun after a
+Stages run in file order, in this process (a stage with ``processes`` > 1 as that many ``torchrun`` ranks,
+for the commands that train data-parallel: ``DATA_PARALLEL``). A stage whose ``creates`` exists is skipped, so a rerun after a
 failure or a kill starts at the first unfinished stage (and the stages resume inside themselves where they
 can: pass ``--resume`` to training stages). A stage that fails, or returns without creating its file,
 stops the pipeline with exit status 1. ``training/pipeline9.toml`` takes a fresh install to a 9x9 engine.
@@ -20,6 +22,7 @@ stops the pipeline with exit status 1. ``training/pipeline9.toml`` takes a fresh
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import time
 import tomllib
@@ -28,6 +31,8 @@ from pathlib import Path
 
 from training import cli
 
+DATA_PARALLEL = ("sl", "value-sl", "rl")  # the commands whose training runs as several torchrun ranks
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -35,6 +40,7 @@ class Stage:
     command: str
     args: tuple[str, ...]
     creates: Path
+    processes: int = 1
 
 
 def load_config(path: str | Path, root: str | None = None) -> list[Stage]:
@@ -55,9 +61,15 @@ def load_config(path: str | Path, root: str | None = None) -> list[Stage]:
         args = table.get("args", [])
         if not isinstance(args, list) or not all(isinstance(a, (str, int, float)) for a in args):
             raise ValueError(f"{path}: stage {i + 1}: args must be a list of strings")
+        processes = table.get("processes", 1)
+        if type(processes) is not int or processes < 1:
+            raise ValueError(f"{path}: stage {i + 1}: processes must be a positive integer")
+        if processes > 1 and table["command"] not in DATA_PARALLEL:
+            raise ValueError(f"{path}: stage {i + 1}: {table['command']} does not run data-parallel "
+                             f"(processes > 1 is for {', '.join(DATA_PARALLEL)})")
         stages.append(Stage(str(table.get("name", table["command"])), table["command"],
                             tuple(str(a).replace("{root}", root) for a in args),
-                            Path(str(table["creates"]).replace("{root}", root))))
+                            Path(str(table["creates"]).replace("{root}", root)), processes))
     if not stages:
         raise ValueError(f"{path} has no [[stage]] tables")
     return stages
@@ -75,16 +87,12 @@ def run_stages(stages: list[Stage], dry_run: bool = False, only: set[str] | None
         if stage.creates.exists():
             print(f"pipeline: {stage.name}: skipped, {stage.creates} exists", file=sys.stderr)
             continue
-        print(f"pipeline: {stage.name}: gogame-train {stage.command} {' '.join(stage.args)}", file=sys.stderr)
+        ranks = f" ({stage.processes} torchrun ranks)" if stage.processes > 1 else ""
+        print(f"pipeline: {stage.name}: gogame-train {stage.command} {' '.join(stage.args)}{ranks}", file=sys.stderr)
         if dry_run:
             continue
         start = time.perf_counter()
-        try:
-            status = cli.main([stage.command, *stage.args])
-        except SystemExit as exc:  # argparse and the stages exit this way on bad input
-            if isinstance(exc.code, str):
-                print(exc.code, file=sys.stderr)
-            status = exc.code if isinstance(exc.code, int) else 1
+        status = run_stage(stage)
         minutes = (time.perf_counter() - start) / 60
         if status != 0 or not stage.creates.exists():
             print(f"pipeline: {stage.name} failed after {minutes:.1f} min (status {status}, "
@@ -92,6 +100,20 @@ def run_stages(stages: list[Stage], dry_run: bool = False, only: set[str] | None
             return 1
         print(f"pipeline: {stage.name}: done in {minutes:.1f} min", file=sys.stderr)
     return 0
+
+
+def run_stage(stage: Stage) -> int:
+    """Run one stage: in this process, or as ``stage.processes`` torchrun ranks; its exit status."""
+    if stage.processes > 1:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+                   str(stage.processes), "-m", "training.cli", stage.command, *stage.args]
+        return subprocess.run(command).returncode
+    try:
+        return cli.main([stage.command, *stage.args])
+    except SystemExit as exc:  # argparse and the stages exit this way on bad input
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+        return exc.code if isinstance(exc.code, int) else 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
