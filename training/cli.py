@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "plot": ("training.metrics", "run", "plot a run's metrics.csv to PNG"),
     "selfplay": ("training.selfplay", "run", "play policy (or MCTS) games in worker processes into shards and SGF"),
     "rl": ("training.rl", "run", "RL policy by REINFORCE against a pool of its earlier checkpoints"),
+    "policy-match": ("training.policy_match", "run", "two policy nets head to head in raw-policy games: win rate"),
     "value": ("training.value", "run", "value data from SL/random/RL games (one position each), then the value net"),
     "pipeline": ("training.pipeline", "run", "run the training stages of a TOML config, skipping finished ones"),
     "demo": ("training.demos.command", "run", "run a lecture demo (--list) on the shared trainer"),

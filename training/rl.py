@@ -95,8 +95,8 @@ class Pool:
 
 def game_batch(games: list[PlayedGame], learner_colours: list[str], in_planes: int,
                values: NetEvaluator | None = None, reference: NetEvaluator | None = None) -> dict[str, torch.Tensor]:
-    """The REINFORCE batch of games: per game ``z`` (the learner's outcome), per learner move the planes,
-    the move, the moves it chose among and its game, with ``values`` (a value net's evaluator) the
+    """The REINFORCE batch of games: per game ``z`` (the learner's outcome) and ``learner_black``, per learner
+    move the planes, the move, the moves it chose among and its game, with ``values`` (a value net's evaluator) the
     ``baseline``: its value of the position, and with ``reference`` (a policy net's) the ``reference_logp``:
     its log-probabilities of all moves there. Forced passes (no choice) are left out."""
     rows = [(g, k) for g, game in enumerate(games) for k in range(len(game.positions)) if game.sensible[k].any()]
@@ -106,6 +106,7 @@ def game_batch(games: list[PlayedGame], learner_colours: list[str], in_planes: i
     legal = np.stack([games[g].sensible[k] for g, k in rows]) if rows else np.zeros((0, size * size + 1), bool)
     batch = {
         "z": torch.tensor([game.outcome(c) for game, c in zip(games, learner_colours)], dtype=torch.float32),
+        "learner_black": torch.tensor([c == "B" for c in learner_colours]),
         "planes": torch.from_numpy(np.ascontiguousarray(planes[:, :in_planes])),
         "move": torch.tensor([games[g].moves[k] for g, k in rows], dtype=torch.int64),
         "legal": torch.from_numpy(legal),
