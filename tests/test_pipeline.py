@@ -140,9 +140,9 @@ creates = "{{root}}/rl.pt"
 
 def test_the_shipped_nine_by_nine_config_parses():
     stages = pipeline.load_config(REPO / "training" / "pipeline9.toml", root="R")
-    assert [s.name for s in stages] == ["dataset", "sl", "rollout", "rl", "rl-kl", "value", "evaluate"]
+    assert [s.name for s in stages] == ["dataset", "sl", "rollout", "rl", "value", "evaluate"]
     assert all(str(s.creates).startswith("R/") for s in stages)
-    assert [s.processes for s in stages] == [1, 1, 1, 2, 2, 1, 1]
+    assert [s.processes for s in stages] == [1, 1, 1, 2, 1, 1]
     engine = {s.name: s.creates for s in stages if s.creates.parent == Path("R/engine")}
     assert set(engine) == {"sl", "rollout", "value"}  # the folder gogame-gtp --weights plays
 
