@@ -13,10 +13,11 @@ the file it creates::
     processes = 2                      # optional: data-parallel under torchrun, one rank per process
 
 Stages run in file order, in this process (a stage with ``processes`` > 1 as that many ``torchrun`` ranks,
-for the commands that train data-parallel: ``DATA_PARALLEL``). A stage whose ``creates`` exists is skipped, so a rerun after a
-failure or a kill starts at the first unfinished stage (and the stages resume inside themselves where they
-can: pass ``--resume`` to training stages). A stage that fails, or returns without creating its file,
-stops the pipeline with exit status 1. ``training/pipeline9.toml`` takes a fresh install to a 9x9 engine.
+for the commands that train data-parallel: ``DATA_PARALLEL``). A stage whose ``creates`` exists is skipped,
+so a rerun after a failure or a kill starts at the first unfinished stage (and the stages resume inside
+themselves where they can: pass ``--resume`` to training stages). A stage that fails, or returns without
+creating its file, stops the pipeline with exit status 1. ``training/pipeline9.toml`` takes a fresh install
+to a 9x9 engine.
 """
 
 from __future__ import annotations

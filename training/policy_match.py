@@ -37,7 +37,8 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def play_seed(a_path: str, b_path: str, seed: int, games: int, batch: int, komi: float) -> tuple[np.ndarray, np.ndarray]:
+def play_seed(a_path: str, b_path: str, seed: int, games: int, batch: int,
+              komi: float) -> tuple[np.ndarray, np.ndarray]:
     """A's outcome (+1 win, -1 loss) in each game of one seed, and whether A was black in it."""
     torch.set_num_threads(1)  # one process per core
     a, b = nets.load(a_path, kind="policy"), nets.load(b_path, kind="policy")
