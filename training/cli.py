@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 
 from gogame.checkpoint import CheckpointError
+from training.stopping import EXIT_STOPPED, RunStopped
 
 # name -> (module, run function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -30,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "policy-match": ("training.policy_match", "run", "two policy nets head to head in raw-policy games: win rate"),
     "value": ("training.value", "run", "value data from SL/random/RL games (one position each), then the value net"),
     "pipeline": ("training.pipeline", "run", "run the training stages of a TOML config, skipping finished ones"),
+    "campaign": ("training.campaign", "run", "a training run over many machines' turns: start, continue, status"),
     "demo": ("training.demos.command", "run", "run a lecture demo (--list) on the shared trainer"),
 }
 
@@ -48,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     try:
         return int(getattr(importlib.import_module(args.module), args.function)(args) or 0)
@@ -55,6 +59,19 @@ def main(argv: list[str] | None = None) -> int:
         # Bad input named on the command line, or settings that do not fit it: a clear message, not a traceback.
         print(f"gogame-train {args.command}: {exc}", file=sys.stderr)
         return 2
+    except RunStopped as stop:
+        print(f"gogame-train {args.command}: {stop}; to continue: {continue_command(argv, args)}",
+              file=sys.stderr)
+        return EXIT_STOPPED
+
+
+def continue_command(argv: list[str], args: argparse.Namespace) -> str:
+    """The command line that continues a stopped run: the same one, with ``--resume`` where the command has it
+    (a command without it, such as ``selfplay``, resumes when run again as it was)."""
+    words = list(argv)
+    if hasattr(args, "resume") and "--resume" not in words:
+        words.append("--resume")
+    return " ".join(["gogame-train", *map(shlex.quote, words)])
 
 
 if __name__ == "__main__":

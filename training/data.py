@@ -38,6 +38,7 @@ seeded ``symmetry`` offset, so resumed runs see the same augmentation).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import multiprocessing as mp
@@ -267,6 +268,12 @@ def save_shard(path: Path, arrays: dict[str, np.ndarray]) -> None:
     write_atomically(path, lambda f: np.savez(f, **arrays))
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, as hex."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def load_shard(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read a shard (never unpickles: ``allow_pickle=False``)."""
     with np.load(path, allow_pickle=False) as z:
@@ -406,6 +413,11 @@ def shard_paths(data_dir: str | os.PathLike, split: str) -> list[Path]:
     return sorted(Path(data_dir).glob(f"{split}-*.npz"))
 
 
+def manifest_paths(manifest: dict | None) -> list[Path]:
+    """The shard paths a :meth:`PositionBatches.manifest` lists, in its order (none for None)."""
+    return [Path(entry["path"]) for entry in (manifest or {}).get("inputs", [])]
+
+
 def dataset_meta(data_dir: str | os.PathLike) -> dict:
     path = Path(data_dir) / "meta.json"
     if not path.exists():
@@ -449,6 +461,8 @@ class PositionBatches:
         self.one_per_game = one_per_game
         self.decided_only = decided_only
         self.groups: list[list[Path]] | list[dict[str, np.ndarray]]
+        self._paths: list[Path] | None = None  # the shards, for the manifest
+        self._inputs: list[dict] | None = None  # their sizes and digests, computed on the first manifest()
         if isinstance(source, dict):
             self.groups = [source]
             self.lengths = [self._length(source)]
@@ -456,7 +470,12 @@ class PositionBatches:
         else:
             if not source:
                 raise ValueError("no shards to read")
-            self.groups = [[p] for p in source]
+            missing = [str(p) for p in source if not Path(p).is_file()]
+            if missing:
+                raise FileNotFoundError(f"shard {missing[0]} is missing" +
+                                        (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+            self._paths = [Path(p) for p in source]
+            self.groups = [[p] for p in self._paths]
             self.lengths, owned = [], []
             for path in source:  # one opening of each shard: its length and whether it has the final area
                 with np.load(path, allow_pickle=False) as z:
@@ -469,6 +488,24 @@ class PositionBatches:
         self.shuffle = shuffle
         self.drop_last = drop_last
         self._cache: dict[Path, dict[str, np.ndarray]] | None = {} if cache else None
+
+    def manifest(self) -> dict:
+        """What this source reads and how it orders it: every shard with its size and SHA-256 (in-memory
+        arrays: their digest), and the settings that change the batches. The trainer stores it at the start
+        of a run and refuses to resume a run whose inputs differ."""
+        settings = {"batch_size": self.batch_size, "seed": self.seed, "shards_in_memory": self.shards_in_memory,
+                    "one_per_game": self.one_per_game, "decided_only": self.decided_only,
+                    "shuffle": self.shuffle, "drop_last": self.drop_last}
+        if self._paths is None:
+            digest = hashlib.sha256()
+            for name in sorted(self.groups[0]):
+                digest.update(name.encode())
+                digest.update(np.ascontiguousarray(self.groups[0][name]).tobytes())
+            return {"inputs": [], "arrays_sha256": digest.hexdigest(), "settings": settings}
+        if self._inputs is None:
+            self._inputs = [{"path": str(p), "bytes": p.stat().st_size, "sha256": file_sha256(p)}
+                            for p in self._paths]
+        return {"inputs": self._inputs, "settings": settings}
 
     def _length(self, arrays: dict[str, np.ndarray]) -> int:
         games = arrays["game"][arrays["outcome"] != 0] if self.decided_only else arrays["game"]

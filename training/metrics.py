@@ -102,13 +102,16 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, float | int | str]]:
         ]
 
 
-def plot_run(run_dir: str | os.PathLike, out_png: str | os.PathLike | None = None) -> Path:
+def plot_run(run_dir: str | os.PathLike, out_png: str | os.PathLike | None = None, *,
+             boundaries: list[int] = (), title: str | None = None, rates: bool = False) -> Path:
     """Plot every metric of ``run_dir/metrics.csv`` against step, train and val together.
 
-    One panel per metric (``lr`` included), each split a line. Writes a PNG to
-    ``out_png`` (default ``run_dir/metrics.png``) with the Agg renderer, so it
-    works on headless machines, and returns its path. Raises
-    FileNotFoundError if the run has no metrics rows.
+    One panel per metric (``lr`` included), each split a line; ``rates`` adds
+    the training throughput (``samples_per_s``); ``boundaries`` marks these
+    steps in every panel (a campaign's segment starts); ``title`` replaces the
+    folder's name. Writes a PNG to ``out_png`` (default ``run_dir/metrics.png``)
+    with the Agg renderer, so it works on headless machines, and returns its
+    path. Raises FileNotFoundError if the run has no metrics rows.
     """
     # A bare Figure renders with Agg and, unlike pyplot, leaves the global
     # backend alone (a notebook calling this keeps its inline plots).
@@ -118,7 +121,8 @@ def plot_run(run_dir: str | os.PathLike, out_png: str | os.PathLike | None = Non
     rows = read_metrics(run_dir)
     if not rows:
         raise FileNotFoundError(f"no metrics rows in {run_dir / METRICS_FILE}")
-    names = list(dict.fromkeys(k for r in rows for k in r if k not in (*_KEY_COLUMNS, *_NOT_PLOTTED)))
+    skipped = (*_KEY_COLUMNS, *(c for c in _NOT_PLOTTED if not (rates and c == "samples_per_s")))
+    names = list(dict.fromkeys(k for r in rows for k in r if k not in skipped))
     splits = list(dict.fromkeys(r["split"] for r in rows))
 
     ncols = min(3, len(names))
@@ -131,13 +135,15 @@ def plot_run(run_dir: str | os.PathLike, out_png: str | os.PathLike | None = Non
             if points:
                 steps, values = zip(*points)
                 ax.plot(steps, values, marker="." if len(points) < 30 else None, label=split)
+        for step in boundaries:
+            ax.axvline(step, color="grey", lw=0.8, ls="--")
         ax.set_title(name)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         ax.legend()
     for ax in axes.flat[len(names):]:
         ax.axis("off")
-    fig.suptitle(run_dir.name)
+    fig.suptitle(title or run_dir.name)
     fig.tight_layout()
 
     out = Path(out_png) if out_png is not None else run_dir / "metrics.png"

@@ -46,6 +46,7 @@ from gogame import nets
 from gogame.api import NetEvaluator
 from gogame.checkpoint import CheckpointError
 from training.selfplay import NetPlayer, Plan, PlayedGame, play_games
+from training.stopping import add_stop_arguments
 from training.trainer import TrainConfig, Trainer
 
 BASELINES = ("none", "mean", "value")
@@ -267,6 +268,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--max-steps-this-run", type=int, default=0, help="stop after this many iterations")
+    add_stop_arguments(parser)
     parser.add_argument("--export", default=None, help="write the final policy here (fp16), with provenance")
     parser.add_argument("--no-progress", action="store_true")
 
@@ -305,7 +307,8 @@ def run(args: argparse.Namespace) -> int:
                          val_every=args.eval_every, val_metric="win_rate", val_mode="max",
                          ckpt_every=args.ckpt_every, log_every=1, seed=args.seed, device=args.device,
                          resume=args.resume, max_steps_this_run=args.max_steps_this_run,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, stop_after_minutes=args.stop_after,
+                         ckpt_every_minutes=args.ckpt_every_minutes)
     settings = {k: v for k, v in vars(args).items() if k not in ("module", "function")}
     provenance = {"command": " ".join(["gogame-train", *sys.argv[1:]]), "settings": settings, "start": str(weights),
                   "pool_ancestors": [str(p) for p in ancestors],

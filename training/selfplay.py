@@ -28,6 +28,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import signal
 import time
 import zlib
 from collections.abc import Sequence
@@ -43,6 +44,7 @@ from gogame.api import Engine
 from gogame.atomic import write_atomically
 from gogame.board import Board, format_result
 from training import data
+from training.stopping import RunStopped, StopRequest, add_stop_arguments
 
 FEATURES = "alphago49"  # what the loop computes; policy nets read the first 48 planes
 SENSIBLE = features.plane_slice("alphago48", "sensibleness").start
@@ -339,14 +341,18 @@ def play_shard(job: ShardJob) -> dict:
 
 def _worker_init() -> None:
     torch.set_num_threads(1)  # one process per core: torch's own threads would fight over them
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides, cleanly
 
 
 def generate(out_dir: str | os.PathLike, spec: GameSpec, games: int, *, games_per_shard: int = 64,
-             workers: int = 1, tag: str = "sp", seed: int = 0, progress: bool = True) -> dict:
+             workers: int = 1, tag: str = "sp", seed: int = 0, progress: bool = True,
+             stop_after_minutes: float = 0.0) -> dict:
     """Play (or finish playing) ``games`` games into ``out_dir``; returns the summary saved as ``summary.json``.
 
     The folder's ``meta.json`` makes it a :mod:`training.data` dataset (alphago49, train and val splits);
     ValueError if it was started with other settings. Workers > 1 play shards in spawned processes.
+    SIGINT, SIGTERM or ``stop_after_minutes`` stop it between shards (the shards in play are abandoned; each
+    finished one is on disk) with :class:`training.stopping.RunStopped`; running it again goes on.
     """
     if games < 1 or games_per_shard < 1 or workers < 1:
         raise ValueError("games, games_per_shard and workers must be at least 1")
@@ -394,13 +400,27 @@ def generate(out_dir: str | os.PathLike, spec: GameSpec, games: int, *, games_pe
             bar.set_postfix(games_s=f"{(totals['games'] - resumed_games) / elapsed:.2f}",
                             moves_s=f"{(totals['moves'] - moves_before) / elapsed:.0f}")
 
-        if workers == 1:
-            for job in pending:
-                note(play_shard(job))
-        else:
-            with mp.get_context("spawn").Pool(workers, initializer=_worker_init) as pool:
-                for counts in pool.imap_unordered(play_shard, pending):
-                    note(counts)
+        def check(request: StopRequest) -> None:
+            if reason := request.reason():
+                raise RunStopped(reason, f"{totals['games']} of {games} games in {out}")
+
+        with StopRequest(stop_after_minutes) as request:
+            if workers == 1:
+                for job in pending:
+                    check(request)
+                    note(play_shard(job))
+            else:
+                with mp.get_context("spawn").Pool(workers, initializer=_worker_init) as pool:
+                    results = pool.imap_unordered(play_shard, pending)
+                    for _ in pending:
+                        while True:  # wake up every second to see whether to stop (leaving terminates the pool)
+                            check(request)
+                            try:
+                                counts = results.next(timeout=1.0)
+                                break
+                            except mp.TimeoutError:
+                                continue
+                        note(counts)
     elapsed = time.perf_counter() - start
     played = totals["games"] - resumed_games
     summary = {**meta, **totals, "games_per_s": played / max(elapsed, 1e-9),
@@ -432,6 +452,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_generation_arguments(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true")
+    add_stop_arguments(parser, checkpoints=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -440,7 +461,8 @@ def run(args: argparse.Namespace) -> int:
                     args.max_moves, val_fraction=args.val_fraction)
     try:
         summary = generate(args.out, spec, args.games, games_per_shard=args.games_per_shard, workers=args.workers,
-                           tag=args.tag, seed=args.seed, progress=not args.no_progress)
+                           tag=args.tag, seed=args.seed, progress=not args.no_progress,
+                           stop_after_minutes=args.stop_after)
     except ValueError as exc:  # settings that do not fit: the net's size, an existing folder's settings
         raise SystemExit(f"gogame-train selfplay: {exc}") from None
     print(json.dumps({k: summary[k] for k in ("games", "moves", "positions", "games_per_s", "moves_per_s")}))

@@ -29,7 +29,8 @@ import torch.nn.functional as F
 
 from gogame import features, nets
 from training import data
-from training.trainer import TrainConfig, Trainer
+from training.stopping import add_stop_arguments
+from training.trainer import TrainConfig, Trainer, stored_config
 
 
 def input_planes(dataset_features: str, net_features: str) -> int:
@@ -121,8 +122,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA, or a CPU with AVX-512 BF16/AMX; ignored elsewhere)")
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out: its length, schedule and shards are the ones it started "
+                             "with (a conflicting option is an error)")
+    parser.add_argument("--extend", type=int, default=0, metavar="STEPS",
+                        help="with --resume: lengthen the run to STEPS steps in all; the cosine schedule is "
+                             "recomputed for the new length from the current step on")
     parser.add_argument("--max-steps-this-run", type=int, default=0, help="stop after this many steps (resume later)")
+    add_stop_arguments(parser)
     parser.add_argument("--init-from", default=None,
                         help="value-sl: start the value net's hidden layers from this policy net (its layers and "
                              "filters replace the preset's)")
@@ -157,8 +164,12 @@ def train(args: argparse.Namespace, kind: str) -> dict:
     size = meta["size"]
     net_features = "alphago49" if kind == "value" else ("alphago48" if meta["features"] == "alphago49" else meta["features"])
     in_planes = input_planes(meta["features"], net_features)
-    train_paths = data.shard_paths(args.data, "train")
-    val_paths = data.shard_paths(args.data, "val")
+    # A resumed run reads the shards it started with (its manifest), not whatever the folder holds now, and keeps
+    # the length it was given (--minutes is not timed again).
+    stored = stored_config(args.out) if args.resume else None
+    manifest = (stored or {}).get("manifest") or {}
+    train_paths, val_paths = (data.manifest_paths(manifest[split]) if split in manifest
+                              else data.shard_paths(args.data, split) for split in ("train", "val"))
     if not train_paths:
         raise SystemExit(f"{args.data} has no train shards")
     # The value net sees one position per decided game per epoch (AlphaGo's
@@ -205,13 +216,17 @@ def train(args: argparse.Namespace, kind: str) -> dict:
         schedule=args.schedule, warmup_steps=args.warmup_steps, val_every=args.val_every,
         val_metric="mse" if kind == "value" else "loss", ckpt_every=args.ckpt_every, seed=args.seed, amp=args.amp,
         device=args.device, resume=args.resume, max_steps_this_run=args.max_steps_this_run,
-        progress=not args.no_progress, prefetch=args.prefetch,
+        progress=not args.no_progress, prefetch=args.prefetch, stop_after_minutes=args.stop_after,
+        ckpt_every_minutes=args.ckpt_every_minutes, extend_steps=args.extend,
     )
     if kind == "value":
         loss = value_loss(meta["planes"], in_planes, size, args.ownership_weight)
     else:
         loss = policy_loss(meta["planes"], in_planes, size)
-    if args.minutes:
+    if stored and args.minutes:
+        config.steps = stored["steps"]
+        print(f"--minutes: the resumed run's length was fixed at its start: {config.steps} steps", file=sys.stderr)
+    elif args.minutes:
         config.steps = _steps_for(args.minutes, net, loss, train_src, config)
         print(f"--minutes {args.minutes:g}: {config.steps} steps", file=sys.stderr)
     trainer = Trainer(net, loss, train_src, val_src, config=config,
@@ -238,7 +253,8 @@ def _steps_for(minutes: float, net: torch.nn.Module, loss, train_src, config: Tr
     probe_net = copy.deepcopy(net)
     with tempfile.TemporaryDirectory() as tmp:
         probe = dataclasses.replace(config, out_dir=tmp, steps=50, max_steps_this_run=10, val_every=10**9,
-                                    ckpt_every=10**9, progress=False, resume=False)
+                                    ckpt_every=10**9, ckpt_every_minutes=0, stop_after_minutes=0,
+                                    progress=False, resume=False)
         Trainer(probe_net, loss, train_src, None, config=probe).fit()
         start = time.perf_counter()
         Trainer(probe_net, loss, train_src, None, config=dataclasses.replace(probe, max_steps_this_run=0, resume=True)).fit()

@@ -20,19 +20,32 @@ The file reads top to bottom like nanoGPT's ``train.py``:
 
 Run folder (``config.out_dir``): ``metrics.csv`` (see :mod:`training.metrics`),
 ``last.pt`` (latest state, for resuming), ``best.pt`` (the state at the best
-validation metric). Both checkpoints have kind ``"trainer"`` and hold the
-model and optimizer state, step, epoch and batch position within the epoch,
-the RNG states of every rank, best metric and early-stop counter, the config
-as a dict and the caller's ``extra_meta`` (the model's own description, which
-:func:`gogame.nets.load` reads to rebuild a network). There is no separate
-scheduler state: the learning rate is ``lr_at(step)``.
+validation metric), ``manifest.json`` (the data's inputs, when the batch source
+describes them). Both checkpoints have kind ``"trainer"`` and hold the
+model and optimizer state, step, total steps, epoch and batch position within
+the epoch, the RNG states of every rank, best metric and early-stop counter,
+the config as a dict, the data manifest and the caller's ``extra_meta`` (the
+model's own description, which :func:`gogame.nets.load` reads to rebuild a
+network). There is no separate scheduler state: the learning rate is
+``lr_at(step)``.
 
-Exact resume: epoch ``e`` visits the data in an order seeded by ``seed + e``,
-so a resumed run skips the batches already consumed and sees the same
-remaining batches, with the RNG states restored, as a run never interrupted.
-On CPU the final weights are bitwise equal (tested). Exactness assumes
-``dataset[i]`` is deterministic (random augmentation in DataLoader workers is
-reseeded per epoch, not per batch).
+Stopping: a run stops cleanly after the current step on SIGINT or SIGTERM and
+once ``stop_after_minutes`` have passed, writing ``last.pt`` first; besides
+every ``ckpt_every`` steps it writes ``last.pt`` whenever ``ckpt_every_minutes``
+have passed since the last one, so a kill -9 loses at most that much work.
+
+Exact resume: the run's length and schedule (:data:`RUN_FIELDS`, and the total
+steps) are fixed by its first checkpoint; resuming with other values is a
+CheckpointError unless ``extend_steps`` lengthens the run on purpose. A batch
+source with a ``manifest()`` (its input files with sizes and hashes, and the
+settings that order them) is checked against the manifest stored at the start,
+so changed or missing inputs are named instead of silently reshuffling an
+epoch. Epoch ``e`` visits the data in an order seeded by ``seed + e``, so a
+resumed run skips the batches already consumed and sees the same remaining
+batches, with the RNG states restored, as a run never interrupted. On CPU the
+final weights are bitwise equal, through SIGTERM and kill -9 too (tested).
+Exactness assumes ``dataset[i]`` is deterministic (random augmentation in
+DataLoader workers is reseeded per epoch, not per batch).
 
 DDP: launched with ``torchrun --nproc_per_node N ...`` (``WORLD_SIZE`` > 1), the
 trainer joins the process group (nccl on CUDA, gloo on CPU), wraps the model in
@@ -44,10 +57,12 @@ averaged over the ranks.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import queue
 import random
+import sys
 import threading
 import time
 import warnings
@@ -65,6 +80,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from gogame import nets
+from gogame.atomic import write_atomically
 from gogame.checkpoint import (
     CheckpointError,
     check_weights_only_safe,
@@ -73,13 +89,16 @@ from gogame.checkpoint import (
     strip_wrapper_prefixes,
 )
 from training.metrics import MetricsWriter
+from training.stopping import RunStopped, StopRequest
 
 LossFn = Callable[[nn.Module, Any], tuple[torch.Tensor, dict[str, float]]]
 OPTIMIZERS = ("sgd", "nesterov", "adagrad", "rmsprop", "adam", "adamw")
 SCHEDULES = ("constant", "cosine", "step")
 LAST = "last.pt"
 BEST = "best.pt"
+MANIFEST = "manifest.json"
 CHECKPOINT_KIND = "trainer"
+STOP_REASONS = ("", "SIGINT", "SIGTERM", "time limit")  # what StopRequest.reason() gives; index 0: go on
 
 
 # ----------------------------------------------------------------------------
@@ -117,6 +136,7 @@ class TrainConfig:
     val_mode: str = "min"  # "min" or "max": which direction of val_metric is better
     early_stop_patience: int = 0  # stop after this many validations without improvement; 0 never
     ckpt_every: int = 1000  # write last.pt after every this many steps (and when stopping)
+    ckpt_every_minutes: float = 5.0  # also write last.pt once this many minutes passed since the last; 0 off
     log_every: int = 50  # write a train row (means over the last log_every steps)
     # runtime
     seed: int = 0
@@ -126,7 +146,11 @@ class TrainConfig:
     prefetch: int = 0  # training batches read ahead in a background thread (0: none); see read_ahead
     progress: bool = True  # tqdm bar (rank 0 only)
     resume: bool = False  # continue from out_dir/last.pt if it exists
+    # this invocation only: a resumed run may change these freely
     max_steps_this_run: int = 0  # stop (with a checkpoint) after this many steps; 0 no limit
+    stop_after_minutes: float = 0.0  # stop (with a checkpoint) after this much wall-clock time; 0 no limit
+    handle_signals: bool = True  # SIGINT and SIGTERM stop after the current step, with a checkpoint
+    extend_steps: int = 0  # with resume: the run's new length in steps (the schedule is recomputed for it)
 
     def __post_init__(self) -> None:
         self.out_dir = str(self.out_dir)  # a Path would not survive weights_only loading
@@ -141,6 +165,64 @@ class TrainConfig:
         for name in ("batch_size", "val_every", "ckpt_every", "log_every", "lr_step_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        for name in ("ckpt_every_minutes", "stop_after_minutes", "extend_steps", "max_steps_this_run"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be at least 0")
+
+
+# What a run's first checkpoint fixes: its length, data order, optimisation and schedule. Resuming with another
+# value of any of these would silently make a different run (TrainConfig.extend_steps lengthens one on purpose).
+RUN_FIELDS = ("steps", "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "grad_clip",
+              "schedule", "warmup_steps", "min_lr", "lr_step_every", "lr_gamma", "val_metric", "val_mode",
+              "early_stop_patience", "seed")
+
+
+def stored_config(out_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The config (as a dict, ``total_steps`` added) of the run whose ``last.pt`` is in ``out_dir``, or None.
+
+    A stage reads it before building its Trainer, to take the run's length from the checkpoint instead of
+    recomputing it (``--minutes``) and to read its inputs from the stored manifest. Raises CheckpointError
+    for a file that is not a trainer checkpoint.
+    """
+    path = Path(out_dir) / LAST
+    if not path.is_file():
+        return None
+    ckpt = load_checkpoint(path, expect_kind=CHECKPOINT_KIND)
+    return {**ckpt["config"], "total_steps": ckpt.get("total_steps"), "manifest": ckpt.get("manifest")}
+
+
+def manifest_difference(stored: Any, current: Any) -> str | None:
+    """What differs between two data manifests, in words naming the input; None when they agree.
+
+    Manifests are plain JSON data; inputs are listed under ``"inputs"`` as dicts with a ``"path"``.
+    """
+    if stored == current:
+        return None
+    if isinstance(stored, dict) and isinstance(current, dict):
+        for key in dict.fromkeys([*stored, *current]):
+            if key == "inputs" and isinstance(stored.get(key), list) and isinstance(current.get(key), list):
+                old = {i.get("path"): i for i in stored[key]}
+                new = {i.get("path"): i for i in current[key]}
+                for path in old:
+                    if path not in new:
+                        return f"input {path} is missing"
+                    if old[path] != new[path]:
+                        return f"input {path} changed ({_input_words(old[path])} -> {_input_words(new[path])})"
+                for path in new:
+                    if path not in old:
+                        return f"input {path} was not among the run's inputs"
+                if list(old) != list(new):
+                    return "the inputs are listed in another order"
+            elif stored.get(key) != current.get(key):
+                inner = manifest_difference(stored.get(key), current.get(key))
+                return f"{key}: {inner}" if inner and isinstance(stored.get(key), dict) else \
+                    f"{key} was {stored.get(key)!r}, is {current.get(key)!r}"
+        return None
+    return f"was {stored!r}, is {current!r}"
+
+
+def _input_words(entry: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in entry.items() if k != "path")
 
 
 # ----------------------------------------------------------------------------
@@ -431,6 +513,18 @@ class _Window:
 # 5. The trainer
 
 
+class TrainingJob(NamedTuple):
+    """Everything a :class:`Trainer` needs, as a stage builds it from its typed config (``build_job(config)``):
+    a campaign or a pipeline then decides where and how long it runs."""
+
+    model: nn.Module
+    loss_fn: LossFn
+    train: Dataset | BatchSource
+    val: Dataset | BatchSource | None
+    config: TrainConfig
+    meta: dict[str, Any]
+
+
 class Trainer:
     """Trains ``model`` on ``loss_fn`` over ``train_data``; see the module docstring.
 
@@ -445,17 +539,22 @@ class Trainer:
     ``out_dir/last.pt``, the model, optimizer, position and RNGs continue from
     it (a missing file starts a fresh run, so the same command can be run
     again until the job is done). A fresh run replaces an old run's files in
-    ``out_dir``. Raises CheckpointError if ``last.pt`` cannot be resumed from.
+    ``out_dir``. Raises CheckpointError if ``last.pt`` cannot be resumed from:
+    another model, another run (a :data:`RUN_FIELDS` value differs), or inputs
+    that differ from its manifest. ``on_checkpoint(path)`` hooks run on rank 0
+    after each write of ``last.pt`` (a campaign keeps its compact state so).
     """
 
     def __init__(self, model: nn.Module, loss_fn: LossFn, train_data: Dataset | BatchSource,
                  val_data: Dataset | BatchSource | None = None, *, config: TrainConfig,
-                 extra_meta: dict[str, Any] | None = None) -> None:
+                 extra_meta: dict[str, Any] | None = None,
+                 on_checkpoint: Callable[[Path], None] | None = None) -> None:
         self.config = cfg = config
         self.extra_meta = dict(extra_meta or {})
         check_weights_only_safe(self.extra_meta, "extra_meta")  # fail now, not at the first checkpoint
         self.loss_fn = loss_fn
         self.out_dir = Path(cfg.out_dir)
+        self.on_checkpoint = on_checkpoint
 
         # where we run: one process, or one rank of a torchrun job
         self.rank, self.world_size, self.device, self._owns_process_group = _setup_distributed(cfg.device)
@@ -474,6 +573,9 @@ class Trainer:
             raise ValueError(f"the training data gives no batch of {cfg.batch_size} per rank "
                              f"({self.world_size} rank(s)): too little data for the batch size")
         self.total_steps = cfg.steps or cfg.epochs * per_epoch
+        self.manifest = {name: source.manifest() for name, source in
+                         (("train", self.train_source), ("val", self.val_source)) if hasattr(source, "manifest")}
+        check_weights_only_safe(self.manifest, "the batch sources' manifest")
 
         self.model = model.to(self.device)  # the bare model: checkpoints and validation use it
         self.optimizer = _make_optimizer(self.model, cfg)
@@ -488,6 +590,8 @@ class Trainer:
         self.last_val: dict[str, float] | None = None
         self.last_train: dict[str, float] | None = None
         self._run_start = time.perf_counter()
+        self._last_save = time.monotonic()
+        self.stopped: str | None = None  # why the last fit() stopped before the end, if it did
         self._postfix: dict[str, str] = {}  # what the progress bar shows after the ETA
 
         resumed = cfg.resume and (self.out_dir / LAST).is_file()
@@ -503,6 +607,9 @@ class Trainer:
             if not resumed:  # a fresh run must not leave an older run's checkpoints around
                 for name in (LAST, BEST):
                     (self.out_dir / name).unlink(missing_ok=True)
+                if self.manifest:
+                    text = json.dumps(self.manifest, indent=1).encode()
+                    write_atomically(self.out_dir / MANIFEST, lambda f: f.write(text))
             self.metrics = MetricsWriter(self.out_dir, resume_step=self.step if resumed else None)
 
     def lr_at(self, step: int) -> float:
@@ -512,41 +619,48 @@ class Trainer:
     # -- the loop -------------------------------------------------------------
 
     def fit(self) -> dict[str, Any]:
-        """Train until the last step, early stopping, or ``max_steps_this_run``.
+        """Train until the last step, early stopping, ``max_steps_this_run``, a signal or the time limit.
 
-        Returns a summary: ``step``, ``epoch``, ``best_metric``, ``early_stopped``,
-        ``train`` and ``val`` (the last logged means, or None). Call it once per
-        Trainer: it closes the metrics file and, if this trainer joined the
+        Returns a summary: ``step``, ``total_steps``, ``epoch``, ``best_metric``, ``early_stopped``,
+        ``train`` and ``val`` (the last logged means, or None). A signal or the time limit raises
+        :class:`training.stopping.RunStopped` instead, once ``last.pt`` is written (``self.stopped`` holds
+        the reason). Call it once per Trainer: it closes the metrics file and, if this trainer joined the
         torchrun process group, leaves it.
         """
         cfg = self.config
         self._run_start = time.perf_counter()
+        self._last_save = time.monotonic()
         first_step = self.step
         window = _Window()
         bar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
                    disable=not (cfg.progress and self.is_main))
         self.train_model.train()
         try:
-            while not self._finished(first_step):
-                batches = self.train_source.batches(self.epoch, self.batch_in_epoch, self.rank, self.world_size)
-                with contextlib.closing(read_ahead(batches, cfg.prefetch, pin=self.device.type == "cuda")) as stream:
-                    for batch in stream:
-                        lr = self._train_step(batch, window)
-                        bar.update()
-                        last = self.step == self.total_steps
-                        if self.step % cfg.log_every == 0 or last:
-                            self._log_train(window, lr, bar)
-                            window = _Window()
-                        if self.val_source is not None and (self.step % cfg.val_every == 0 or last):
-                            self._validate(bar)
-                            window.start = time.perf_counter()  # samples/s counts training only
-                        if self.step % cfg.ckpt_every == 0 or self._finished(first_step):
-                            self.save(self.out_dir / LAST)
-                        if self._finished(first_step):
-                            break
-                    else:  # the epoch ran out: the next starts from its first batch
-                        self.epoch += 1
-                        self.batch_in_epoch = 0
+            with StopRequest(cfg.stop_after_minutes, handle_signals=cfg.handle_signals) as request:
+                while not self._finished(first_step):
+                    batches = self.train_source.batches(self.epoch, self.batch_in_epoch, self.rank,
+                                                        self.world_size)
+                    with contextlib.closing(read_ahead(batches, cfg.prefetch,
+                                                       pin=self.device.type == "cuda")) as stream:
+                        for batch in stream:
+                            lr = self._train_step(batch, window)
+                            bar.update()
+                            last = self.step == self.total_steps
+                            if self.step % cfg.log_every == 0 or last:
+                                self._log_train(window, lr, bar)
+                                window = _Window()
+                            if self.val_source is not None and (self.step % cfg.val_every == 0 or last):
+                                self._validate(bar)
+                                window.start = time.perf_counter()  # samples/s counts training only
+                            self.stopped, save_due = self._poll(request)
+                            if (self.step % cfg.ckpt_every == 0 or save_due or self.stopped
+                                    or self._finished(first_step)):
+                                self.save(self.out_dir / LAST)
+                            if self._finished(first_step):
+                                break
+                        else:  # the epoch ran out: the next starts from its first batch
+                            self.epoch += 1
+                            self.batch_in_epoch = 0
             if self._owns_process_group:  # no rank tears down its connections while another still talks
                 dist.barrier()
         finally:
@@ -555,8 +669,27 @@ class Trainer:
                 self.metrics.close()
             if self._owns_process_group and dist.is_initialized():
                 dist.destroy_process_group()
-        return {"step": self.step, "epoch": self.epoch, "best_metric": self.best_metric,
-                "early_stopped": self._patience_spent(), "train": self.last_train, "val": self.last_val}
+        if self.stopped:
+            raise RunStopped(self.stopped, f"step {self.step} of {self.total_steps} in {self.out_dir / LAST}")
+        return {"step": self.step, "total_steps": self.total_steps, "epoch": self.epoch,
+                "best_metric": self.best_metric, "early_stopped": self._patience_spent(),
+                "train": self.last_train, "val": self.last_val}
+
+    def _poll(self, request: StopRequest) -> tuple[str | None, bool]:
+        """(why to stop now or None, whether a timed checkpoint is due), agreed by every rank.
+
+        Each rank sees its own signals and clock; the ranks must stop and save at the same step, so the
+        flags are combined (any rank's stop stops all) in one small all-reduce per step.
+        """
+        reason = request.reason()
+        due = self.config.ckpt_every_minutes > 0 and \
+            time.monotonic() - self._last_save >= 60 * self.config.ckpt_every_minutes
+        if self.world_size > 1:
+            flags = torch.tensor([STOP_REASONS.index(reason) if reason else 0, int(due)])
+            dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+            code, due = int(flags[0]), bool(flags[1])
+            reason = STOP_REASONS[code] if code else None
+        return reason, due
 
     def _train_step(self, batch: Any, window: _Window) -> float:
         """One optimizer step on one batch; returns the learning rate it used."""
@@ -644,6 +777,8 @@ class Trainer:
         only rank 0 writes.
         """
         rng = self._gather(rng_state(self.device))
+        if Path(path) == self.out_dir / LAST:
+            self._last_save = time.monotonic()
         if not self.is_main:
             return
         save_checkpoint(path, {
@@ -651,6 +786,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
+            "total_steps": self.total_steps,
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
             "best_metric": self.best_metric,
@@ -658,16 +794,34 @@ class Trainer:
             "elapsed_s": self._elapsed(),
             "rng": rng,  # one state per rank
             "config": asdict(self.config),
+            "manifest": self.manifest,
             "meta": self.extra_meta,
         })
+        if self.on_checkpoint is not None and Path(path) == self.out_dir / LAST:
+            self.on_checkpoint(Path(path))
 
     def _resume(self, path: Path) -> None:
-        """Load model, optimizer, position, early-stop state and RNGs from ``path``."""
+        """Load model, optimizer, position, early-stop state and RNGs from ``path``, after checking that it
+        is this run: the same :data:`RUN_FIELDS`, total steps and data manifest (``extend_steps`` aside)."""
         ckpt = load_checkpoint(path, expect_kind=CHECKPOINT_KIND)
-        for key in ("seed", "batch_size"):
-            if ckpt["config"].get(key) != getattr(self.config, key):
-                warnings.warn(f"resuming with {key}={getattr(self.config, key)!r}, the checkpoint used "
-                              f"{ckpt['config'].get(key)!r}: the data order will not match", stacklevel=3)
+        stored, cfg = ckpt["config"], self.config
+        extending = cfg.extend_steps > 0
+        for key in RUN_FIELDS:
+            if extending and key in ("steps", "epochs"):
+                continue
+            if key in stored and stored[key] != getattr(cfg, key):
+                raise CheckpointError(
+                    f"{path} is a run with {key}={stored[key]!r}, not {getattr(cfg, key)!r}: a run's length, data "
+                    "order and schedule are fixed when it starts (resume with its own settings, lengthen it with "
+                    "extend_steps / --extend STEPS, or start a new run in another folder)")
+        total = ckpt.get("total_steps")
+        if not extending and total is not None and total != self.total_steps:
+            raise CheckpointError(f"{path} is a run of {total} steps, these settings and data give "
+                                  f"{self.total_steps}: the data changed (see its manifest) or the settings did")
+        difference = manifest_difference(ckpt.get("manifest") or {}, self.manifest) \
+            if ckpt.get("manifest") is not None else None
+        if difference:
+            raise CheckpointError(f"{path}: the data is not the run's: {difference}")
         try:
             self.model.load_state_dict(strip_wrapper_prefixes(ckpt["model"]))
             self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -675,6 +829,17 @@ class Trainer:
             raise CheckpointError(f"{path} does not fit this model and optimizer: "
                                   f"{str(exc).strip().splitlines()[0]}") from None
         self.step, self.epoch, self.batch_in_epoch = ckpt["step"], ckpt["epoch"], ckpt["batch_in_epoch"]
+        if extending:
+            if cfg.extend_steps <= self.step:
+                raise CheckpointError(f"extend_steps {cfg.extend_steps} must be more than the run's "
+                                      f"{self.step} steps done")
+            if self.is_main:
+                print(f"extending the run from {total or self.total_steps} to {cfg.extend_steps} steps: the "
+                      f"learning-rate schedule is recomputed for the new length from step {self.step} on",
+                      file=sys.stderr)
+            cfg.steps, cfg.epochs = cfg.extend_steps, 0
+            cfg.extend_steps = 0  # the checkpoints of the lengthened run record the new length only
+            self.total_steps = cfg.steps
         self.best_metric, self.bad_evals = ckpt["best_metric"], ckpt["bad_evals"]
         self.elapsed_before = ckpt["elapsed_s"]
         if len(ckpt["rng"]) == self.world_size:
@@ -688,7 +853,7 @@ class Trainer:
 
     def _finished(self, first_step: int) -> bool:
         limit = self.config.max_steps_this_run
-        return (self.step >= self.total_steps or self._patience_spent()
+        return (self.step >= self.total_steps or self._patience_spent() or self.stopped is not None
                 or (limit > 0 and self.step - first_step >= limit))
 
     def _patience_spent(self) -> bool:

@@ -10,16 +10,19 @@ usual game length that is rare; the summary counts the positions).
 
 Then the value net trains on ``DATA`` through the supervised value stage (:func:`training.sl.train`: MSE,
 one position per game per epoch, the ``val`` split held out, ``--export`` with provenance): the options
-after the generation ones are that stage's.
+after the generation ones are that stage's. ``--stop-after`` covers both: what the games leave of it is the
+training's.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
 
 from gogame import nets
 from training import selfplay, sl
+from training.stopping import RunStopped
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,12 +40,18 @@ def run(args: argparse.Namespace) -> int:
     sl_path = args.sl or str(nets.default_weights("policy", size))
     spec = selfplay.GameSpec(size, (str(sl_path), str(args.rl)), "value", args.komi, max_moves=args.max_moves,
                              max_u=args.max_u or size * size, val_fraction=args.val_fraction)
+    start = time.monotonic()
     try:
         summary = selfplay.generate(args.data, spec, args.games, games_per_shard=args.games_per_shard,
                                     workers=args.workers, tag=args.tag, seed=args.seed,
-                                    progress=not args.no_progress)
+                                    progress=not args.no_progress, stop_after_minutes=args.stop_after)
     except ValueError as exc:  # settings that do not fit: the nets' sizes, an existing folder's settings
         raise SystemExit(f"gogame-train value: {exc}") from None
     print(json.dumps({k: summary[k] for k in ("games", "positions", "games_per_s", "moves_per_s")}))
+    if args.stop_after:
+        left = args.stop_after - (time.monotonic() - start) / 60
+        if left <= 0:
+            raise RunStopped("time limit", f"the end of the value games in {args.data}, before training")
+        args.stop_after = left
     sl.train(args, "value")
     return 0

@@ -7,6 +7,7 @@ import json
 import sys
 
 from training.demos.common import DEMOS, DemoDataMissing, describe, run_demo
+from training.stopping import add_stop_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
     parser.add_argument("--resume", action="store_true", help="continue the demo's training runs in --out")
     parser.add_argument("--no-progress", action="store_true")
+    add_stop_arguments(parser, checkpoints=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or f"runs/demo-{args.name}{'-quick' if args.quick else ''}"
     try:
         results = run_demo(args.name, out, quick=args.quick, seed=args.seed, device=args.device,
-                           resume=args.resume, progress=not args.no_progress)
+                           resume=args.resume, progress=not args.no_progress, stop_after_minutes=args.stop_after)
     except DemoDataMissing as exc:
         print(f"gogame-train demo {args.name}: {exc}", file=sys.stderr)
         return 2

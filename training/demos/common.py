@@ -17,7 +17,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ import numpy as np
 
 from gogame.atomic import write_atomically
 from training.metrics import METRICS_FILE, plot_run
+from training.stopping import RunStopped
 from training.trainer import TrainConfig
 
 # name -> module under training.demos; the order is the lecture's.
@@ -77,15 +78,24 @@ class DemoRun:
     device: str | None = None
     resume: bool = False
     progress: bool = True
+    stop_after_minutes: float = 0.0  # the whole demo's wall-clock limit (0: none), shared by its runs
+    started: float = field(default_factory=time.monotonic)
 
     def train_config(self, run: str = "train", **settings: Any) -> TrainConfig:
-        """A TrainConfig writing to ``out/run`` with this demo's seed, device, resume and progress.
+        """A TrainConfig writing to ``out/run`` with this demo's seed, device, resume, progress and what is left
+        of its time limit.
 
         ``settings`` are any other TrainConfig fields (``steps`` or ``epochs``,
-        ``lr``, ``batch_size``, ``val_every`` ...).
+        ``lr``, ``batch_size``, ``val_every`` ...). Raises RunStopped when the
+        time limit has passed before this run starts.
         """
         base = dict(out_dir=str(self.out / run), seed=self.seed, device=self.device,
                     resume=self.resume, progress=self.progress)
+        if self.stop_after_minutes:
+            left = self.stop_after_minutes - (time.monotonic() - self.started) / 60
+            if left <= 0:
+                raise RunStopped("time limit", f"demo {self.name}, before its run {run!r}")
+            base["stop_after_minutes"] = left
         return TrainConfig(**{**base, **settings})
 
     def path(self, filename: str) -> Path:
@@ -141,17 +151,19 @@ def save_image_grid(images: np.ndarray | Sequence[np.ndarray], path: Path, *, nc
 
 
 def run_demo(name: str, out: str | os.PathLike, *, quick: bool = False, seed: int = 0,
-             device: str | None = None, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+             device: str | None = None, resume: bool = False, progress: bool = True,
+             stop_after_minutes: float = 0.0) -> dict[str, Any]:
     """Run demo ``name`` into ``out``; return (and write to ``out/metrics.json``) its results.
 
-    Raises KeyError for an unknown demo and :class:`DemoDataMissing` when its
-    data is not installed.
+    Raises KeyError for an unknown demo, :class:`DemoDataMissing` when its
+    data is not installed, and RunStopped when a signal or ``stop_after_minutes``
+    stopped one of its training runs (its state saved: ``resume`` goes on).
     """
     if name not in DEMOS:
         raise KeyError(f"unknown demo {name!r}; known: {', '.join(DEMOS)}")
     module = importlib.import_module(DEMOS[name])
     demo = DemoRun(name=name, out=Path(out), quick=quick, seed=seed, device=device,
-                   resume=resume, progress=progress)
+                   resume=resume, progress=progress, stop_after_minutes=stop_after_minutes)
     demo.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     figures = module.run(demo)
