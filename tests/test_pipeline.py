@@ -171,3 +171,25 @@ def test_the_gpu_value_script_trains_and_scores_a_net_from_packed_value_data(pol
 def test_the_gpu_value_script_plays_its_games_with_the_shipped_policies(tmp_path):
     report = run_gpu_value_script("60", tmp_path / "out")  # about 3 of the 60 games are held out
     assert 0 <= report["mse"] <= 4 and report["positions"] >= 1
+
+
+def test_a_stopped_stage_stops_the_pipeline_to_go_on_later(policies, tmp_path, capsys):
+    root = tmp_path / "run"
+    config = write_config(tmp_path / "p.toml", root, f"""
+[[stage]]
+name = "games"
+command = "selfplay"
+args = ["--size", "{SIZE}", "--weights", "{policies[0]}", "--games", "4", "--games-per-shard", "2",
+        "--max-moves", "6", "--out", "{{root}}/sp", "--no-progress", "--stop-after", "1e-9"]
+creates = "{{root}}/sp/summary.json"
+
+[[stage]]
+name = "after"
+command = "selfplay"
+args = ["--size", "{SIZE}", "--weights", "{policies[0]}", "--games", "1", "--out", "{{root}}/sp3"]
+creates = "{{root}}/sp3/summary.json"
+""")
+    assert train_main(["pipeline", "--config", str(config)]) == 75
+    err = capsys.readouterr().err
+    assert "games stopped" in err and "run the same pipeline command to go on" in err
+    assert not (root / "sp3").exists()

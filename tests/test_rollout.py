@@ -8,6 +8,7 @@ from gogame import fastboard as fb
 from gogame import rollout as ro
 from training import rollout_train as rt
 from training.data import split_of
+from training.stopping import RunStopped
 
 NO_KEYS = np.zeros(0, np.int64)
 
@@ -399,6 +400,28 @@ def test_training_lowers_the_loss():
     assert trained.weights[ro.F_NEIGHBOUR] + trained.weights[ro.F_RESPONSE] > 0.5
     tree = rt.train(games, tree=True, epochs=2, lr=0.2, min_count=1, log=lambda line: None)
     assert rt.evaluate(tree, games)[1] < loss0 - 0.3
+
+
+def test_a_stopped_training_resumes_to_the_weights_of_an_unbroken_one(tmp_path, monkeypatch):
+    games = rt.GameSet.from_games(fixture_games(9), 9)
+    settings = {"epochs": 2, "lr": 0.2, "min_count": 1, "seed": 4, "log": lambda line: None}
+    whole = rt.train(games, **settings)
+    monkeypatch.setattr(rt, "CHUNK_GAMES", 2)
+    partial = tmp_path / "rollout.partial.npz"
+    stops = 0
+    while True:
+        try:
+            parts = rt.train(games, **settings, partial=partial, resume=True, stop_after_minutes=1e-9)
+            break
+        except RunStopped as stop:  # after every chunk: 5 chunks an epoch, 2 epochs
+            stops += 1
+            assert stop.reason == "time limit" and partial.exists()
+    assert stops == 9 and not partial.exists()  # the last chunk ends the run and removes the partial file
+    assert np.array_equal(whole.keys, parts.keys) and np.array_equal(whole.weights, parts.weights)
+    with pytest.raises(RunStopped):
+        rt.train(games, **settings, partial=partial, stop_after_minutes=1e-9)
+    with pytest.raises(ValueError, match="other games or settings"):
+        rt.train(games, **{**settings, "lr": 0.1}, partial=partial, resume=True)
 
 
 def test_harvest_keeps_keys_seen_often_enough():

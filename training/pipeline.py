@@ -16,7 +16,8 @@ Stages run in file order, in this process (a stage with ``processes`` > 1 as tha
 for the commands that train data-parallel: ``DATA_PARALLEL``). A stage whose ``creates`` exists is skipped,
 so a rerun after a failure or a kill starts at the first unfinished stage (and the stages resume inside
 themselves where they can: pass ``--resume`` to training stages). A stage that fails, or returns without
-creating its file, stops the pipeline with exit status 1. ``training/pipeline9.toml`` takes a fresh install
+creating its file, stops the pipeline with exit status 1; a stage stopped by a signal or its ``--stop-after``
+(its state saved) stops it with :data:`training.stopping.EXIT_STOPPED`, and the same command goes on. ``training/pipeline9.toml`` takes a fresh install
 to a 9x9 engine.
 """
 
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from training import cli
+from training.stopping import EXIT_STOPPED
 
 DATA_PARALLEL = ("sl", "value-sl", "rl")  # the commands whose training runs as several torchrun ranks
 
@@ -78,7 +80,7 @@ def load_config(path: str | Path, root: str | None = None) -> list[Stage]:
 
 def run_stages(stages: list[Stage], dry_run: bool = False, only: set[str] | None = None) -> int:
     """Run the stages whose outputs are missing, in order (``only``: just the stages of those names); 0 when
-    they all succeed, else 1."""
+    they all succeed, EXIT_STOPPED when one was stopped to go on later, else 1."""
     unknown = (only or set()) - {stage.name for stage in stages}
     if unknown:
         raise ValueError(f"no stage named {', '.join(sorted(unknown))}")
@@ -95,6 +97,10 @@ def run_stages(stages: list[Stage], dry_run: bool = False, only: set[str] | None
         start = time.perf_counter()
         status = run_stage(stage)
         minutes = (time.perf_counter() - start) / 60
+        if status == EXIT_STOPPED:
+            print(f"pipeline: {stage.name} stopped after {minutes:.1f} min, its state saved: run the same "
+                  "pipeline command to go on", file=sys.stderr)
+            return EXIT_STOPPED
         if status != 0 or not stage.creates.exists():
             print(f"pipeline: {stage.name} failed after {minutes:.1f} min (status {status}, "
                   f"{stage.creates} {'exists' if stage.creates.exists() else 'missing'})", file=sys.stderr)

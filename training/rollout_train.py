@@ -12,6 +12,12 @@ The pipeline, top to bottom:
    ``--epochs`` passes over the games in a new random order each (:func:`train`);
 4. report the held-out top-1 accuracy and log loss (:func:`evaluate`) and save the ``.npz``.
 
+Training sweeps the games in chunks of :data:`CHUNK_GAMES`; between chunks it writes ``OUT.partial.npz``
+(every ``--ckpt-every-minutes``, and when a signal or ``--stop-after`` stops it), and ``--resume`` goes on from
+that file exactly (the same keys, weights, AdaGrad sums and place in the epoch; epoch ``e``'s order comes from
+``(seed, e)``). The file also holds a digest of the training games and settings: a resume over other games
+is refused.
+
 Positions where the expert passed are skipped (the policies never pass by choice); a game whose record turns
 illegal under simple ko and no suicide is used up to that move.
 """
@@ -19,6 +25,8 @@ illegal under simple ko and no suicide is used up to that move.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import sys
 import time
 from array import array
@@ -33,8 +41,12 @@ from gogame import fastboard as fb
 from gogame import rollout as ro
 from gogame import sgf
 from gogame.fastboard import BLACK, PASS, WHITE, FastBoard
+from gogame.atomic import write_atomically
 from training.corpus import iter_sgf
 from training.data import split_of
+from training.stopping import RunStopped, StopRequest, add_stop_arguments
+
+CHUNK_GAMES = 2000  # games swept between two looks at the clock and the signals
 
 
 # ------------------------------------------------------------------------------------------------ games
@@ -289,22 +301,71 @@ def evaluate(policy: ro.RolloutPolicy, games: GameSet) -> tuple[float, float, in
     return hits / max(positions, 1), loss / max(positions, 1), positions
 
 
+def games_digest(games: GameSet, **settings) -> str:
+    """A SHA-256 of the training games and the settings of a run: a partial run resumes only onto the same."""
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for array_ in games.arrays():
+        digest.update(np.ascontiguousarray(array_).tobytes())
+    return digest.hexdigest()
+
+
 def train(games: GameSet, *, tree: bool = False, epochs: int = 1, lr: float = 0.1, min_count: int = 2,
-          seed: int = 0, log=print) -> ro.RolloutPolicy:
-    """Harvest the patterns of ``games`` and fit the weights; ``log`` gets one line per stage."""
+          seed: int = 0, log=print, partial: Path | None = None, resume: bool = False,
+          stop_after_minutes: float = 0.0, ckpt_every_minutes: float = 5.0) -> ro.RolloutPolicy:
+    """Harvest the patterns of ``games`` and fit the weights; ``log`` gets one line per stage.
+
+    With ``partial`` (a path), the state is written there between chunks every ``ckpt_every_minutes`` and when
+    a signal or ``stop_after_minutes`` stops the run (RunStopped, after writing it); ``resume`` goes on from it
+    (ValueError if it holds another run). The file is removed when training ends.
+    """
     start = time.perf_counter()
-    keys = harvest(games, tree, min_count)
-    log(f"harvested {keys.size} pattern keys seen >= {min_count} times "
-        f"({time.perf_counter() - start:.0f} s)")
-    tables = ro.make_tables(keys, np.zeros(ro.N_FIXED + keys.size), tree)
-    template = fb.new_board(games.size)
-    sq_grad = np.zeros(tables.w.size)
-    rng = np.random.default_rng(seed)
-    for epoch in range(epochs):
-        order = rng.permutation(len(games)).astype(np.int64)
-        _, loss, positions = sweep_kernel(template, tables, sq_grad, order, *games.arrays(), lr, True)
-        log(f"epoch {epoch + 1}/{epochs}: training loss {loss / max(positions, 1):.4f} over {positions} positions "
+    digest = games_digest(games, tree=tree, epochs=epochs, lr=lr, min_count=min_count, seed=seed)
+    if resume and partial is not None and partial.exists():
+        with np.load(partial, allow_pickle=False) as z:
+            if str(z["digest"]) != digest:
+                raise ValueError(f"{partial} is a run over other games or settings: remove it to start afresh")
+            keys, w, sq_grad = z["keys"], z["weights"].copy(), z["sq_grad"].copy()
+            epoch, done = int(z["epoch"]), int(z["done"])
+            loss, positions = float(z["loss"]), int(z["positions"])
+        log(f"resuming from {partial}: epoch {epoch + 1}, {done} of {len(games)} games swept")
+    else:
+        keys = harvest(games, tree, min_count)
+        log(f"harvested {keys.size} pattern keys seen >= {min_count} times "
             f"({time.perf_counter() - start:.0f} s)")
+        w, sq_grad = np.zeros(ro.N_FIXED + keys.size), np.zeros(ro.N_FIXED + keys.size)
+        epoch, done, loss, positions = 0, 0, 0.0, 0
+    tables = ro.make_tables(keys, w, tree)
+    template = fb.new_board(games.size)
+
+    def save() -> None:
+        arrays = {"digest": np.array(digest), "keys": keys, "weights": tables.w, "sq_grad": sq_grad,
+                  "epoch": np.int64(epoch), "done": np.int64(done), "loss": np.float64(loss),
+                  "positions": np.int64(positions)}
+        write_atomically(partial, lambda f: np.savez(f, **arrays))
+
+    saved = time.monotonic()
+    with StopRequest(stop_after_minutes) as request:
+        while epoch < epochs:
+            order = np.random.default_rng([seed, epoch]).permutation(len(games)).astype(np.int64)
+            while done < len(games):
+                chunk = order[done:done + CHUNK_GAMES]
+                _, chunk_loss, chunk_positions = sweep_kernel(template, tables, sq_grad, chunk, *games.arrays(),
+                                                              lr, True)
+                done, loss, positions = done + chunk.size, loss + chunk_loss, positions + chunk_positions
+                last = epoch + 1 == epochs and done == len(games)
+                reason = None if last else request.reason()
+                if partial is not None and (reason or (ckpt_every_minutes > 0 and
+                                                       time.monotonic() - saved >= 60 * ckpt_every_minutes)):
+                    save()
+                    saved = time.monotonic()
+                if reason:
+                    where = f"epoch {epoch + 1} of {epochs}, {done} of {len(games)} games"
+                    raise RunStopped(reason, where + (f" in {partial}" if partial is not None else " (not saved)"))
+            log(f"epoch {epoch + 1}/{epochs}: training loss {loss / max(positions, 1):.4f} over {positions} "
+                f"positions ({time.perf_counter() - start:.0f} s)")
+            epoch, done, loss, positions = epoch + 1, 0, 0.0, 0
+    if partial is not None:
+        partial.unlink(missing_ok=True)
     return ro.RolloutPolicy(keys, tables.w, tree=tree,
                             info={"train_games": len(games), "epochs": epochs, "min_count": min_count})
 
@@ -324,6 +385,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--lr", type=float, default=0.1, help="AdaGrad learning rate")
     parser.add_argument("--min-count", type=int, default=2, help="keep patterns seen at least this often")
+    parser.add_argument("--resume", action="store_true", help="go on from OUT.partial.npz, left by a stopped run")
+    add_stop_arguments(parser)
+
+
+def partial_path(out: str | Path) -> Path:
+    """Where a run writing ``out`` keeps its state until it ends: ``OUT.partial.npz`` beside it."""
+    out = Path(out)
+    return out.with_name(out.name.removesuffix(".npz") + ".partial.npz")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -336,7 +405,9 @@ def run(args: argparse.Namespace) -> int:
         print("no training games", file=sys.stderr)
         return 1
     policy = train(train_set, tree=args.policy == "tree", epochs=args.epochs, lr=args.lr,
-                   min_count=args.min_count, seed=args.seed, log=lambda line: print(line, flush=True))
+                   min_count=args.min_count, seed=args.seed, log=lambda line: print(line, flush=True),
+                   partial=partial_path(args.out), resume=args.resume, stop_after_minutes=args.stop_after,
+                   ckpt_every_minutes=args.ckpt_every_minutes)
     if len(held):
         accuracy, loss, positions = evaluate(policy, held)
         policy.info.update(heldout_accuracy=accuracy, heldout_loss=loss, heldout_positions=positions)
