@@ -12,10 +12,12 @@ from training.trainer import TrainConfig, TrainingJob
 class Config:
     samples: int = 200  # training samples (the held-out set is 40)
     hidden_seed: int = 0  # the model's initial weights
+    steps: int = 100
+    seed: int = 0  # the data order and the dropout masks
 
 
 def build_job(config: Config) -> TrainingJob:
-    train_config = TrainConfig(steps=100, batch_size=16, lr=1e-2, val_every=10, log_every=5, ckpt_every=10,
-                               ckpt_every_minutes=0, device="cpu")
+    train_config = TrainConfig(steps=config.steps, batch_size=16, lr=1e-2, val_every=10, log_every=5, ckpt_every=10,
+                               ckpt_every_minutes=0, device="cpu", seed=config.seed)
     return TrainingJob(mlp(config.hidden_seed), mse_loss, regression_data(config.samples, 1),
                        regression_data(40, 2), train_config, {"kind": "regression"})

@@ -16,11 +16,10 @@ from training.cli import main as train_main
 from training.metrics import read_metrics
 
 CONFIG = """name = "regression"
-stage = "tests.campaign_stage"
+stage = "tests.campaign_stage:Config"
 description = "the tests' tiny regression run"
 [config]
 samples = 200
-[train]
 steps = 60
 seed = 1
 """
@@ -156,6 +155,8 @@ def test_a_stopped_segment_is_logged_and_the_next_goes_on(tmp_path, capsys):
 
 def test_read_config_names_what_is_wrong(tmp_path):
     with pytest.raises(CampaignError, match="needs 'stage'"):
-        Campaign.create(write_config(tmp_path, 'name = "x"\n[config]\n[train]\n'), tmp_path / "x")
-    with pytest.raises(CampaignError, match="may not set out_dir"):
-        Campaign.create(write_config(tmp_path, CONFIG + 'out_dir = "elsewhere"\n'), tmp_path / "y")
+        Campaign.create(write_config(tmp_path, 'name = "x"\n[config]\n'), tmp_path / "x")
+    with pytest.raises(CampaignError, match="unknown keys train"):
+        Campaign.create(write_config(tmp_path, CONFIG + '[train]\nsteps = 3\n'), tmp_path / "y")
+    with pytest.raises(CampaignError, match="unknown stage 'nope'"):
+        Campaign.create(write_config(tmp_path, CONFIG.replace("tests.campaign_stage:Config", "nope")), tmp_path / "z")

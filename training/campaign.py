@@ -5,7 +5,7 @@ be on another machine, from a fresh clone). A *campaign* is such a run, kept in 
 to be committed::
 
     campaigns/NAME/
-        campaign.toml   the config: the stage, its settings, the trainer's settings (the run's whole length)
+        campaign.toml   the config: the stage and its typed config (the run's whole length included)
         state.pt        the latest state, compact: fp16 weights, bf16 optimizer moments, position, RNGs
         manifest.json   the data's inputs (archives with sizes and SHA-256) and the settings that order them
         metrics.csv     every train and val row since the start
@@ -26,15 +26,17 @@ rest continues exactly). ``state.pt``, the metrics and the segment log are rewri
 checkpoint had not seen; commit the folder before the machine goes. Inputs are not stored: a stage's data is rebuilt from the shared archives the
 manifest names, and the trainer refuses a resume whose inputs differ.
 
-A stage for campaigns is a module with a typed config, a dataclass named ``Config``, and
-``build_job(config) -> TrainingJob`` (see :class:`training.trainer.TrainingJob`); :data:`STAGES` names them,
-and a dotted module path works too. ``campaign.toml``::
+A stage for campaigns is a module with a typed config (a dataclass) and ``build_job(config) ->
+TrainingJob`` (see :class:`training.trainer.TrainingJob`); :data:`STAGES` names them, and ``module:Class``
+works too. The campaign decides where and how long each segment runs (the TrainConfig's run folder, resume,
+time limit, progress bar); everything else is the stage's config. ``campaign.toml``::
 
     name = "dual19"
     stage = "dual"
-    [config]          # the stage's Config fields
-    ...
-    [train]           # training.trainer.TrainConfig fields: steps, batch_size, lr, schedule, ...
+    description = "..."          # optional, free text
+    state_precision = "reduced"  # optional: "reduced" (fp16 weights, bf16 moments: the default) or "fp32"
+    [config]                     # the stage's config fields
+    sources = ["../shared/data/pro19.tar.xz"]
     steps = 200000
 """
 
@@ -52,7 +54,7 @@ import shutil
 import sys
 import time
 import tomllib
-from dataclasses import asdict, fields, replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,17 +64,14 @@ from gogame.atomic import write_atomically
 from gogame.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from training.metrics import METRICS_FILE, plot_run, read_metrics
 from training.stopping import EXIT_STOPPED, RunStopped, add_stop_arguments
-from training.trainer import LAST, MANIFEST, TrainConfig, Trainer
+from training.trainer import LAST, MANIFEST, Trainer
 
-STAGES: dict[str, str] = {"dual": "training.dual"}  # name -> module with Config and build_job
+STAGES: dict[str, str] = {"dual": "training.dual:DualConfig"}  # name -> module:config class (with build_job)
 CONFIG_FILE = "campaign.toml"
 STATE_FILE = "state.pt"
 SEGMENTS_FILE = "segments.json"
 PLOT_FILE = "progress.png"
 STATE_KIND = "campaign-state"
-# Settings of one segment, never part of the run: a campaign decides them itself.
-_SEGMENT_FIELDS = ("out_dir", "resume", "max_steps_this_run", "stop_after_minutes", "handle_signals",
-                   "extend_steps", "progress")
 
 
 class CampaignError(ValueError):
@@ -83,23 +82,20 @@ class CampaignError(ValueError):
 
 
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
-    """``campaign.toml`` as a dict with ``name``, ``stage``, ``config`` and ``train``; CampaignError if malformed."""
+    """``campaign.toml`` as a dict with ``name``, ``stage`` and ``config``; CampaignError if malformed."""
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise CampaignError(f"{path}: {exc}") from None
-    for key, kind in (("name", str), ("stage", str), ("config", dict), ("train", dict)):
+    for key, kind in (("name", str), ("stage", str), ("config", dict)):
         if not isinstance(raw.get(key), kind):
             raise CampaignError(f"{path}: needs {key!r} ({kind.__name__})")
-    unknown = set(raw) - {"name", "stage", "config", "train", "state_precision", "description"}
+    unknown = set(raw) - {"name", "stage", "config", "state_precision", "description"}
     if unknown:
         raise CampaignError(f"{path}: unknown keys {', '.join(sorted(unknown))}")
     if not raw["name"].replace("-", "").replace("_", "").isalnum():
         raise CampaignError(f"{path}: the name {raw['name']!r} must be letters, digits, '-' and '_'")
-    bad = set(raw["train"]) & set(_SEGMENT_FIELDS)
-    if bad:
-        raise CampaignError(f"{path}: [train] may not set {', '.join(sorted(bad))}: the campaign sets them")
     if raw.get("state_precision", "reduced") not in ("reduced", "fp32"):
         raise CampaignError(f"{path}: state_precision is 'reduced' (fp16 weights, bf16 moments) or 'fp32'")
     return raw
@@ -107,16 +103,22 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
 
 def config_digest(config: dict[str, Any]) -> str:
     """A SHA-256 of the settings that make the run (not the description): two campaigns agree iff this does."""
-    run = {k: config[k] for k in ("name", "stage", "config", "train")}
+    run = {k: config[k] for k in ("name", "stage", "config")}
     return hashlib.sha256(json.dumps(run, sort_keys=True).encode()).hexdigest()
 
 
-def stage_module(name: str):
-    """The module of a stage name (:data:`STAGES`) or dotted path, with its ``Config`` and ``build_job``."""
-    module = importlib.import_module(STAGES.get(name, name))
-    if not hasattr(module, "Config") or not hasattr(module, "build_job"):
-        raise CampaignError(f"stage {name!r} ({module.__name__}) has no Config and build_job")
-    return module
+def stage_of(name: str) -> tuple[type, Any]:
+    """(config class, build_job) of a stage name (:data:`STAGES`) or ``module:Class``; CampaignError if none."""
+    target = STAGES.get(name, name)
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        raise CampaignError(f"unknown stage {name!r} (stages: {', '.join(STAGES)}, or module:Class)") from None
+    config_class, build_job = getattr(module, class_name, None), getattr(module, "build_job", None)
+    if config_class is None or build_job is None:
+        raise CampaignError(f"stage {name!r}: {module_name} has no {class_name or 'config class'} and build_job")
+    return config_class, build_job
 
 
 def build_stage_config(cls: type, table: dict[str, Any]) -> Any:
@@ -195,8 +197,7 @@ class Campaign:
         folder = Path(folder) if folder else Path("campaigns") / config["name"]
         if (folder / CONFIG_FILE).exists():
             raise CampaignError(f"{folder} already holds a campaign: gogame-train campaign continue {folder}")
-        build_stage_config(stage_module(config["stage"]).Config, config["config"])  # fail before writing
-        build_stage_config(TrainConfig, {"steps": 1, **config["train"]})
+        build_stage_config(stage_of(config["stage"])[0], config["config"])  # fail before writing anything
         text = Path(config_path).read_bytes()
         write_atomically(folder / CONFIG_FILE, lambda f: f.write(text))
         return cls(folder, workdir)
@@ -228,13 +229,12 @@ class Campaign:
         ``stop_after_minutes`` or ``max_steps`` more steps. Returns the segment's log entry; RunStopped
         propagates (after the state is saved) when a signal or the time limit ended it."""
         state = self.state()  # checked before anything is written
-        module = stage_module(self.config["stage"])
-        stage_config = build_stage_config(module.Config, self.config["config"])
+        config_class, build_job = stage_of(self.config["stage"])
+        stage_config = build_stage_config(config_class, self.config["config"])
         if threads:
             torch.set_num_threads(threads)
-        job = module.build_job(stage_config)
-        train = build_stage_config(TrainConfig, {**_train_settings(job.config), **self.config["train"]})
-        train = replace(train, out_dir=str(self.workdir), resume=True, max_steps_this_run=max_steps,
+        job = build_job(stage_config)
+        train = replace(job.config, out_dir=str(self.workdir), resume=True, max_steps_this_run=max_steps,
                         stop_after_minutes=stop_after_minutes, progress=progress)
         self._restore_workdir(state)
         meta = {**job.meta, "campaign": {"name": self.config["name"], "digest": self.digest}}
@@ -286,7 +286,7 @@ class Campaign:
         checkpoint = load_checkpoint(last, expect_kind="trainer")
         state = {**compact(checkpoint, self.precision), "kind": STATE_KIND,
                  "campaign": {"digest": self.digest, "config": {k: self.config[k] for k in ("name", "stage",
-                                                                                           "config", "train")}}}
+                                                                                           "config")}}}
         save_checkpoint(self.folder / STATE_FILE, state)
         for name in (METRICS_FILE, MANIFEST):
             if (self.workdir / name).exists():
@@ -314,9 +314,9 @@ class Campaign:
         state = self.state()
         segments = self.segments()
         step = state["step"] if state else 0
-        total = state["total_steps"] if state else self.config["train"].get("steps")
+        total = state["total_steps"] if state else None
         rates = [s["positions_per_s"] for s in segments if s.get("positions_per_s")]
-        batch = self.config["train"].get("batch_size")
+        batch = state["config"]["batch_size"] if state else None
         val = [r for r in read_metrics(self.folder) if r["split"] == "val"]
         eta_h = None
         if rates and total and batch:
@@ -340,13 +340,8 @@ class Campaign:
                         title=title, rates=True)
 
 
-def _train_settings(config: TrainConfig) -> dict[str, Any]:
-    """A stage's TrainConfig as the keyword arguments the campaign's [train] table overrides."""
-    return {k: v for k, v in asdict(config).items() if k not in _SEGMENT_FIELDS}
-
-
 def _config_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
-    for section in ("name", "stage", "config", "train"):
+    for section in ("name", "stage", "config"):
         a, b = old.get(section), new.get(section)
         if a == b:
             continue
