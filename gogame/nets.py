@@ -69,7 +69,8 @@ size of KataGo's 6-block net), ``b10c128``.
 Files: :func:`save` and :func:`load`, through :mod:`gogame.checkpoint`. A
 network's description (:func:`describe`: kind, preset, layers, filters,
 in_planes, board_size, features, provenance; for a dual net blocks,
-channels and the board sizes it was trained on instead of layers, filters and board_size) sits in the payload's ``"meta"``,
+channels and the board sizes it was trained on instead of layers, filters
+and board_size) sits in the payload's ``"meta"``,
 its weights in ``"model"``; the trainer's checkpoints use the same two keys when
 given ``extra_meta=describe(net, ...)``, so :func:`load` reads both.
 """
