@@ -38,9 +38,39 @@ Presets (:data:`PRESETS`): ``tiny`` 3x16 (tests), ``small`` 6x64, ``medium``
 board from 2x2 to 25x25 (though the weights of a trained one only fit its size:
 the per-point bias and the value net's dense layer are sized by the board).
 
+The *dual* network (:class:`DualNet`, kind ``"dual"``; AlphaGo Zero's one trunk with both heads, plus KataGo's
+ownership head and global pooling) is fully convolutional: no layer is sized by the board, so the same weights
+run on any board from 2x2 to 25x25 and the input's spatial size decides.
+
+=========  ====================================================================
+part       layers
+=========  ====================================================================
+trunk      5x5 conv (C); B residual blocks, each ReLU, 3x3 conv (C), ReLU, 3x3
+           conv (C) added to the block's input times a learned scale that
+           starts at 0; in every third block (1, 4, 7, ...) a global pooling
+           branch biases the second conv's input by channel; a final ReLU.
+policy     1x1 conv (32) biased by a linear map of the trunk's pooled features,
+           ReLU, 1x1 conv to one plane, no bias: ``N*N`` logits; the pass logit
+           is a linear map of the same pooled features. ``(B, N*N + 1)``.
+value      1x1 conv (32), ReLU, pooled, fully connected 64 + ReLU, fully
+           connected 1 + tanh: ``(B,)`` in [-1, 1] for the player to move.
+ownership  1x1 conv to one plane: ``(B, N*N)`` logits that the point ends as
+           the mover's area.
+=========  ====================================================================
+
+*Pooled* (:func:`global_pool`) is KataGo's: each channel's mean over the points, that mean times ``(N - 14) / 10``
+(so the net knows the board's size), and its maximum. The trunk has no normalisation layer: a residual branch
+whose scale starts at 0 (SkipInit, De & Smith 2020) trains a deep stack without BatchNorm, and the net then
+computes the same function in training and in play, whatever the batch and, above all, whatever the board size
+(BatchNorm's running statistics are means over the points of the training boards, which shift on another size).
+Presets (:data:`DUAL_PRESETS`) are named by blocks and channels: ``b2c16`` (tests), ``b4c64``, ``b6c96`` (the
+size of KataGo's 6-block net), ``b10c128``.
+
 Files: :func:`save` and :func:`load`, through :mod:`gogame.checkpoint`. A
 network's description (:func:`describe`: kind, preset, layers, filters,
-in_planes, board_size, features, provenance) sits in the payload's ``"meta"``,
+in_planes, board_size, features, provenance; for a dual net blocks,
+channels and the board sizes it was trained on instead of layers, filters
+and board_size) sits in the payload's ``"meta"``,
 its weights in ``"model"``; the trainer's checkpoints use the same two keys when
 given ``extra_meta=describe(net, ...)``, so :func:`load` reads both.
 """
@@ -66,7 +96,16 @@ PRESETS: dict[str, tuple[int, int]] = {  # name -> (layers, filters)
     "medium": (12, 128),
     "alphago": (13, 192),
 }
-KINDS = ("policy", "value")
+DUAL_PRESETS: dict[str, tuple[int, int]] = {  # name -> (blocks, channels)
+    "b2c16": (2, 16),
+    "b4c64": (4, 64),
+    "b6c96": (6, 96),
+    "b10c128": (10, 128),
+}
+KINDS = ("policy", "value", "dual")
+POOL_EVERY = 3  # blocks 1, 4, 7, ... of a dual trunk have a global pooling branch
+HEAD_CHANNELS = 32  # the dual net's policy and value heads
+DUAL_VALUE_HIDDEN = 64
 VALUE_HIDDEN = 256  # units of the value net's fully connected layer, as in the paper
 TRAINER_KIND = "trainer"  # checkpoint kind of training.trainer's last.pt / best.pt
 
@@ -198,6 +237,89 @@ def freeze_hidden_layers(net: PolicyNet | ValueNet, count: int) -> None:
         conv.requires_grad_(False)
 
 
+def global_pool(x: torch.Tensor) -> torch.Tensor:
+    """KataGo's global pooling: ``(B, C, N, N)`` -> ``(B, 3C)``, per channel the mean over the points, the mean
+    times ``(N - 14) / 10`` (0.5 on 19x19, -0.5 on 9x9: this is how the net knows the board's size) and the
+    maximum."""
+    mean = x.mean(dim=(2, 3))
+    return torch.cat([mean, mean * ((x.shape[-1] - 14) / 10), x.amax(dim=(2, 3))], dim=1)
+
+
+def _he(module: nn.Module) -> None:
+    """He initialisation of every convolution (biases 0), as :func:`_hidden_convs` explains."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+class _ResidualBlock(nn.Module):
+    """``x + scale * conv(relu(conv(relu(x))))``, ``scale`` a learned scalar that starts at 0 (so the block
+    starts as the identity). With ``pooled``, a quarter of the first conv's channels are pooled over the board
+    (:func:`global_pool`) and a linear map of them biases the other channels, by channel, before the second conv:
+    the block then sees the whole board at once (KataGo's global pooling block)."""
+
+    def __init__(self, channels: int, pooled: bool) -> None:
+        super().__init__()
+        self.pool_channels = max(1, channels // 4) if pooled else 0
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.to_bias = nn.Linear(3 * self.pool_channels, channels - self.pool_channels) if pooled else None
+        self.conv2 = nn.Conv2d(channels - self.pool_channels, channels, 3, padding=1)
+        self.scale = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.relu(x))
+        if self.to_bias is not None:
+            k = self.pool_channels
+            h = h[:, k:] + self.to_bias(global_pool(F.relu(h[:, :k])))[:, :, None, None]
+        return x + self.scale * self.conv2(F.relu(h))
+
+
+class DualNet(nn.Module):
+    """One residual trunk, three heads: move logits, value, ownership logits (see the module docstring).
+
+    ``board_sizes`` records the sizes the net was trained on (for :func:`describe`); the net itself runs on any.
+    ``forward`` takes planes ``(B, in_planes, N, N)`` for any ``N`` in 2..25 and gives ``(policy_logits (B, N*N+1),
+    value (B,), ownership_logits (B, N*N))``, flat ``row*N + col``, pass last.
+    """
+
+    kind = "dual"
+
+    def __init__(self, in_planes: int, blocks: int, channels: int, board_sizes: tuple[int, ...] = (19,)) -> None:
+        super().__init__()
+        if in_planes < 1 or blocks < 1 or channels < 4:
+            raise ValueError(f"a dual net needs positive in_planes and blocks and at least 4 channels, not "
+                             f"{in_planes}, {blocks} and {channels}")
+        self.in_planes, self.blocks, self.channels = in_planes, blocks, channels
+        self.board_sizes = tuple(check_size(int(n)) for n in board_sizes)
+        self.stem = nn.Conv2d(in_planes, channels, 5, padding=2)
+        self.trunk = nn.Sequential(*(_ResidualBlock(channels, i % POOL_EVERY == 1) for i in range(blocks)))
+        self.policy_conv = nn.Conv2d(channels, HEAD_CHANNELS, 1)
+        self.policy_bias = nn.Linear(3 * channels, HEAD_CHANNELS)
+        self.to_points = nn.Conv2d(HEAD_CHANNELS, 1, 1, bias=False)  # no per-point bias: any size
+        self.to_pass = nn.Linear(3 * channels, 1)
+        self.value_conv = nn.Conv2d(channels, HEAD_CHANNELS, 1)
+        self.value_hidden = nn.Linear(3 * HEAD_CHANNELS, DUAL_VALUE_HIDDEN)
+        self.value_out = nn.Linear(DUAL_VALUE_HIDDEN, 1)
+        self.to_ownership = nn.Conv2d(channels, 1, 1)
+        _he(self)
+        self.meta: dict[str, Any] = describe(self)
+
+    def forward(self, planes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if planes.dim() != 4 or planes.shape[1] != self.in_planes or planes.shape[2] != planes.shape[3]:
+            raise ValueError(f"expected planes of shape (batch, {self.in_planes}, N, N), got {tuple(planes.shape)}")
+        check_size(planes.shape[-1])
+        x = planes if planes.is_floating_point() else planes.float()
+        x = F.relu(self.trunk(self.stem(x)))  # (B, C, N, N)
+        pooled = global_pool(x)  # (B, 3C)
+        p = F.relu(self.policy_conv(x) + self.policy_bias(pooled)[:, :, None, None])
+        policy = torch.cat([self.to_points(p).flatten(1), self.to_pass(pooled)], dim=1)  # (B, N*N + 1)
+        v = global_pool(F.relu(self.value_conv(x)))
+        value = torch.tanh(self.value_out(F.relu(self.value_hidden(v)))).squeeze(1)  # (B,)
+        return policy, value, self.to_ownership(x).flatten(1)
+
+
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
@@ -214,23 +336,33 @@ def default_weights(kind: str, board_size: int) -> Path:
 
 
 def build(kind: str, in_planes: int, board_size: int, preset: str | None = "small", *,
-          layers: int | None = None, filters: int | None = None, ownership_head: bool = False) -> PolicyNet | ValueNet:
-    """A new ``"policy"`` or ``"value"`` net from a preset, or from explicit layers and filters.
+          layers: int | None = None, filters: int | None = None, ownership_head: bool = False,
+          blocks: int | None = None, channels: int | None = None) -> PolicyNet | ValueNet | DualNet:
+    """A new ``"policy"``, ``"value"`` or ``"dual"`` net from a preset, or from explicit sizes.
 
-    ``layers`` / ``filters`` override the preset's; with ``preset=None`` both are
-    required. ``ownership_head`` gives a value net the ownership output. Raises
-    ValueError for an unknown kind or preset, a bad size, or a policy net with
-    an ownership head.
+    Policy and value nets: ``layers`` / ``filters`` override the preset's (:data:`PRESETS`); with
+    ``preset=None`` both are required. A dual net: ``preset`` from :data:`DUAL_PRESETS`, or ``blocks`` and
+    ``channels``; ``board_size`` is recorded as the size it is trained on (it runs on any). ``ownership_head``
+    gives a value net the ownership output. Raises ValueError for an unknown kind or preset, a bad size, or a
+    policy net with an ownership head.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
     if ownership_head and kind != "value":
-        raise ValueError("only a value net has an ownership head")
-    if preset is not None and preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
-    preset_layers, preset_filters = PRESETS[preset] if preset is not None else (None, None)
-    layers = layers if layers is not None else preset_layers
-    filters = filters if filters is not None else preset_filters
+        raise ValueError("only a value net has an ownership head (a dual net always has one)")
+    table = DUAL_PRESETS if kind == "dual" else PRESETS
+    if preset is not None and preset not in table:
+        raise ValueError(f"unknown {kind} preset {preset!r}; presets: {', '.join(table)}")
+    first, second = table[preset] if preset is not None else (None, None)
+    if kind == "dual":
+        blocks = blocks if blocks is not None else first
+        channels = channels if channels is not None else second
+        if blocks is None or channels is None:
+            raise ValueError("give a preset, or both blocks and channels")
+        check_size(board_size)
+        return DualNet(in_planes, blocks, channels, (board_size,))
+    layers = layers if layers is not None else first
+    filters = filters if filters is not None else second
     if layers is None or filters is None:
         raise ValueError("give a preset, or both layers and filters")
     if kind == "policy":
@@ -238,30 +370,35 @@ def build(kind: str, in_planes: int, board_size: int, preset: str | None = "smal
     return ValueNet(in_planes, board_size, layers, filters, ownership_head)
 
 
-def describe(net: PolicyNet | ValueNet, *, features: str | None = None,
+def describe(net: PolicyNet | ValueNet | DualNet, *, features: str | None = None,
              provenance: dict[str, Any] | None = None) -> dict[str, Any]:
     """The description :func:`load` rebuilds ``net`` from: pass it as the trainer's ``extra_meta``.
 
     ``features`` names the input feature set; ``provenance`` is free plain data
     (command, data, time, hardware, metrics, ...). Either defaults to what
-    ``net.meta`` already holds (a loaded net keeps its description).
+    ``net.meta`` already holds (a loaded net keeps its description). A dual net
+    records ``blocks``, ``channels`` and ``board_sizes`` (the sizes it was
+    trained on) where the others record ``layers``, ``filters`` and ``board_size``.
     """
     old = getattr(net, "meta", {})
-    preset = next((name for name, arch in PRESETS.items() if arch == (net.layers, net.filters)), None)
+    if net.kind == "dual":
+        arch = {"preset": next((n for n, a in DUAL_PRESETS.items() if a == (net.blocks, net.channels)), None),
+                "blocks": net.blocks, "channels": net.channels, "in_planes": net.in_planes,
+                "board_sizes": list(net.board_sizes)}
+    else:
+        arch = {"preset": next((n for n, a in PRESETS.items() if a == (net.layers, net.filters)), None),
+                "layers": net.layers, "filters": net.filters, "in_planes": net.in_planes,
+                "board_size": net.board_size,
+                **({"ownership_head": net.ownership_head} if net.kind == "value" else {})}
     return {
         "kind": net.kind,
-        "preset": preset,  # None for a custom architecture
-        "layers": net.layers,
-        "filters": net.filters,
-        "in_planes": net.in_planes,
-        "board_size": net.board_size,
-        **({"ownership_head": net.ownership_head} if net.kind == "value" else {}),
+        **arch,  # preset None for a custom architecture
         "features": features if features is not None else old.get("features"),
         "provenance": dict(provenance if provenance is not None else old.get("provenance") or {}),
     }
 
 
-def save(net: PolicyNet | ValueNet, path: str | os.PathLike, *, half: bool = False,
+def save(net: PolicyNet | ValueNet | DualNet, path: str | os.PathLike, *, half: bool = False,
          features: str | None = None, provenance: dict[str, Any] | None = None) -> None:
     """Write ``net`` and its description (see :func:`describe`) to ``path`` atomically.
 
@@ -276,27 +413,32 @@ def save(net: PolicyNet | ValueNet, path: str | os.PathLike, *, half: bool = Fal
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu",
-         kind: str | None = None) -> PolicyNet | ValueNet:
+         kind: str | None = None) -> PolicyNet | ValueNet | DualNet:
     """Rebuild a net from a :func:`save` file or a trainer checkpoint, in eval mode, fp32.
 
-    The returned net's ``meta`` is the file's description. ``kind`` (``"policy"``
-    or ``"value"``), if given, must match. Weights saved from a DDP or compiled
+    The returned net's ``meta`` is the file's description. ``kind`` (``"policy"``,
+    ``"value"`` or ``"dual"``), if given, must match. Weights saved from a DDP or compiled
     model load too. Raises CheckpointError for a missing, corrupt or foreign
     file, a trainer checkpoint of something that is not one of these nets, a
     kind mismatch, or weights that do not fit the described architecture.
     """
     payload = load_checkpoint(path, expect_kind=(*KINDS, TRAINER_KIND))
     meta = payload.get("meta")
-    required = ("kind", "layers", "filters", "in_planes", "board_size")
+    dual = isinstance(meta, dict) and meta.get("kind") == "dual"
+    required = ("kind", "blocks", "channels", "in_planes", "board_sizes") if dual else \
+        ("kind", "layers", "filters", "in_planes", "board_size")
     if not isinstance(meta, dict) or any(key not in meta for key in required) or meta["kind"] not in KINDS:
-        raise CheckpointError(f"{path} does not describe a policy or value network (its 'meta' "
+        raise CheckpointError(f"{path} does not describe a policy, value or dual network (its 'meta' "
                               f"needs {', '.join(required)}: save with gogame.nets.save, or train "
                               "with extra_meta=gogame.nets.describe(net))")
     if kind is not None and meta["kind"] != kind:
         raise CheckpointError(f"{path} holds a {meta['kind']} network, expected a {kind} network")
     try:
-        net = build(meta["kind"], meta["in_planes"], meta["board_size"], None, layers=meta["layers"],
-                    filters=meta["filters"], ownership_head=bool(meta.get("ownership_head", False)))
+        if dual:
+            net = DualNet(meta["in_planes"], meta["blocks"], meta["channels"], tuple(meta["board_sizes"]))
+        else:
+            net = build(meta["kind"], meta["in_planes"], meta["board_size"], None, layers=meta["layers"],
+                        filters=meta["filters"], ownership_head=bool(meta.get("ownership_head", False)))
         # load_state_dict copies into the fp32 parameters, so fp16 files come back as fp32
         net.load_state_dict(strip_wrapper_prefixes(payload["model"]))
     except (ValueError, RuntimeError, KeyError, TypeError) as exc:

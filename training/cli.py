@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "dataset": ("training.data", "run", "replay SGF games into bit-packed feature shards"),
     "sl": ("training.sl", "run", "train a policy net on expert moves (supervised)"),
     "value-sl": ("training.sl", "run_value", "train a value net on expert game outcomes"),
+    "dual": ("training.dual", "run", "train a dual net (policy, value, ownership) on expert games in SGF archives"),
     "eval-policy": ("training.evaluate", "run", "accuracy of a policy net on held-out expert games"),
     "eval-value": ("training.eval_value", "run", "mean squared error of a value net on a dataset's held-out positions"),
     "rollout": ("training.rollout_train", "run", "learn the rollout or tree policy's pattern weights from expert games"),

@@ -51,6 +51,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
+from typing import NamedTuple
 
 import numba as nb
 import numpy as np
@@ -96,28 +97,82 @@ class GameFilter:
 
     def reason_to_skip(self, game: Game) -> str | None:
         """Why a game of the right size is not kept, or None (size is the corpus reader's check)."""
-        if len(game.moves) < self.min_moves:
+        return self.reason_to_skip_facts(GameFacts.of(game))
+
+    def reason_to_skip_facts(self, facts: GameFacts) -> str | None:
+        """:meth:`reason_to_skip` from a game's :class:`GameFacts` (an index of games keeps these, not games)."""
+        if facts.moves < self.min_moves:
             return TOO_SHORT
-        if not self.handicap and (game.handicap > 1 or game.setup[0] or game.setup[1]):
+        if not self.handicap and (facts.handicap > 1 or facts.setup_stones):
             return HANDICAP
-        if self.require_result and game.winner is None:
+        if self.require_result and winner_of(facts.result) is None:
             return NO_RESULT
-        if self.min_komi is not None and game.komi < self.min_komi:
+        if self.min_komi is not None and facts.komi < self.min_komi:
             return KOMI
-        if self.max_komi is not None and game.komi > self.max_komi:
+        if self.max_komi is not None and facts.komi > self.max_komi:
             return KOMI
-        if self.decided_on_board and (game.result or "").strip().upper()[2:3] in ("T", "F"):
+        if self.decided_on_board and result_kind(facts.result) in (TIME, FORFEIT):
             return NOT_ON_BOARD
         if self.min_rank is not None:
             floor = rank_value(self.min_rank)
-            ranks = [rank_value(game.get(p) or "") for p in ("BR", "WR")]
+            ranks = [rank_value(r) for r in (facts.black_rank, facts.white_rank)]
             if floor is None or any(r is None or r < floor for r in ranks):
                 return RANK
         if self.since is not None or self.until is not None:
-            year = _year(game.get("DT") or "")
+            year = _year(facts.date)
             if year is None or (self.since and year < self.since) or (self.until and year > self.until):
                 return DATE
         return None
+
+
+class GameFacts(NamedTuple):
+    """What :class:`GameFilter` and the outcome rules read of a game: counts and root properties as text."""
+
+    moves: int
+    handicap: int
+    setup_stones: int  # AB and AW stones of the root
+    komi: float
+    result: str  # RE, "" if absent
+    black_rank: str  # BR, "" if absent
+    white_rank: str
+    date: str  # DT
+
+    @classmethod
+    def of(cls, game: Game) -> GameFacts:
+        return cls(len(game.moves), game.handicap, len(game.setup[0]) + len(game.setup[1]), game.komi,
+                   game.result or "", game.get("BR") or "", game.get("WR") or "", game.get("DT") or "")
+
+
+# Kinds of result (:func:`result_kind`).
+RESIGN, SCORE, WIN, TIME, FORFEIT, DRAW, VOID, UNKNOWN = (
+    "resign", "score", "win", "time", "forfeit", "draw", "void", "unknown")
+RESULT_KINDS = (RESIGN, SCORE, WIN, TIME, FORFEIT, DRAW, VOID, UNKNOWN)
+
+
+def result_kind(result: str | None) -> str:
+    """How a game ended, from its ``RE``: ``B+R`` resign, ``W+3.5`` score, ``B+`` win (no reason given),
+    ``B+T`` time, ``B+F`` forfeit, ``0``/``Draw``/``Jigo`` draw, ``Void`` void, anything else unknown."""
+    text = (result or "").strip().upper()
+    if text[:2] in ("B+", "W+"):
+        rest = text[2:].strip()
+        if not rest:
+            return WIN
+        if rest[0] == "R":
+            return RESIGN
+        if rest[0] == "T":
+            return TIME
+        if rest[0] == "F":
+            return FORFEIT
+        return SCORE if re.fullmatch(r"\d+(\.\d*)?", rest) else UNKNOWN
+    if text in ("0", "DRAW", "JIGO") or text.startswith("JIGO"):
+        return DRAW
+    return VOID if text.startswith("VOID") else UNKNOWN
+
+
+def winner_of(result: str | None) -> str | None:
+    """``"B"`` or ``"W"`` from a result such as ``B+R`` (as :attr:`gogame.sgf.Game.winner`), else None."""
+    text = (result or "").strip().upper()
+    return text[0] if text[:2] in ("B+", "W+") else None
 
 
 def rank_value(text: str) -> int | None:
@@ -202,11 +257,17 @@ def encode_game(game: Game, feature_set: str, keep: np.ndarray | None = None) ->
     """
     if any(name in node.properties for node in game.main_line()[1:] for name in ("AB", "AW", "AE")):
         raise ValueError("setup stones after the first node")
-    size = game.size
-    board = Board(size, game.komi, superko="none")
-    board.setup(*game.setup)
-    points = np.array([fb.PASS if m is None else board._index(m) for _, m in game.moves], np.int32)
-    colours = np.array([fb.BLACK if c == "B" else fb.WHITE for c, _ in game.moves], np.int64)
+    return encode_moves(game.size, game.setup, game.moves, feature_set, keep)
+
+
+def encode_moves(size: int, setup: tuple[Iterable[coords.Point], Iterable[coords.Point]],
+                 moves: list[tuple[str, coords.Move]], feature_set: str, keep: np.ndarray | None = None) -> np.ndarray:
+    """:func:`encode_game` for a record given as its size, root ``setup`` (black and white points) and
+    ``(colour, move)`` list. An empty ``keep`` encodes nothing and only checks that the moves replay."""
+    board = Board(size, 0.0, superko="none")
+    board.setup(*setup)
+    points = np.array([fb.PASS if m is None else board._index(m) for _, m in moves], np.int32)
+    colours = np.array([fb.BLACK if c == "B" else fb.WHITE for c, _ in moves], np.int64)
     rows = np.arange(len(points)) if keep is None else np.full(len(points), -1)
     if keep is not None:
         rows[keep] = np.arange(len(keep))
@@ -215,7 +276,7 @@ def encode_game(game: Game, feature_set: str, keep: np.ndarray | None = None) ->
     scratch = np.zeros((n_planes, size, size), np.uint8)
     done = _encode_game(board.fast, points, colours, rows, _KIND[feature_set], scratch, packed)
     if done < len(points):
-        colour, move = game.moves[done]
+        colour, move = moves[done]
         raise IllegalMove(f"move {done + 1} ({colour} {coords.to_gtp(move)}) is illegal")
     return packed
 

@@ -203,12 +203,10 @@ def train(args: argparse.Namespace, kind: str) -> dict:
                          ownership_head=args.ownership_weight > 0)
     nets.freeze_hidden_layers(net, args.frozen_layers)
     provenance = {
-        "command": "gogame-train " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("gogame-train") else " ".join(sys.argv),
+        **run_provenance(),
         "data": meta["sources"],
         **({"trunk_from": str(args.init_from), "frozen_layers": args.frozen_layers} if args.init_from else {}),
         "dataset_positions": len(train_src),
-        "hardware": f"{platform.node()} {torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or 'cpu'}",
-        "date": time.strftime("%Y-%m-%d"),
     }
     config = TrainConfig(
         out_dir=args.out, steps=args.steps or (1 if args.minutes else 0), epochs=args.epochs, batch_size=args.batch_size,
@@ -237,15 +235,31 @@ def train(args: argparse.Namespace, kind: str) -> dict:
     elapsed = time.perf_counter() - start
     summary["positions_per_s"] = (summary["step"] - first_step) * args.batch_size / max(elapsed, 1e-9)
     if args.export:
-        best = Path(args.out) / "best.pt"
-        final = nets.load(best if best.exists() else Path(args.out) / "last.pt")
-        provenance["validation"] = summary["val"]
-        provenance["steps"] = summary["step"]
-        provenance["batch_size"] = args.batch_size
-        provenance["positions_per_s"] = round(summary["positions_per_s"])
-        nets.save(final, args.export, half=True, features=net_features, provenance=provenance)
+        export(args.out, args.export, net_features, provenance, summary, args.batch_size)
     print(json.dumps(summary, default=str))
     return summary
+
+
+def run_provenance() -> dict[str, str]:
+    """The command line, the machine and the date, for a network's provenance."""
+    return {
+        "command": "gogame-train " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("gogame-train") else " ".join(sys.argv),
+        "hardware": f"{platform.node()} {torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or 'cpu'}",
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def export(run_dir: str, path: str, net_features: str, provenance: dict[str, Any], summary: dict[str, Any],
+           batch_size: int) -> None:
+    """Write the run's best net (its last if it never validated) to ``path`` as fp16 weights, with
+    ``provenance`` plus the last validation, the steps, the batch size and the positions per second."""
+    best = Path(run_dir) / "best.pt"
+    final = nets.load(best if best.exists() else Path(run_dir) / "last.pt")
+    provenance["validation"] = summary["val"]
+    provenance["steps"] = summary["step"]
+    provenance["batch_size"] = batch_size
+    provenance["positions_per_s"] = round(summary["positions_per_s"])
+    nets.save(final, path, half=True, features=net_features, provenance=provenance)
 
 
 def _steps_for(minutes: float, net: torch.nn.Module, loss, train_src, config: TrainConfig) -> int:

@@ -1,0 +1,113 @@
+"""Tests for training.dual: the dual loss, build_job, the stage end to end on a tiny archive."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from gogame import nets
+from training import cli, data
+from training.dual import DualConfig, build_job, dual_loss
+from training.trainer import Trainer
+
+from tests.test_stream import DATA, make_archive
+
+SIZE = 9
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("archive")
+    return make_archive(folder / "pro9.tar.xz", {p.name: p.read_bytes() for p in sorted(DATA.glob("pro9-*.sgf"))})
+
+
+def config(archive: Path, tmp_path: Path, **changes) -> DualConfig:
+    base = DualConfig(sources=(str(archive),), size=SIZE, preset="b2c16", out=str(tmp_path / "run"), steps=6,
+                      batch_size=16, warmup_steps=0, val_every=3, val_batches=2, ckpt_every=3, log_every=3,
+                      ownership_playouts=4, games_per_chunk=4, val_fraction=0.2, test_fraction=0.2,
+                      index_dir=str(tmp_path / "index"), prefetch=0, progress=False, device="cpu")
+    return dataclasses.replace(base, **changes)
+
+
+class Fixed(torch.nn.Module):
+    """A stand-in net: the outputs it is given, whatever the planes."""
+
+    def __init__(self, logits, value, ownership):
+        super().__init__()
+        self.out = (logits, value, ownership)
+
+    def forward(self, planes):
+        return self.out
+
+
+def test_value_mse_counts_only_positions_with_an_outcome():
+    b = 4
+    batch = {"planes": torch.zeros(b, -(-49 * SIZE * SIZE // 8), dtype=torch.uint8),
+             "move": torch.tensor([0, 1, 2, SIZE * SIZE]), "outcome": torch.tensor([1.0, 0.0, -1.0, 0.0]),
+             "ownership": torch.zeros(b, SIZE * SIZE), "symmetry": 0}
+    logits, ownership = torch.zeros(b, SIZE * SIZE + 1), torch.zeros(b, SIZE * SIZE)
+    loss_fn = dual_loss(SIZE)
+    right = loss_fn(Fixed(logits, torch.tensor([1.0, 0.9, -1.0, -0.9]), ownership), batch)
+    other = loss_fn(Fixed(logits, torch.tensor([1.0, -0.5, -1.0, 0.7]), ownership), batch)
+    wrong = loss_fn(Fixed(logits, torch.tensor([-1.0, 0.9, -1.0, -0.9]), ownership), batch)
+    assert right[1]["mse"] == other[1]["mse"] == 0.0 and torch.equal(right[0], other[0])
+    assert wrong[1]["mse"] == pytest.approx(2.0)  # (1 - -1)^2 over the two positions with an outcome
+    none = {**batch, "outcome": torch.zeros(b)}
+    assert loss_fn(Fixed(logits, torch.tensor([1.0, 0.9, -1.0, -0.9]), ownership), none)[1]["mse"] == 0.0
+
+
+def test_ownership_loss_is_lower_for_the_right_owner():
+    b = 1  # one row: symmetry 0 leaves it as it is (a second row would be turned, its target with it)
+    owner = torch.ones(b, SIZE * SIZE)
+    owner[:, : SIZE * 4] = -1
+    batch = {"planes": torch.zeros(b, -(-49 * SIZE * SIZE // 8), dtype=torch.uint8), "move": torch.tensor([0]),
+             "outcome": torch.zeros(b), "ownership": owner, "symmetry": 0}
+    logits, value = torch.zeros(b, SIZE * SIZE + 1), torch.zeros(b)
+    loss_fn = dual_loss(SIZE, ownership_weight=1.0)
+    right = loss_fn(Fixed(logits, value, 4 * owner), batch)[1]
+    wrong = loss_fn(Fixed(logits, value, -4 * owner), batch)[1]
+    assert right["ownership"] < 0.05 < 4 < wrong["ownership"]
+    assert right["own_acc"] == 1.0 and wrong["own_acc"] == 0.0
+
+
+def test_build_job_trains_and_its_checkpoints_load_as_dual_nets(archive, tmp_path):
+    job = build_job(config(archive, tmp_path))
+    assert isinstance(job.model, nets.DualNet) and job.val is not None and job.val.split == "val"
+    assert job.extra_meta["kind"] == "dual" and job.extra_meta["provenance"]["data"] == job.train.manifest()
+    summary = Trainer(job.model, job.loss_fn, job.train, job.val, config=job.train_config,
+                      extra_meta=job.extra_meta).fit()
+    assert summary["step"] == 6
+    assert set(summary["val"]) >= {"loss", "policy", "acc", "top5", "mse", "ownership", "own_acc"}
+    loaded = nets.load(tmp_path / "run" / "last.pt", kind="dual")
+    assert loaded.meta["board_sizes"] == [SIZE] and loaded.meta["features"] == "alphago49"
+
+
+def test_a_resumed_run_ends_with_the_weights_of_an_unbroken_one(archive, tmp_path):
+    whole = build_job(config(archive, tmp_path / "a"))
+    Trainer(whole.model, whole.loss_fn, whole.train, None, config=whole.train_config,
+            extra_meta=whole.extra_meta).fit()
+    for _ in range(2):  # 3 steps, then the other 3 after a resume
+        part = build_job(config(archive, tmp_path / "b", max_steps_this_run=3, resume=True))
+        Trainer(part.model, part.loss_fn, part.train, None, config=part.train_config,
+                extra_meta=part.extra_meta).fit()
+    a = nets.load(tmp_path / "a" / "run" / "last.pt").state_dict()
+    b = nets.load(tmp_path / "b" / "run" / "last.pt").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_command_exports_fp16_weights_with_provenance(archive, tmp_path):
+    export = tmp_path / "dual9.pt"
+    argv = ["dual", str(archive), "--out", str(tmp_path / "run"), "--size", "9", "--preset", "b2c16",
+            "--steps", "3", "--batch-size", "8", "--val-every", "3", "--val-batches", "1", "--ownership-playouts",
+            "2", "--val-fraction", "0.2", "--test-fraction", "0.2", "--index-dir", str(tmp_path / "index"),
+            "--warmup-steps", "0", "--no-progress", "--threads", "1", "--export", str(export)]
+    assert cli.main(argv) == 0
+    net = nets.load(export, kind="dual")
+    provenance = net.meta["provenance"]
+    assert provenance["steps"] == 3 and provenance["batch_size"] == 8 and "mse" in provenance["validation"]
+    assert provenance["data"]["inputs"][0]["path"] == str(archive.resolve())
+    assert cli.main(["dual", str(tmp_path / "missing.tar.xz"), "--out", str(tmp_path / "x"),
+                     "--index-dir", str(tmp_path / "index")]) == 2

@@ -1,0 +1,195 @@
+"""Tests for training.stream: the expert-game batch source read straight from SGF archives."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gogame import sgf
+from training import data, stream
+from training.stream import ExpertStream, OutcomeRule
+
+DATA = Path(__file__).resolve().parent / "data"
+SIZE = 9
+
+
+def make_archive(path: Path, files: dict[str, bytes]) -> Path:
+    """A .tar.xz holding ``files`` (member name -> SGF bytes)."""
+    import io
+
+    with tarfile.open(path, "w:xz") as tar:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    return path
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("archive")
+    files = {f"games/{p.name}": p.read_bytes() for p in sorted(DATA.glob("pro9-*.sgf"))}
+    return make_archive(folder / "pro9.tar.xz", files)
+
+
+@pytest.fixture(scope="module")
+def index_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("index")
+
+
+def make(archive: Path, index_dir: Path, batch_size: int = 32, **options) -> ExpertStream:
+    options.setdefault("game_filter", data.GameFilter(size=SIZE))
+    options.setdefault("val_fraction", 0.2)
+    options.setdefault("test_fraction", 0.2)
+    options.setdefault("ownership_playouts", 4)
+    options.setdefault("games_per_chunk", 3)
+    return ExpertStream([archive], batch_size, index_dir=index_dir, progress=False, **options)
+
+
+def same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(
+        torch.equal(a[k], b[k]) if isinstance(a[k], torch.Tensor) else a[k] == b[k] for k in a)
+
+
+def test_two_instances_give_identical_batches_and_epochs_differ(archive, index_dir):
+    one, two = make(archive, index_dir), make(archive, index_dir)
+    first = list(one.batches(0))
+    assert len(first) == one.num_batches() > 2
+    assert all(same(a, b) for a, b in zip(first, two.batches(0)))
+    assert not torch.equal(first[0]["move"], next(iter(one.batches(1)))["move"])
+    batch = first[0]
+    assert batch["planes"].dtype == torch.uint8 and batch["planes"].shape == (32, -(-49 * SIZE * SIZE // 8))
+    assert batch["move"].dtype == torch.int64 and batch["outcome"].dtype == torch.float32
+    assert batch["ownership"].shape == (32, SIZE * SIZE) and batch["symmetry"] in range(8)
+    assert bool((batch["ownership"].abs() <= 1).all())
+
+
+def test_start_skips_batches_without_replaying_earlier_chunks(archive, index_dir, monkeypatch):
+    source = make(archive, index_dir)
+    full = list(source.batches(1))
+    replayed = []
+    original = ExpertStream.game_arrays
+    monkeypatch.setattr(ExpertStream, "game_arrays", lambda self, i: replayed.append(i) or original(self, i))
+    for start in (1, len(full) - 1):
+        replayed.clear()
+        rest = list(source.batches(1, start))
+        assert len(rest) == len(full) - start and all(same(a, b) for a, b in zip(rest, full[start:]))
+    assert len(replayed) < source.games // 2  # the last batch needs only the last chunk or two
+    assert list(source.batches(1, len(full))) == []
+
+
+def test_ranks_partition_each_batch_of_the_epoch(archive, index_dir):
+    whole = list(make(archive, index_dir, batch_size=32).batches(0))
+    halves = make(archive, index_dir, batch_size=16)
+    assert halves.num_batches(2) == len(whole)
+    ranks = [list(halves.batches(0, 0, r, 2)) for r in range(2)]
+    for j, batch in enumerate(whole):
+        for key in ("planes", "move", "outcome", "move_number", "ownership"):
+            assert torch.equal(torch.cat([ranks[0][j][key], ranks[1][j][key]]), batch[key])
+
+
+def test_without_drop_last_an_epoch_is_every_position_once(archive, index_dir):
+    source = make(archive, index_dir, batch_size=50, drop_last=False)
+    counts = [len(b["move"]) for r in range(2) for b in source.batches(0, 0, r, 2)]
+    assert sum(counts) == len(source) == sum(len(source.game_arrays(i)["move"]) for i in range(source.games))
+    limited = make(archive, index_dir, batch_size=50, drop_last=False, max_batches=2)
+    assert limited.num_batches() == 2 and len(list(limited.batches(0))) == 2
+
+
+def test_splits_are_disjoint_by_game_and_cover_the_kept_games(archive, index_dir):
+    names = {split: set(make(archive, index_dir, split=split).names) for split in data.SPLITS}
+    assert all(names.values())
+    assert not (names["train"] & names["val"] or names["train"] & names["test"] or names["val"] & names["test"])
+    assert len(set().union(*names.values())) == 24
+    assert all(name.startswith("pro9.tar.xz/games/pro9-") for name in names["train"])
+
+
+def test_the_index_is_built_once(archive, index_dir, monkeypatch):
+    make(archive, index_dir)
+    monkeypatch.setattr(stream, "read_games", lambda *a, **k: pytest.fail("the cached index was not used"))
+    assert make(archive, index_dir).games > 0
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert (index_dir / f"{digest}-{SIZE}-v{stream.INDEX_VERSION}.npz").is_file()
+
+
+def test_manifest_names_the_inputs_and_every_setting(archive, index_dir):
+    manifest = make(archive, index_dir).manifest()
+    assert json.loads(json.dumps(manifest)) == manifest
+    assert manifest["inputs"] == [{"path": str(archive.resolve()), "bytes": archive.stat().st_size,
+                                   "sha256": hashlib.sha256(archive.read_bytes()).hexdigest()}]
+    other = make(archive, index_dir, outcome=OutcomeRule(max_komi=None)).manifest()
+    assert other["settings"]["outcome"]["max_komi"] is None and other["settings"] != manifest["settings"]
+    assert make(archive, index_dir, ownership_playouts=5).manifest()["settings"]["ownership_playouts"] == 5
+
+
+@pytest.mark.parametrize("result, kind", [("B+R", "resign"), ("W+Resign", "resign"), ("B+3.5", "score"),
+                                          ("W+12", "score"), ("B+", "win"), ("W+T", "time"), ("B+Time", "time"),
+                                          ("B+F", "forfeit"), ("0", "draw"), ("Jigo", "draw"), ("Void", "void"),
+                                          ("?", "unknown"), ("", "unknown"), ("B+x", "unknown")])
+def test_result_kinds(result, kind):
+    assert data.result_kind(result) == kind
+
+
+def test_outcome_is_masked_by_result_kind_komi_and_handicap(archive, index_dir):
+    source = make(archive, index_dir, val_fraction=0, test_fraction=0)
+    seen = set()
+    for i in range(source.games):
+        facts = source._record(i)[2]
+        arrays = source.game_arrays(i)
+        kind = data.result_kind(facts.result)
+        mover = np.where(np.arange(len(arrays["move"])) % 2 == 0, 1, -1)  # no handicap here: black first
+        if kind in ("time", "forfeit") or not 5.5 <= facts.komi <= 7.5:  # one fixture game has komi 0
+            assert not arrays["outcome"].any()
+        else:
+            winner = 1 if facts.result.startswith("B") else -1
+            assert np.array_equal(arrays["outcome"], (mover * winner).astype(np.float32))
+        seen.add(kind in ("time", "forfeit"))
+    assert seen == {True, False}
+    strict = make(archive, index_dir, outcome=OutcomeRule(min_komi=7.0))  # the fixture games: komi 0 to 6.5
+    assert not any(strict.game_arrays(i)["outcome"].any() for i in range(strict.games))
+    rule = OutcomeRule()
+    handicap = data.GameFacts(100, 2, 2, 6.5, "B+R", "", "", "")
+    assert rule.winner(handicap) is None and OutcomeRule(handicap=True).winner(handicap) == "B"
+    with pytest.raises(ValueError, match="unknown result kinds"):
+        OutcomeRule(results=("resigned",))
+
+
+def finished_game() -> bytes:
+    """9x9: black walls off columns A-E, white F-J, both pass; black's area 45 to 36."""
+    moves = []
+    for row in range(9):
+        moves += [("B", (row, 4)), ("W", (row, 5))]
+    moves += [("B", None), ("W", None)]
+    return sgf.dumps(sgf.Game.from_moves(moves, size=SIZE, komi=0.0, result="B+9")).encode()
+
+
+def test_ownership_agrees_with_a_finished_game(tmp_path):
+    path = make_archive(tmp_path / "one.tar.xz", {"walls.sgf": finished_game()})
+    source = ExpertStream([path], 4, game_filter=data.GameFilter(size=SIZE), val_fraction=0, test_fraction=0,
+                          ownership_playouts=8, index_dir=tmp_path, progress=False)
+    owner = source.final_ownership(0).reshape(SIZE, SIZE)
+    # the rollouts sometimes live inside the other side's territory: the sign holds everywhere, the mean is high
+    assert (owner[:, :5] > 0).all() and (owner[:, 5:] < 0).all()
+    assert owner[:, :5].mean() > 0.8 and owner[:, 5:].mean() < -0.8
+    arrays = source.game_arrays(0)
+    black, white = arrays["ownership"][0].reshape(SIZE, SIZE), arrays["ownership"][1].reshape(SIZE, SIZE)
+    assert np.array_equal(black, owner.astype(np.float32)) and np.array_equal(white, -black)
+    assert list(arrays["outcome"][:2]) == [0.0, 0.0]  # komi 0 is outside the default outcome range
+    assert np.array_equal(source.final_ownership(0), owner.reshape(-1))  # seeded: the same every time
+
+
+def test_bad_sources_and_settings(archive, index_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such"):
+        make(tmp_path / "missing.tar.xz", index_dir)
+    with pytest.raises(ValueError, match="no game of the train split"):
+        make(archive, index_dir, game_filter=data.GameFilter(size=19))
+    with pytest.raises(ValueError, match="split must be"):
+        make(archive, index_dir, split="dev")
+    with pytest.raises(ValueError, match="positive"):
+        make(archive, index_dir, ownership_playouts=0)

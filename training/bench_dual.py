@@ -1,0 +1,147 @@
+"""Measurements for the dual network: its forward cost, and how good the stream's ownership targets are.
+
+``python -m training.bench_dual forward``: positions per second of dual presets against the shipped policy19
+(12 plain 3x3 layers of 128), at one batch size on 19x19, on one torch thread by default, side by side in one
+run: every round times each net in turn (``--forwards`` forwards each), and the medians over the rounds are
+reported with a 95% interval of each median (order statistics) and the median per-round ratio to policy19.
+
+``python -m training.bench_dual ownership ARCHIVE``: on games that ended by counting (``RE`` like ``W+3.5``),
+the margin implied by the rollout ownership of the final position (:meth:`training.stream.ExpertStream.
+final_ownership`: the sum of the mean owners minus komi) against the recorded one; beside it the board scored as
+it stands (every stone alive) and, for the first ``--gnugo`` games, the board scored with GNU Go's
+``final_status_list dead`` stones removed, with the per-point agreement of the rollout owner sign and GNU Go's.
+Records of Japanese games count territory, not area: a margin may differ by a point from the area count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import time
+
+import numpy as np
+import torch
+
+from gogame import coords, nets
+from gogame.board import Board
+from training import data
+from training.match import GtpController
+from training.stream import ExpertStream, OutcomeRule
+
+
+def median_interval(x: np.ndarray) -> tuple[float, float]:
+    """A 95% interval of the median of ``x`` from order statistics (binomial normal approximation)."""
+    s = np.sort(x)
+    n = s.size
+    half = 1.96 * math.sqrt(n) / 2
+    lo, hi = max(0, math.floor(n / 2 - half)), min(n - 1, math.ceil(n / 2 + half) - 1)
+    return float(s[lo]), float(s[hi])
+
+
+def forward(args: argparse.Namespace) -> dict:
+    torch.set_num_threads(args.threads)
+    models = {"policy19": nets.load(nets.default_weights("policy", 19))}
+    for preset in args.presets:
+        models[preset] = nets.build("dual", 49, 19, preset).eval()
+    gen = torch.Generator().manual_seed(0)
+    inputs = {name: (torch.rand(args.batch, m.in_planes, 19, 19, generator=gen) < 0.3).float()
+              for name, m in models.items()}
+    rates: dict[str, list[float]] = {name: [] for name in models}
+    with torch.inference_mode():
+        for name, m in models.items():  # warm-up
+            m(inputs[name])
+        for _ in range(args.rounds):
+            for name, m in models.items():
+                start = time.perf_counter()
+                for _ in range(args.forwards):
+                    m(inputs[name])
+                rates[name].append(args.batch * args.forwards / (time.perf_counter() - start))
+    base = np.array(rates["policy19"])
+    out = {"batch": args.batch, "threads": args.threads, "rounds": args.rounds, "forwards": args.forwards}
+    for name, r in rates.items():
+        r = np.array(r)
+        params = sum(p.numel() for p in models[name].parameters())
+        out[name] = {"params": params, "positions_per_s": float(np.median(r)), "ci95": median_interval(r),
+                     "ratio_to_policy19": float(np.median(r / base))}
+    return out
+
+
+def _gnugo_dead(controller: GtpController, board: Board, moves: list, komi: float) -> list[coords.Point]:
+    controller.send(f"boardsize {board.size}")
+    controller.send("clear_board")
+    controller.send(f"komi {komi}")
+    for colour, move in moves:
+        controller.send(f"play {colour} {coords.to_gtp(move)}")
+    reply = controller.send("final_status_list dead")
+    return [coords.from_gtp(v, board.size) for v in reply.split()]
+
+
+def ownership(args: argparse.Namespace) -> dict:
+    source = ExpertStream([args.archive], 1, game_filter=data.GameFilter(size=19, handicap=False),
+                          outcome=OutcomeRule(), val_fraction=0, test_fraction=0,
+                          ownership_playouts=args.playouts, progress=False)
+    rows = []
+    gnugo = GtpController(args.gnugo_command.split()) if args.gnugo and shutil.which(args.gnugo_command.split()[0]) \
+        else None
+    gnugo_rows = []
+    for i in range(source.games):
+        setup, moves, facts, name = source._record(i)
+        if data.result_kind(facts.result) != data.SCORE or not 5.5 <= facts.komi <= 7.5:
+            continue
+        recorded = float(facts.result[2:]) * (1 if facts.result[0].upper() == "B" else -1)
+        owner = source.final_ownership(i)
+        board = Board(19, facts.komi, superko="none")
+        for colour, move in moves:
+            board.play(move, colour)
+        rows.append((recorded, float(owner.sum()) - facts.komi, board.score("area")))
+        if gnugo is not None and len(gnugo_rows) < args.gnugo:
+            dead = _gnugo_dead(gnugo, board, moves, facts.komi)
+            judged = board.ownership(dead).reshape(-1)  # +1 black, -1 white, 0 neither (point order row*19+col)
+            sure = judged != 0
+            gnugo_rows.append((recorded, board.score("area", dead=dead),
+                               float(np.mean(np.sign(owner[sure]) == judged[sure]))))
+        if len(rows) >= args.games:
+            break
+    if gnugo is not None:
+        gnugo.close()
+    r = np.array(rows)
+
+    def errors(recorded: np.ndarray, estimate: np.ndarray) -> dict:
+        e = np.abs(estimate - recorded)
+        return {"winner_right": float(np.mean(np.sign(estimate) == np.sign(recorded))),
+                "mean_abs_error": float(e.mean()), "median_abs_error": float(np.median(e)),
+                "within_2": float(np.mean(e <= 2)), "within_5": float(np.mean(e <= 5))}
+
+    out = {"games": len(rows), "playouts": args.playouts, "rollout_ownership": errors(r[:, 0], r[:, 1]),
+           "board_as_it_stands": errors(r[:, 0], r[:, 2])}
+    if gnugo_rows:
+        g = np.array(gnugo_rows)
+        out["gnugo"] = {"games": len(gnugo_rows), "gnugo_dead_removed": errors(g[:, 0], g[:, 1]),
+                        "rollout_sign_agrees_with_gnugo_owner": float(g[:, 2].mean())}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.bench_dual", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    f = sub.add_parser("forward", help="positions per second of dual presets against policy19")
+    f.add_argument("--presets", nargs="+", default=["b4c64", "b6c96", "b10c128"])
+    f.add_argument("--batch", type=int, default=16)
+    f.add_argument("--threads", type=int, default=1)
+    f.add_argument("--rounds", type=int, default=15)
+    f.add_argument("--forwards", type=int, default=5)
+    o = sub.add_parser("ownership", help="rollout ownership of final positions against recorded margins")
+    o.add_argument("archive")
+    o.add_argument("--games", type=int, default=500)
+    o.add_argument("--playouts", type=int, default=32)
+    o.add_argument("--gnugo", type=int, default=0, help="also judge the first N games with GNU Go")
+    o.add_argument("--gnugo-command", default="/usr/games/gnugo --mode gtp --chinese-rules")
+    args = parser.parse_args(argv)
+    print(json.dumps(forward(args) if args.what == "forward" else ownership(args), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

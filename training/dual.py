@@ -1,0 +1,206 @@
+"""The dual network's stage: one trunk learns expert moves, outcomes and final ownership together.
+
+``gogame-train dual SOURCES... --out RUN`` trains a :class:`gogame.nets.DualNet` on expert games streamed from
+their SGF archives (:class:`training.stream.ExpertStream`: no dataset step) through the one
+:class:`training.trainer.Trainer`, and with ``--export`` writes fp16 weights with their provenance. Every option
+is a field of :class:`DualConfig`; :func:`build_job` turns a config into what the trainer takes, so a campaign
+can run the stage from a config read elsewhere (a TOML file) with no command line at all.
+
+The loss (:func:`dual_loss`) of a batch is
+
+    cross-entropy(policy, expert move) + value_weight * MSE(value, outcome) + ownership_weight * BCE(ownership)
+
+where the MSE counts only the positions whose outcome is not 0 (a result that says nothing about the board:
+:class:`training.stream.OutcomeRule`), and the ownership term is the binary cross-entropy of the per-point logits
+against the estimated final area for the mover, ``(ownership + 1) / 2``, averaged over the points. Logged: the
+three terms (``policy``, ``mse``, ``ownership``), top-1 and top-5 move accuracy (``acc``, ``top5``), and
+``own_acc``, the share of points whose owner sign the net gets right among those the estimate is sure of
+(|target| >= 1/2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+from gogame import features, nets
+from training import data, options, sl
+from training.options import option
+from training.stream import ExpertStream, OutcomeRule
+from training.trainer import LossFn, TrainConfig, Trainer
+
+FEATURES = "alphago49"
+
+
+@dataclass
+class DualConfig:
+    """Every setting of the dual stage, with its default."""
+
+    # data
+    sources: tuple[str, ...] = option((), "SGF archives (.tar.xz, .tar.gz, .zip) or .sgf files of expert games")
+    size: int = option(19, "board size of the games read")
+    min_moves: int = option(20, "skip games with fewer moves")
+    handicap: bool = option(True, "keep handicap games (their moves teach the policy; see --outcome-handicap)")
+    min_rank: str | None = option(None, 'skip games with a player below this rank, e.g. "6d" or "1p"')
+    since: int | None = option(None, "first year kept (DT)")
+    until: int | None = option(None, "last year kept (DT)")
+    outcome_results: tuple[str, ...] = option((data.RESIGN, data.SCORE, data.WIN),
+                                              "result kinds whose winner is a value target (others: outcome 0)")
+    outcome_min_komi: float | None = option(5.5, "no value target from games with a smaller komi")
+    outcome_max_komi: float | None = option(7.5, "no value target from games with a larger komi")
+    outcome_handicap: bool = option(False, "value targets from handicap games too")
+    ownership_playouts: int = option(32, "rollouts of each game's last position that estimate its final owners")
+    games_per_chunk: int = option(64, "games whose positions are shuffled together")
+    split_seed: int = option(0, "seed of the train/val/test split by game")
+    val_fraction: float = option(0.02, "share of games for validation")
+    test_fraction: float = option(0.02, "share of games held out for testing")
+    index_dir: str | None = option(None, "where the archives' game indexes are cached (default ~/.cache/gogame)")
+    # network and loss
+    preset: str = option("b6c96", f"dual net preset: {', '.join(nets.DUAL_PRESETS)}")
+    blocks: int | None = option(None, "residual blocks (overrides the preset's)")
+    channels: int | None = option(None, "trunk channels (overrides the preset's)")
+    value_weight: float = option(1.0, "weight of the value MSE in the loss")
+    ownership_weight: float = option(1.0, "weight of the ownership BCE in the loss")
+    # training
+    out: str = option("runs/dual", "run folder (metrics.csv, last.pt, best.pt)")
+    steps: int = option(0, "optimizer steps (or --epochs)")
+    epochs: int = option(0, "passes over the training games (default 1 when --steps is not given)")
+    batch_size: int = option(128, "positions per step")
+    optimizer: str = option("adamw", "sgd, nesterov, adam, adamw, ...")
+    lr: float = option(1e-3, "peak learning rate")
+    weight_decay: float = option(1e-4, "on conv kernels and weight matrices")
+    schedule: str = option("cosine", "constant, cosine or step")
+    warmup_steps: int = option(200, "linear warmup steps")
+    min_lr: float = option(1e-5, "where the cosine schedule ends")
+    grad_clip: float = option(1.0, "max gradient norm (0: none)")
+    val_every: int = option(1000, "validate after every this many steps")
+    val_batches: int = option(20, "batches of the val split per validation (0: all of it)")
+    ckpt_every: int = option(500, "write last.pt after every this many steps")
+    log_every: int = option(50, "write a train row every this many steps")
+    seed: int = option(0, "seed of the net's initialisation, the data order and the symmetries")
+    prefetch: int = option(1, "batches prepared ahead in a background thread (0: none)")
+    threads: int = option(0, "torch threads (0: torch's default)")
+    amp: bool = option(False, "bf16 autocast where the device computes bf16 natively")
+    device: str | None = option(None, "cuda, mps or cpu (default: the best available)")
+    resume: bool = option(False, "continue the run in --out")
+    max_steps_this_run: int = option(0, "stop after this many steps (resume later); 0 no limit")
+    progress: bool = option(True, "progress bars")
+    export: str | None = option(None, "write the final weights here (fp16), with provenance")
+
+
+class Job(NamedTuple):
+    """What :class:`training.trainer.Trainer` takes: ``Trainer(model, loss_fn, train, val, config=train_config,
+    extra_meta=extra_meta)``."""
+
+    model: nets.DualNet
+    loss_fn: LossFn
+    train: ExpertStream
+    val: ExpertStream | None
+    train_config: TrainConfig
+    extra_meta: dict[str, Any]
+
+
+def dual_loss(size: int, value_weight: float = 1.0, ownership_weight: float = 1.0) -> LossFn:
+    """The dual loss (see the module docstring) of batches of :class:`training.stream.ExpertStream`."""
+    n_planes = features.FEATURE_SETS[FEATURES]
+
+    def loss_fn(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        planes = data.unpack_planes(batch["planes"], n_planes, size)
+        # the final owners as one more plane, so that the symmetry turns them with the position
+        planes = torch.cat([planes, batch[data.OWNERSHIP].view(-1, 1, size, size)], dim=1)
+        planes, moves = data.apply_symmetries(planes, batch["move"], batch["symmetry"])
+        logits, value, ownership = model(planes[:, :n_planes])
+        policy = F.cross_entropy(logits.float(), moves)
+        target = batch["outcome"]
+        decided = (target != 0).float()
+        mse = ((value.float() - target).square() * decided).sum() / decided.sum().clamp(min=1)
+        owner = planes[:, n_planes].flatten(1)
+        own = F.binary_cross_entropy_with_logits(ownership.float(), (owner + 1) / 2)
+        sure = owner.abs() >= 0.5
+        right = ((ownership > 0) == (owner > 0)) & sure
+        top5 = logits.topk(5, dim=1).indices
+        metrics = {
+            "policy": policy.item(),
+            "acc": (top5[:, 0] == moves).float().mean().item(),
+            "top5": (top5 == moves[:, None]).any(dim=1).float().mean().item(),
+            "mse": mse.item(),
+            "ownership": own.item(),
+            "own_acc": (right.sum() / sure.sum().clamp(min=1)).item(),
+        }
+        return policy + value_weight * mse + ownership_weight * own, metrics
+
+    return loss_fn
+
+
+def _stream(config: DualConfig, split: str) -> ExpertStream:
+    game_filter = data.GameFilter(size=config.size, min_moves=config.min_moves, handicap=config.handicap,
+                                  min_rank=config.min_rank, since=config.since, until=config.until)
+    outcome = OutcomeRule(config.outcome_results, config.outcome_min_komi, config.outcome_max_komi,
+                          config.outcome_handicap)
+    training = split == "train"
+    return ExpertStream(config.sources, config.batch_size, split=split, game_filter=game_filter, outcome=outcome,
+                        seed=config.seed, split_seed=config.split_seed, val_fraction=config.val_fraction,
+                        test_fraction=config.test_fraction, games_per_chunk=config.games_per_chunk,
+                        ownership_playouts=config.ownership_playouts, drop_last=training,
+                        max_batches=0 if training else config.val_batches, index_dir=config.index_dir,
+                        progress=config.progress)
+
+
+def build_job(config: DualConfig) -> Job:
+    """The model (seeded with ``config.seed``), loss, train and val streams, trainer config and description.
+
+    The val stream is None when ``val_fraction`` is 0. ``extra_meta`` is :func:`gogame.nets.describe` of the
+    net with its provenance: the run's command line, machine and date, and the train stream's manifest (the
+    archives' sha256 and every data setting). Raises ValueError for bad settings, FileNotFoundError for a
+    missing archive.
+    """
+    if not config.sources:
+        raise ValueError("give at least one SGF archive")
+    train = _stream(config, "train")
+    val = _stream(config, "val") if config.val_fraction > 0 else None
+    torch.manual_seed(config.seed)
+    model = nets.build("dual", features.FEATURE_SETS[FEATURES], config.size, config.preset,
+                       blocks=config.blocks, channels=config.channels)
+    train_config = TrainConfig(
+        out_dir=config.out, steps=config.steps, epochs=config.epochs or (0 if config.steps else 1),
+        batch_size=config.batch_size, optimizer=config.optimizer, lr=config.lr, weight_decay=config.weight_decay,
+        grad_clip=config.grad_clip, schedule=config.schedule, warmup_steps=config.warmup_steps,
+        min_lr=config.min_lr, val_every=config.val_every, ckpt_every=config.ckpt_every,
+        log_every=config.log_every, seed=config.seed, amp=config.amp, device=config.device,
+        prefetch=config.prefetch, progress=config.progress, resume=config.resume,
+        max_steps_this_run=config.max_steps_this_run)
+    provenance = {**sl.run_provenance(), "data": train.manifest(), "train_games": train.games,
+                  "train_positions": len(train), "value_weight": config.value_weight,
+                  "ownership_weight": config.ownership_weight}
+    extra_meta = nets.describe(model, features=FEATURES, provenance=provenance)
+    loss = dual_loss(config.size, config.value_weight, config.ownership_weight)
+    return Job(model, loss, train, val, train_config, extra_meta)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    options.add_arguments(parser, DualConfig, positional=("sources",), required=("out",))
+
+
+def run(args: argparse.Namespace) -> int:
+    config = options.from_arguments(DualConfig, args)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    job = build_job(config)
+    trainer = Trainer(job.model, job.loss_fn, job.train, job.val, config=job.train_config,
+                      extra_meta=job.extra_meta)
+    first_step = trainer.step
+    start = time.perf_counter()
+    summary = trainer.fit()
+    summary["positions_per_s"] = (summary["step"] - first_step) * config.batch_size / \
+        max(time.perf_counter() - start, 1e-9)
+    if config.export:
+        sl.export(config.out, config.export, FEATURES, dict(job.extra_meta["provenance"]), summary,
+                  config.batch_size)
+    print(json.dumps(summary, default=str))
+    return 0

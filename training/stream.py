@@ -1,0 +1,347 @@
+"""Expert games streamed from their SGF archives: moves, outcomes and final ownership, planes computed on the fly.
+
+:class:`ExpertStream` is a :class:`training.trainer.BatchSource` over the games of one or more SGF archives (or
+``.sgf`` files) with no shard step: a fresh machine needs nothing but the archives. Computing the alphago49 planes
+of a position costs about 1/7,800 s of one core, while a dual net trains at tens of positions a second, so the
+planes are made as the batches are read.
+
+The first use of an archive builds its *index* (:func:`game_index`): per game its name, moves, setup stones, komi,
+handicap, result, ranks and date, with a tqdm bar (about 80 s for the 66,000 games of ``pro19``), written
+atomically to ``index_dir`` under the archive's sha256; later uses read it back in a fraction of a second. Games
+that do not parse or replay are left out of the index (and counted in it). Everything after that reads the index
+only: filtering (:class:`training.data.GameFilter`), the split by game (:func:`training.data.split_of` on the
+name ``ARCHIVE_FILE_NAME/MEMBER``, so the split does not depend on where the archive lies), the order of an
+epoch, and the position of any batch in it.
+
+Order. Epoch ``e`` shuffles the games of the split with ``seed + e`` and cuts them into chunks of
+``games_per_chunk``; the positions of a chunk (every position of every game in it) are shuffled together with a
+generator seeded by ``(seed, e, chunk)``. The epoch is the concatenation of the shuffled chunks, cut into
+batches of ``batch_size * world_size`` positions, rank ``r`` taking the ``r``-th ``batch_size`` of each. The
+chunk sizes come from the index, so ``batches(e, start, ...)`` starts replaying at the chunk that holds batch
+``start``: skipping costs no replay of earlier games.
+
+A batch is a dict as :class:`training.data.PositionBatches` gives, plus ``ownership``:
+
+=============== =================================== ===========================================================
+key             type                                meaning
+=============== =================================== ===========================================================
+``planes``      uint8 (B, ceil(49*S*S/8))           packed alphago49 planes (:func:`training.data.unpack_planes`)
+``move``        int64 (B,)                          the move played, ``row * S + col``, ``S * S`` for pass
+``outcome``     float32 (B,)                        +1 the mover won, -1 lost, 0 where the result says nothing
+                                                    about the position (:class:`OutcomeRule`)
+``move_number`` int64 (B,)                          moves before this one in the game
+``ownership``   float32 (B, S*S)                    the final owner of each point for the mover, in [-1, 1]
+``symmetry``    int                                 the batch's symmetry offset (:func:`training.data.apply_symmetries`)
+=============== =================================== ===========================================================
+
+Ownership. Most records end by resignation, long before the board is settled, so the final owner of each point
+is estimated by playing the game's last position (trailing passes dropped) out ``ownership_playouts`` times with
+the shipped rollout policy (:meth:`gogame.mcts.Rollouts.ownership`) and averaging the owners (+1 black, -1
+white): a soft target in [-1, 1], seeded per game by a hash of its name, so the same in every epoch and on every
+machine. Turned to the mover's side, it is the ownership target of every position of the game.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zlib
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from gogame import coords
+from gogame import rollout as ro
+from gogame.atomic import write_atomically
+from gogame.board import Board, IllegalMove
+from gogame.mcts import Rollouts
+from training import data
+from training.corpus import read_games
+
+INDEX_VERSION = 1
+FEATURE_SET = "alphago49"
+DEFAULT_INDEX_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gogame" / "expert-index"
+_TEXT_FIELDS = ("name", "result", "black_rank", "white_rank", "date")
+
+
+@dataclass(frozen=True)
+class OutcomeRule:
+    """Which games' results become value targets; elsewhere the outcome is 0 (masked out of the value loss).
+
+    ``results``: the result kinds (:data:`training.data.RESULT_KINDS`) whose winner the position's outcome is:
+    by default resignation, a counted score, or a win with no reason given; never time or forfeit (they say
+    nothing about the board), nor draws, void or unknown results. ``min_komi`` / ``max_komi``: komi range
+    (None: no bound): an outcome under a komi far from the one the net plays at teaches the wrong value.
+    ``handicap``: whether handicap games (HA above 1 or setup stones) teach outcomes.
+    """
+
+    results: tuple[str, ...] = (data.RESIGN, data.SCORE, data.WIN)
+    min_komi: float | None = 5.5
+    max_komi: float | None = 7.5
+    handicap: bool = False
+
+    def __post_init__(self) -> None:
+        unknown = set(self.results) - set(data.RESULT_KINDS)
+        if unknown:
+            raise ValueError(f"unknown result kinds {sorted(unknown)}; kinds: {', '.join(data.RESULT_KINDS)}")
+
+    def winner(self, facts: data.GameFacts) -> str | None:
+        """``"B"`` or ``"W"`` when the game's result teaches an outcome, else None."""
+        if data.result_kind(facts.result) not in self.results:
+            return None
+        if (self.min_komi is not None and facts.komi < self.min_komi) or \
+                (self.max_komi is not None and facts.komi > self.max_komi):
+            return None
+        if not self.handicap and (facts.handicap > 1 or facts.setup_stones):
+            return None
+        return data.winner_of(facts.result)
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def game_index(path: str | os.PathLike, size: int, index_dir: str | os.PathLike | None = None, *,
+               sha256: str | None = None, progress: bool = True) -> dict[str, np.ndarray]:
+    """The index of the ``size`` x ``size`` games of the SGF archive or file at ``path`` (see the module docstring).
+
+    Arrays: ``name``, ``result``, ``black_rank``, ``white_rank``, ``date`` (str), ``komi`` (float32), ``handicap``
+    (int16), ``move_start`` (int64, games + 1 offsets into ``move`` and ``colour``: int16 flat points
+    ``row * size + col``, ``size * size`` for pass, and int8 1 black / 2 white), ``setup_start`` and ``setup``
+    (int64 offsets, int16 flat points of AB then AW), ``setup_black`` (int16: how many of a game's setup points
+    are black), and ``skipped`` (a JSON count of the games left out by reason). Built once and cached in
+    ``index_dir`` (default :data:`DEFAULT_INDEX_DIR`) under the file's sha256 (pass ``sha256`` if known).
+    """
+    sha256 = sha256 or sha256_of(path)
+    cache = Path(index_dir or DEFAULT_INDEX_DIR) / f"{sha256}-{size}-v{INDEX_VERSION}.npz"
+    if cache.is_file():
+        with np.load(cache, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    path = Path(path)
+    prefix = str(path)
+    text: dict[str, list[str]] = {k: [] for k in _TEXT_FIELDS}
+    komi, handicap, moves, colours, setup, setup_black = [], [], [], [], [], []
+    skipped: Counter[str] = Counter()
+    for name, game in tqdm(read_games(path, size, skipped), desc=f"indexing {path.name}", unit="game",
+                           disable=not progress):
+        try:
+            data.encode_game(game, FEATURE_SET, np.empty(0, np.int64))  # replays the moves: legality only
+        except IllegalMove:
+            skipped[data.ILLEGAL] += 1
+            continue
+        except ValueError:
+            skipped[data.MID_GAME_SETUP] += 1
+            continue
+        facts = data.GameFacts.of(game)
+        short = path.name + name[len(prefix):] if name.startswith(prefix) else name
+        for key, value in zip(_TEXT_FIELDS, (short, facts.result, facts.black_rank, facts.white_rank, facts.date)):
+            text[key].append(value)
+        komi.append(game.komi)
+        handicap.append(game.handicap)
+        moves.append(np.array([coords.to_flat(m, size) for _, m in game.moves], np.int16))
+        colours.append(np.array([1 if c == "B" else 2 for c, _ in game.moves], np.int8))
+        black, white = (sorted(points) for points in game.setup)
+        setup.append(np.array([coords.to_flat(p, size) for p in black + white], np.int16))
+        setup_black.append(len(black))
+    index = {k: np.array(v, dtype=np.str_) for k, v in text.items()}
+    index.update(
+        komi=np.array(komi, np.float32), handicap=np.array(handicap, np.int16),
+        move_start=np.concatenate([[0], np.cumsum([m.size for m in moves])]).astype(np.int64),
+        move=np.concatenate(moves or [np.zeros(0, np.int16)]), colour=np.concatenate(colours or [np.zeros(0, np.int8)]),
+        setup_start=np.concatenate([[0], np.cumsum([p.size for p in setup])]).astype(np.int64),
+        setup=np.concatenate(setup or [np.zeros(0, np.int16)]), setup_black=np.array(setup_black, np.int16),
+        skipped=np.array(json.dumps(dict(skipped))))
+    write_atomically(cache, lambda f: np.savez(f, **index))
+    return index
+
+
+class ExpertStream:
+    """A resumable batch source of expert positions from SGF archives (see the module docstring).
+
+    ``sources``: archives or ``.sgf`` files (one index each). ``split``: ``"train"``, ``"val"`` or ``"test"``,
+    by :func:`training.data.split_of` with ``split_seed``, ``val_fraction`` and ``test_fraction``.
+    ``game_filter`` picks the games (its ``size`` is the board's); ``outcome`` says which games teach values.
+    ``drop_last`` (training) yields only full batches, so every rank gets :meth:`num_batches`; without it the
+    partial last batch is dealt out to the ranks (validation). ``max_batches`` (0: no limit) cuts each epoch
+    short: a quick validation on a fixed sample. Raises FileNotFoundError for a missing source and ValueError
+    for bad settings or a split with no game.
+    """
+
+    def __init__(self, sources: Sequence[str | os.PathLike], batch_size: int, *, split: str = "train",
+                 game_filter: data.GameFilter = data.GameFilter(), outcome: OutcomeRule = OutcomeRule(),
+                 seed: int = 0, split_seed: int = 0, val_fraction: float = 0.02, test_fraction: float = 0.02,
+                 games_per_chunk: int = 64, ownership_playouts: int = 32, drop_last: bool = True,
+                 max_batches: int = 0, index_dir: str | os.PathLike | None = None, progress: bool = True) -> None:
+        if split not in data.SPLITS:
+            raise ValueError(f"split must be one of {data.SPLITS}, not {split!r}")
+        if batch_size < 1 or games_per_chunk < 1 or ownership_playouts < 1 or max_batches < 0:
+            raise ValueError("batch_size, games_per_chunk and ownership_playouts must be positive, "
+                             "max_batches not negative")
+        if not sources:
+            raise ValueError("no SGF archive to read")
+        self.size = coords.check_size(game_filter.size)
+        self.batch_size, self.split, self.game_filter, self.outcome = batch_size, split, game_filter, outcome
+        self.seed, self.split_seed = seed, split_seed
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self.games_per_chunk, self.ownership_playouts = games_per_chunk, ownership_playouts
+        self.drop_last, self.max_batches = drop_last, max_batches
+        self.inputs = []
+        self._games: list[tuple[dict[str, np.ndarray], int]] = []  # (index, game) of the split's games, in order
+        for source in sources:
+            path = Path(source)
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: no such SGF archive or file")
+            digest = sha256_of(path)
+            self.inputs.append({"path": str(path.resolve()), "bytes": path.stat().st_size, "sha256": digest})
+            index = game_index(path, self.size, index_dir, sha256=digest, progress=progress)
+            for g in range(index["name"].size):
+                if game_filter.reason_to_skip_facts(self._facts(index, g)) is None and \
+                        data.split_of(str(index["name"][g]), split_seed, val_fraction, test_fraction) == split:
+                    self._games.append((index, g))
+        if not self._games:
+            raise ValueError(f"no game of the {split} split passes the filter in {', '.join(map(str, sources))}")
+        self._lengths = np.array([int(ix["move_start"][g + 1] - ix["move_start"][g]) for ix, g in self._games])
+        self._rollouts = Rollouts(ro.RolloutPolicy.load(), threads=1)
+
+    @staticmethod
+    def _facts(index: dict[str, np.ndarray], g: int) -> data.GameFacts:
+        start, stop = index["setup_start"][g], index["setup_start"][g + 1]
+        return data.GameFacts(int(index["move_start"][g + 1] - index["move_start"][g]), int(index["handicap"][g]),
+                              int(stop - start), float(index["komi"][g]), str(index["result"][g]),
+                              str(index["black_rank"][g]), str(index["white_rank"][g]), str(index["date"][g]))
+
+    # -- what the stream is -----------------------------------------------------------------------------------
+
+    @property
+    def games(self) -> int:
+        return len(self._games)
+
+    @property
+    def names(self) -> list[str]:
+        """The names of the split's games, in index order."""
+        return [str(index["name"][g]) for index, g in self._games]
+
+    def __len__(self) -> int:
+        """Positions in one epoch (before ``max_batches``)."""
+        return int(self._lengths.sum())
+
+    def manifest(self) -> dict:
+        """The inputs (path, bytes, sha256) and every setting that changes the stream, as JSON-able data."""
+        settings = {
+            "size": self.size, "features": FEATURE_SET, "batch_size": self.batch_size, "split": self.split,
+            "game_filter": asdict(self.game_filter), "outcome": {**asdict(self.outcome),
+                                                                 "results": list(self.outcome.results)},
+            "seed": self.seed, "split_seed": self.split_seed, "val_fraction": self.val_fraction,
+            "test_fraction": self.test_fraction, "games_per_chunk": self.games_per_chunk,
+            "ownership_playouts": self.ownership_playouts, "ownership_policy": str(ro.DEFAULT_ROLLOUT.name),
+            "drop_last": self.drop_last, "max_batches": self.max_batches, "index_version": INDEX_VERSION,
+        }
+        return {"inputs": [dict(i) for i in self.inputs], "settings": settings}
+
+    def num_batches(self, world_size: int = 1) -> int:
+        full, rest = divmod(len(self), self.batch_size * world_size)
+        n = full + (rest > 0 and not self.drop_last)
+        return min(n, self.max_batches) if self.max_batches else n
+
+    # -- one game -----------------------------------------------------------------------------------------------
+
+    def _record(self, i: int) -> tuple[tuple[list, list], list[tuple[str, coords.Move]], data.GameFacts, str]:
+        index, g = self._games[i]
+        size = self.size
+        points = index["setup"][index["setup_start"][g]:index["setup_start"][g + 1]]
+        setup = [coords.from_flat(int(p), size) for p in points]
+        nb = int(index["setup_black"][g])
+        a, b = index["move_start"][g], index["move_start"][g + 1]
+        moves = [("B" if c == 1 else "W", coords.from_flat(int(p), size))
+                 for p, c in zip(index["move"][a:b], index["colour"][a:b])]
+        return (setup[:nb], setup[nb:]), moves, self._facts(index, g), str(index["name"][g])
+
+    def final_ownership(self, i: int) -> np.ndarray:
+        """float64 ``(size * size,)`` in [-1, 1], flat ``row * size + col``: game ``i``'s estimated final owner
+        (+1 black), from ``ownership_playouts`` rollouts of its last position (trailing passes dropped)."""
+        setup, moves, facts, name = self._record(i)
+        while moves and moves[-1][1] is None:
+            moves = moves[:-1]
+        board = Board(self.size, facts.komi, superko="none")
+        board.setup(*setup)
+        for colour, move in moves:
+            board.play(move, colour)
+        seed = zlib.crc32(name.encode()) << 16
+        return self._rollouts.ownership(board, self.ownership_playouts, seed).reshape(-1)
+
+    def game_arrays(self, i: int) -> dict[str, np.ndarray]:
+        """The per-position arrays of game ``i`` of the split (index order): ``planes``, ``move``, ``outcome``,
+        ``move_number``, ``ownership`` as in a batch, before shuffling."""
+        setup, moves, facts, _ = self._record(i)
+        size = self.size
+        packed = data.encode_moves(size, setup, moves, FEATURE_SET)
+        black = np.array([c == "B" for c, _ in moves])
+        mover = np.where(black, 1, -1).astype(np.int8)
+        winner = self.outcome.winner(facts)
+        outcome = np.zeros(len(moves), np.int8) if winner is None else mover * (1 if winner == "B" else -1)
+        owner = self.final_ownership(i).astype(np.float32)
+        return {
+            "planes": packed,
+            "move": np.array([coords.to_flat(m, size) for _, m in moves], np.int64),
+            "outcome": outcome.astype(np.float32),
+            "move_number": np.arange(len(moves), dtype=np.int64),
+            data.OWNERSHIP: mover[:, None].astype(np.float32) * owner[None, :],
+        }
+
+    # -- epochs ---------------------------------------------------------------------------------------------------
+
+    def _chunks(self, epoch: int) -> list[np.ndarray]:
+        order = np.random.default_rng(self.seed + epoch).permutation(len(self._games))
+        return [order[i:i + self.games_per_chunk] for i in range(0, order.size, self.games_per_chunk)]
+
+    def _chunk(self, epoch: int, k: int, games: np.ndarray) -> dict[str, np.ndarray]:
+        parts = [self.game_arrays(int(i)) for i in games]
+        pool = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+        shuffle = np.random.default_rng([self.seed, epoch, k]).permutation(pool["move"].size)
+        return {key: v[shuffle] for key, v in pool.items()}
+
+    def batches(self, epoch: int, start: int = 0, rank: int = 0, world_size: int = 1) -> Iterator[dict]:
+        """The batches of ``epoch`` for ``rank`` of ``world_size``, from batch ``start`` on (see the module
+        docstring); the same arguments always give the same batches."""
+        step = self.batch_size * world_size
+        total = self.num_batches(world_size)
+        if start >= total:
+            return
+        chunks = self._chunks(epoch)
+        ends = np.cumsum([self._lengths[c].sum() for c in chunks])
+        k = int(np.searchsorted(ends, start * step, side="right"))  # the chunk holding the first position
+        buffer: dict[str, np.ndarray] | None = None
+        buffer_start = int(ends[k - 1]) if k else 0  # the epoch position of buffer's first row
+        for j in range(start, total):
+            first, stop = j * step, min((j + 1) * step, int(ends[-1]))
+            while buffer_start + (0 if buffer is None else buffer["move"].size) < stop:
+                fresh = self._chunk(epoch, k, chunks[k])
+                buffer = fresh if buffer is None else {key: np.concatenate([v, fresh[key]])
+                                                       for key, v in buffer.items()}
+                k += 1
+            assert buffer is not None
+            rows = np.arange(first, stop) - buffer_start
+            take = rows[rank * self.batch_size:(rank + 1) * self.batch_size] if stop - first == step else \
+                np.array_split(rows, world_size)[rank]
+            symmetry = int(np.random.default_rng([self.seed, epoch, j, 8]).integers(8))
+            yield self._batch(buffer, take, symmetry)
+            drop = stop - buffer_start
+            buffer = {key: v[drop:] for key, v in buffer.items()}
+            buffer_start = stop
+
+    @staticmethod
+    def _batch(pool: dict[str, np.ndarray], take: np.ndarray, symmetry: int) -> dict:
+        batch = {key: torch.from_numpy(np.ascontiguousarray(v[take])) for key, v in pool.items()}
+        batch["symmetry"] = symmetry
+        return batch
+
