@@ -77,7 +77,7 @@ def test_build_job_trains_and_its_checkpoints_load_as_dual_nets(archive, tmp_pat
     job = build_job(config(archive, tmp_path))
     assert isinstance(job.model, nets.DualNet) and job.val is not None and job.val.split == "val"
     assert job.extra_meta["kind"] == "dual" and job.extra_meta["provenance"]["data"] == job.train.manifest()
-    summary = Trainer(job.model, job.loss_fn, job.train, job.val, config=job.train_config,
+    summary = Trainer(job.model, job.loss_fn, job.train, job.val, config=job.config,
                       extra_meta=job.extra_meta).fit()
     assert summary["step"] == 6
     assert set(summary["val"]) >= {"loss", "policy", "acc", "top5", "mse", "ownership", "own_acc"}
@@ -87,11 +87,11 @@ def test_build_job_trains_and_its_checkpoints_load_as_dual_nets(archive, tmp_pat
 
 def test_a_resumed_run_ends_with_the_weights_of_an_unbroken_one(archive, tmp_path):
     whole = build_job(config(archive, tmp_path / "a"))
-    Trainer(whole.model, whole.loss_fn, whole.train, None, config=whole.train_config,
+    Trainer(whole.model, whole.loss_fn, whole.train, None, config=whole.config,
             extra_meta=whole.extra_meta).fit()
     for _ in range(2):  # 3 steps, then the other 3 after a resume
         part = build_job(config(archive, tmp_path / "b", max_steps_this_run=3, resume=True))
-        Trainer(part.model, part.loss_fn, part.train, None, config=part.train_config,
+        Trainer(part.model, part.loss_fn, part.train, None, config=part.config,
                 extra_meta=part.extra_meta).fit()
     a = nets.load(tmp_path / "a" / "run" / "last.pt").state_dict()
     b = nets.load(tmp_path / "b" / "run" / "last.pt").state_dict()

@@ -237,7 +237,7 @@ class Campaign:
         train = replace(job.config, out_dir=str(self.workdir), resume=True, max_steps_this_run=max_steps,
                         stop_after_minutes=stop_after_minutes, progress=progress)
         self._restore_workdir(state)
-        meta = {**job.meta, "campaign": {"name": self.config["name"], "digest": self.digest}}
+        meta = {**job.extra_meta, "campaign": {"name": self.config["name"], "digest": self.digest}}
         trainer = Trainer(job.model, job.loss_fn, job.train, job.val, config=train, extra_meta=meta,
                           on_checkpoint=self._keep)
         segment = {"index": len(self.segments()) + 1, "start": _now(), "stop": None, "start_step": trainer.step,

@@ -24,7 +24,7 @@ import argparse
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +33,7 @@ from gogame import features, nets
 from training import data, options, sl
 from training.options import option
 from training.stream import ExpertStream, OutcomeRule
-from training.trainer import LossFn, TrainConfig, Trainer
+from training.trainer import LossFn, TrainConfig, Trainer, TrainingJob
 
 FEATURES = "alphago49"
 
@@ -88,22 +88,14 @@ class DualConfig:
     threads: int = option(0, "torch threads (0: torch's default)")
     amp: bool = option(False, "bf16 autocast where the device computes bf16 natively")
     device: str | None = option(None, "cuda, mps or cpu (default: the best available)")
-    resume: bool = option(False, "continue the run in --out")
+    resume: bool = option(False, "continue the run in --out (its length, schedule and data are the ones it "
+                                 "started with)")
+    extend: int = option(0, "with --resume: lengthen the run to this many steps (the schedule is recomputed)")
     max_steps_this_run: int = option(0, "stop after this many steps (resume later); 0 no limit")
+    stop_after: float = option(0.0, "stop cleanly after this many minutes, state saved (SIGINT, SIGTERM too)")
+    ckpt_every_minutes: float = option(5.0, "also write last.pt whenever this many minutes have passed")
     progress: bool = option(True, "progress bars")
     export: str | None = option(None, "write the final weights here (fp16), with provenance")
-
-
-class Job(NamedTuple):
-    """What :class:`training.trainer.Trainer` takes: ``Trainer(model, loss_fn, train, val, config=train_config,
-    extra_meta=extra_meta)``."""
-
-    model: nets.DualNet
-    loss_fn: LossFn
-    train: ExpertStream
-    val: ExpertStream | None
-    train_config: TrainConfig
-    extra_meta: dict[str, Any]
 
 
 def dual_loss(size: int, value_weight: float = 1.0, ownership_weight: float = 1.0) -> LossFn:
@@ -152,7 +144,7 @@ def _stream(config: DualConfig, split: str) -> ExpertStream:
                         progress=config.progress)
 
 
-def build_job(config: DualConfig) -> Job:
+def build_job(config: DualConfig) -> TrainingJob:
     """The model (seeded with ``config.seed``), loss, train and val streams, trainer config and description.
 
     The val stream is None when ``val_fraction`` is 0. ``extra_meta`` is :func:`gogame.nets.describe` of the
@@ -174,13 +166,14 @@ def build_job(config: DualConfig) -> Job:
         min_lr=config.min_lr, val_every=config.val_every, ckpt_every=config.ckpt_every,
         log_every=config.log_every, seed=config.seed, amp=config.amp, device=config.device,
         prefetch=config.prefetch, progress=config.progress, resume=config.resume,
-        max_steps_this_run=config.max_steps_this_run)
+        max_steps_this_run=config.max_steps_this_run, stop_after_minutes=config.stop_after,
+        ckpt_every_minutes=config.ckpt_every_minutes, extend_steps=config.extend)
     provenance = {**sl.run_provenance(), "data": train.manifest(), "train_games": train.games,
                   "train_positions": len(train), "value_weight": config.value_weight,
                   "ownership_weight": config.ownership_weight}
     extra_meta = nets.describe(model, features=FEATURES, provenance=provenance)
     loss = dual_loss(config.size, config.value_weight, config.ownership_weight)
-    return Job(model, loss, train, val, train_config, extra_meta)
+    return TrainingJob(model, loss, train, val, train_config, extra_meta)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -192,8 +185,7 @@ def run(args: argparse.Namespace) -> int:
     if config.threads:
         torch.set_num_threads(config.threads)
     job = build_job(config)
-    trainer = Trainer(job.model, job.loss_fn, job.train, job.val, config=job.train_config,
-                      extra_meta=job.extra_meta)
+    trainer = Trainer(job.model, job.loss_fn, job.train, job.val, config=job.config, extra_meta=job.extra_meta)
     first_step = trainer.step
     start = time.perf_counter()
     summary = trainer.fit()

@@ -43,7 +43,6 @@ machine. Turned to the mover's side, it is the ownership target of every positio
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import zlib
@@ -103,14 +102,6 @@ class OutcomeRule:
         return data.winner_of(facts.result)
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def game_index(path: str | os.PathLike, size: int, index_dir: str | os.PathLike | None = None, *,
                sha256: str | None = None, progress: bool = True) -> dict[str, np.ndarray]:
     """The index of the ``size`` x ``size`` games of the SGF archive or file at ``path`` (see the module docstring).
@@ -122,7 +113,7 @@ def game_index(path: str | os.PathLike, size: int, index_dir: str | os.PathLike 
     are black), and ``skipped`` (a JSON count of the games left out by reason). Built once and cached in
     ``index_dir`` (default :data:`DEFAULT_INDEX_DIR`) under the file's sha256 (pass ``sha256`` if known).
     """
-    sha256 = sha256 or sha256_of(path)
+    sha256 = sha256 or data.file_sha256(path)
     cache = Path(index_dir or DEFAULT_INDEX_DIR) / f"{sha256}-{size}-v{INDEX_VERSION}.npz"
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as z:
@@ -201,8 +192,9 @@ class ExpertStream:
             path = Path(source)
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: no such SGF archive or file")
-            digest = sha256_of(path)
-            self.inputs.append({"path": str(path.resolve()), "bytes": path.stat().st_size, "sha256": digest})
+            digest = data.file_sha256(path)
+            # the path as given (relative to where the run is started), so another clone's manifest is the same
+            self.inputs.append({"path": str(path), "bytes": path.stat().st_size, "sha256": digest})
             index = game_index(path, self.size, index_dir, sha256=digest, progress=progress)
             for g in range(index["name"].size):
                 if game_filter.reason_to_skip_facts(self._facts(index, g)) is None and \

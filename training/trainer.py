@@ -522,7 +522,7 @@ class TrainingJob(NamedTuple):
     train: Dataset | BatchSource
     val: Dataset | BatchSource | None
     config: TrainConfig
-    meta: dict[str, Any]
+    extra_meta: dict[str, Any]
 
 
 class Trainer:
