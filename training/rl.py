@@ -10,7 +10,8 @@ batch's mean outcome (a variance reducer; the gradient stays unbiased up to the 
 (AlphaGo's second pass through its pipeline: a move is credited with how much the game turned out better
 than the position promised; unbiased, since ``v`` does not depend on the move). ``--entropy-bonus beta``
 adds ``-beta * sum of H(pi(.|s_t)) / games``: without it the policies grow near-deterministic, and then learn
-to beat their predecessors' fixed lines rather than to play better (BENCHMARKS.md). ``--kl-penalty beta``
+to beat their predecessors' fixed lines rather than to play better
+(docs/journal/2026-11-28-value-baseline-entropy.md). ``--kl-penalty beta``
 adds ``beta * sum of KL(pi(.|s_t) || rho(.|s_t)) / games``, ``rho`` the ``--reference`` policy (the SL
 policy): where the entropy bonus spreads the policy over any moves, this keeps it among the moves the
 reference would play (the guard of RL from human data in AlphaStar and RLHF; not in AlphaGo). The metrics

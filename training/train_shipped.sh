@@ -6,7 +6,8 @@
 # DATA_DIR holds pro19.tar.xz and pro9.tar.xz (../shared/data); OUT receives policy19.pt, value19.pt,
 # policy9.pt, value9.pt, eval19.json, eval9.json and runs.tgz (metrics and dataset summaries).
 # Each stage has a time limit, so a slow stage cannot eat the ones after it. The value nets start from the
-# policy nets' trunks (--init-from): from outcomes alone a value net learns next to nothing (BENCHMARKS.md).
+# policy nets' trunks (--init-from): from outcomes alone a value net learns next to nothing
+# (docs/journal/2026-11-27-value19-expert-outcomes.md).
 set -u
 DATA=$1; OUT=$2; G19=${3:-40000}; M_SL19=${4:-3.0}; M_V19=${5:-1.0}; M_SL9=${6:-0.5}; M_V9=${7:-0.25}
 W=$(nproc)
