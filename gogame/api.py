@@ -418,7 +418,8 @@ def render(board: Board, path: str | PathLike, *, heatmap: Sequence[float] | np.
 
     ``heatmap``: one value per point (flat ``row * size + col``, pass entry ignored, or ``[row, col]``), drawn
     as red squares whose opacity is the value over the maximum. ``labels``: text by GTP vertex (e.g. win rates).
-    Returns the path. Raises ValueError for another suffix or a heatmap of the wrong shape.
+    Returns the path. Raises ValueError for another suffix or a heatmap of the wrong shape, and ImportError naming
+    ``pip install gogame-engine[plot]`` for a PNG without matplotlib (SVG needs nothing beyond the engine).
     """
     path = Path(path)
     heat = _heat_grid(heatmap, board.size)
@@ -447,8 +448,12 @@ def _star_points(size: int) -> list[coords.Point]:
 
 
 def _render_png(board: Board, path: Path, heat: np.ndarray | None, marks: dict, title: str | None) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as e:
+        raise ImportError(f"render to PNG needs matplotlib ({e}): pip install gogame-engine[plot], "
+                          "or render to .svg") from e
 
     n = board.size
     fig = Figure(figsize=(6, 6.3 if title else 6), dpi=100)
