@@ -33,9 +33,9 @@ from gogame import fastboard as fb
 from gogame import rollout as ro
 from gogame.board import Board
 from gogame.mcts import MCTS, Rollouts, SearchConfig, SearchStats, pass_wins
+from gogame.stats import wilson_interval
 
 SYMMETRY_MODES = ("random", "all", "none")
-LCB_Z = 1.96  # the normal quantile of the lower confidence bounds (95%, one-sided 97.5%)
 
 
 class NetEvaluator:
@@ -147,7 +147,7 @@ class Candidate:
     visits: int
     winrate: float
     prior: float
-    lcb: float  # Wilson lower bound of the win rate over `visits` (z = LCB_Z); 0 without visits
+    lcb: float  # Wilson lower bound of the win rate over `visits` (95%, stats.wilson_interval); 0 without visits
     pv: list[str]  # this move, then the most visited line after it
     score_lead: float = math.nan  # mean final area margin (komi in) for the side to move; NaN without rollouts
     score_stdev: float = math.nan  # its standard deviation over the rollouts
@@ -164,16 +164,6 @@ class Analysis:
     visits: int  # root visits (reused ones included)
     candidates: list[Candidate]
     stats: SearchStats = field(repr=False)
-
-
-def wilson_lower_bound(p: float, n: int, z: float = LCB_Z) -> float:
-    """The Wilson score interval's lower end for a success rate ``p`` over ``n`` trials (0 for ``n = 0``)."""
-    if n <= 0:
-        return 0.0
-    z2 = z * z
-    centre = p + z2 / (2 * n)
-    spread = z * math.sqrt(max(p * (1 - p), 0.0) / n + z2 / (4 * n * n))
-    return max(0.0, (centre - spread) / (1 + z2 / n))
 
 
 # -- the engine -----------------------------------------------------------------------------------------------
@@ -320,8 +310,9 @@ class Engine:
                 continue
             wr = (1 + child.q) / 2
             pv = [coords.to_gtp(m) for m in self.mcts.principal_variation(child.move)]
-            candidates.append(Candidate(coords.to_gtp(child.move), child.visits, wr, child.prior,
-                                        wilson_lower_bound(wr, child.visits), pv, child.score, child.score_stdev))
+            lcb = wilson_interval(wr * child.visits, child.visits)[0]
+            candidates.append(Candidate(coords.to_gtp(child.move), child.visits, wr, child.prior, lcb, pv,
+                                        child.score, child.score_stdev))
         if candidates:
             move, winrate = candidates[0].move, candidates[0].winrate
         else:  # a single visit evaluates the root only: fall back on the priors

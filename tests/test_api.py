@@ -11,7 +11,7 @@ import torch
 
 import gogame
 from gogame import Board, features, nets, rollout, sgf
-from gogame.api import RESIGN_MIN_VISITS, Engine, position_from_sgf, render, wilson_lower_bound
+from gogame.api import RESIGN_MIN_VISITS, Engine, position_from_sgf, render
 from gogame.coords import from_gtp, to_flat
 
 DATA = Path(__file__).parent / "data"
@@ -252,12 +252,6 @@ def test_render_writes_png_and_svg(weights, tmp_path):
         render(board, tmp_path / "board.jpg")
     with pytest.raises(ValueError, match="heatmap"):
         render(board, tmp_path / "x.svg", heatmap=np.zeros(10))
-
-
-def test_wilson_lower_bound():
-    assert wilson_lower_bound(0.5, 0) == 0.0
-    assert wilson_lower_bound(1.0, 10) == pytest.approx(10 / (10 + 1.96 ** 2))
-    assert wilson_lower_bound(0.6, 100) < wilson_lower_bound(0.6, 1000) < 0.6
 
 
 def test_a_seed_makes_the_search_reproducible(weights):

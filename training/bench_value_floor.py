@@ -28,7 +28,7 @@ from tqdm import tqdm
 from gogame import nets
 from gogame.api import NetEvaluator
 from gogame.board import Board
-from training.match import mean_interval
+from gogame.stats import mean_interval
 from training.selfplay import GameSpec, NetPlayer, Plan, play_games
 
 CHUNK_GAMES = 512  # continuations played at once

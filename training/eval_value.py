@@ -25,8 +25,8 @@ import torch
 from tqdm import tqdm
 
 from gogame import nets
+from gogame.stats import mean_interval
 from training import data
-from training.match import mean_interval
 from training.sl import batch_planes, input_planes
 
 

@@ -42,14 +42,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-import numpy as np
 from tqdm import tqdm
 
 from gogame import coords, sgf
 from gogame.atomic import write_atomically
 from gogame.board import Board, IllegalMove, format_result
-
-Z95 = 1.959963984540054  # two-sided 95% normal quantile
+from gogame.stats import elo_difference, wilson_interval
 
 
 # -- GTP controller -------------------------------------------------------------------------------------------
@@ -184,36 +182,7 @@ class GtpController:
         self.close()
 
 
-# -- statistics -----------------------------------------------------------------------------------------------
-
-
-def wilson_interval(score: float, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for a proportion ``score / n`` (draws may count as half wins); ``(0, 1)`` if n is 0."""
-    if n <= 0:
-        return 0.0, 1.0
-    p = score / n
-    denominator = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def mean_interval(samples: np.ndarray, z: float = Z95) -> tuple[float, float]:
-    """Normal interval for the mean of ``samples``; NaNs with fewer than two."""
-    samples = np.asarray(samples, np.float64)
-    if samples.size < 2:
-        return float("nan"), float("nan")
-    half = z * samples.std(ddof=1) / math.sqrt(samples.size)
-    return float(samples.mean() - half), float(samples.mean() + half)
-
-
-def elo_difference(p: float) -> float:
-    """Elo difference that makes an expected score of ``p``: ``-400 log10(1/p - 1)``; ±inf at 1 and 0."""
-    if p <= 0:
-        return -math.inf
-    if p >= 1:
-        return math.inf
-    return -400 * math.log10(1 / p - 1) + 0.0  # no -0.0 at p = 0.5
+# -- the tally ------------------------------------------------------------------------------------------------
 
 
 def _finite(x: float | None) -> float | None:

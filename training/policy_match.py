@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from gogame import nets
-from training.match import elo_difference, wilson_interval
+from gogame.stats import elo_difference, wilson_interval
 from training.rl import WinRateGames
 
 
