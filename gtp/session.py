@@ -9,8 +9,12 @@ GTP text.
 Vocabulary as in :mod:`gogame.coords`: a *colour* is ``"B"`` or ``"W"``; a *move* a ``(row, col)`` point or
 None for pass; a *vertex* its GTP text.
 
-State. The position is rebuilt from the history (``setup`` stones, then ``moves``) after undo, komi and size
-changes, as gomill's gtp_states does, so undo is exact (ko and superko included) whatever the board keeps.
+State. The position is rebuilt from the history (handicap stones or a loaded record, then ``moves``) after undo,
+komi and size changes, as gomill's gtp_states does, so undo is exact (ko and superko included) whatever the board
+keeps. A record loaded by ``loadsgf`` is history: its moves are replayed under simple ko (what was played was
+legal under the record's rules: a Japanese game may repeat a long cycle), with its setup stones (``AB``/``AW``/
+``AE``) in whichever node they stand; from the loaded position on the engine's rules apply (positional superko,
+counting positions from there). ``undo`` may take back the record's moves too.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from gogame import coords
-from gogame.board import Board, IllegalMove, fixed_handicap_points
+from gogame import coords, sgf
+from gogame.board import Board, IllegalMove, check_komi, fixed_handicap_points
 from gtp.engine import GtpError, Stream, log
 
 # -- time ------------------------------------------------------------------------------------------------------
@@ -34,6 +38,7 @@ TIME_SYSTEMS = ("none", "absolute", "byoyomi", "canadian")
 SAFETY_SECONDS = 1.0  # kept back from any clock for lag
 MIN_SECONDS = 0.1  # the smallest budget a move gets
 MIN_MOVES_LEFT = 10  # main time is never spread over fewer moves than this
+MAX_RECORD_MOVES = 5000  # loadsgf refuses longer records (each undo replays the record; no real game comes close)
 PONDER_SLICE_SECONDS = 0.05  # pondering searches in slices this long, checking for the next command between them
 GOGUI_SEARCH_SECONDS = 1.0  # the win-rate view's search when no --time is set
 # GoGui's analyze menu: type/label/command (gfx: the reply is drawn on the board).
@@ -324,7 +329,7 @@ class Session:
         self.ponder = ponder
         self._ponder_at = -1  # the number of moves right after our last genmove
         self.size = coords.check_size(size)
-        self.komi = float(komi)
+        self.komi = check_komi(komi)
         self.time = TimeControl()
         self._dead_cache: tuple[tuple, list[str]] | None = None
         self.clear()
@@ -333,22 +338,26 @@ class Session:
 
     def clear(self) -> None:
         self.handicap: list[coords.Point] = []
-        self.setup_black: list[coords.Point] = []
-        self.setup_white: list[coords.Point] = []
-        self.first_to_move: str | None = None  # set by loadsgf when the record starts with white
+        self.record: sgf.Game | None = None  # a record loaded by loadsgf: its first record_moves moves are moves'
+        self.record_moves = 0
         self.moves: list[tuple[str, coords.Move]] = []
         self.board = Board(self.size, self.komi)
 
     def rebuild(self) -> None:
-        """The board from the setup and the moves (undo by replay)."""
-        board = Board(self.size, self.komi)
-        if self.handicap:
-            board.place_handicap(self.handicap)
-        elif self.setup_black or self.setup_white:
-            board.setup(self.setup_black, self.setup_white)
-        if self.first_to_move:
-            board.to_move = self.first_to_move
-        for colour, move in self.moves:
+        """The board from the handicap or the record, then the moves (undo by replay). Raises IllegalMove (and
+        SGFError) for a record that does not replay."""
+        if self.record is not None:
+            board = self.record.board_at(self.record_moves)  # simple ko: the record's own rules
+            board.komi = self.komi
+            if not self.record.moves and "PL" not in self.record.properties and board.stones().min() >= 0 \
+                    and board.stones().max() > 0:
+                board.to_move = "W"  # black stones only and no move: a handicap, white plays first
+            board.continue_under("positional")
+        else:
+            board = Board(self.size, self.komi)
+            if self.handicap:
+                board.place_handicap(self.handicap)
+        for colour, move in self.moves[self.record_moves:]:
             board.play(move, colour)
         self.board = board
 
@@ -426,7 +435,10 @@ class Session:
 
     def cmd_komi(self, args: list[str]) -> str:
         _nargs(args, 1)
-        self.komi = _float(args[0])
+        try:
+            self.komi = check_komi(_float(args[0]))
+        except ValueError:
+            raise GtpError("syntax error") from None
         self.board.komi = self.komi
         return ""
 
@@ -490,6 +502,7 @@ class Session:
         if not self.moves:
             raise GtpError("cannot undo")
         self.moves.pop()
+        self.record_moves = min(self.record_moves, len(self.moves))
         self.rebuild()
         return ""
 
@@ -545,6 +558,7 @@ class Session:
         return self._place(points)
 
     def _place(self, points: list[coords.Point]) -> str:
+        self.record, self.record_moves = None, 0
         self.handicap = list(points)
         self.rebuild()
         return " ".join(coords.to_gtp(p) for p in points)
@@ -626,8 +640,11 @@ class Session:
         return ""
 
     def cmd_loadsgf(self, args: list[str]) -> str:
-        from gogame import sgf
-
+        """``loadsgf file [n]``: the position of the file's first game before its move ``n`` (after all moves without
+        ``n``), every setup node on the way applied, the next recorded colour to move. The record is replayed as
+        history (see the module docstring); one that is malformed, does not replay, or has more than
+        :data:`MAX_RECORD_MOVES` moves leaves the session as it was. Notes on the record (a node with two moves)
+        go to stderr."""
         _nargs(args, 1, 2)
         upto = _int(args[1]) if len(args) == 2 else None
         if upto is not None and upto < 1:
@@ -643,32 +660,31 @@ class Session:
         game = games[0]
         if self.player is not None and not self.player.supports(game.size):
             raise GtpError("unacceptable size")
-        moves = game.moves if upto is None else game.moves[: max(0, upto - 1)]
-        saved = (self.size, self.komi, self.handicap, self.setup_black, self.setup_white, self.first_to_move,
-                 self.moves, self.board)
-        self.size, self.komi = game.size, game.komi
-        self.handicap = []
-        self.setup_black, self.setup_white = sorted(game.setup[0]), sorted(game.setup[1])
-        self.first_to_move = game.moves[0][0] if game.moves else ("W" if game.setup[0] and not game.setup[1]
-                                                                  else None)
-        self.moves = list(moves)
+        if len(game.moves) > MAX_RECORD_MOVES:
+            raise GtpError(f"cannot load file: {len(game.moves)} moves, more than the {MAX_RECORD_MOVES} "
+                           "this engine replays")
+        moves = game.moves if upto is None else game.moves[: upto - 1]
+        saved = (self.size, self.komi, self.handicap, self.record, self.record_moves, self.moves, self.board)
+        self.size, self.komi, self.handicap = game.size, game.komi, []
+        self.record, self.record_moves, self.moves = game, len(moves), list(moves)
         try:
             self.rebuild()
-        except (IllegalMove, ValueError):
-            (self.size, self.komi, self.handicap, self.setup_black, self.setup_white, self.first_to_move,
-             self.moves, self.board) = saved
-            raise GtpError("cannot load file: illegal move in the record") from None
-        if upto is not None and upto - 1 < len(game.moves):
-            self.board.to_move = game.moves[max(0, upto - 1)][0]
+        except IllegalMove as e:
+            (self.size, self.komi, self.handicap, self.record, self.record_moves, self.moves,
+             self.board) = saved
+            raise GtpError(f"cannot load file: illegal move in the record ({e})".splitlines()[0]) from None
+        for note in game.warnings:
+            log(f"gogame-gtp: {note}")
         return ""
 
     def to_sgf(self) -> str:
-        from gogame import sgf
-
-        black = self.handicap or self.setup_black
-        game = sgf.Game.from_moves(self.moves, size=self.size, komi=self.komi, handicap=len(self.handicap),
-                                   setup=(black, self.setup_white),
-                                   properties={"AP": "gogame"})
+        """The game as SGF: the loaded record up to the loaded position (its nodes as they were), or the
+        handicap, then the moves since."""
+        if self.record is not None:
+            game = self.record.continued(self.record_moves, self.moves[self.record_moves:], komi=self.komi)
+        else:
+            game = sgf.Game.from_moves(self.moves, size=self.size, komi=self.komi, handicap=len(self.handicap),
+                                       setup=(self.handicap, ()), properties={"AP": "gogame"})
         return sgf.dumps(game)
 
     def cmd_printsgf(self, args: list[str]) -> str:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sgfmill import boards as sgfmill_boards
+from sgfmill import sgf as sgfmill_sgf
 
 from gogame import coords, sgf
 from gtp.engine import GtpEngine, Stream, clean_line, format_response, parse_command, serve
@@ -328,6 +330,146 @@ def test_loadsgf_printsgf_round_trip(tmp_path):
     junk = tmp_path / "junk.sgf"
     junk.write_text("this is not sgf")
     assert ask(engine, f"loadsgf {junk}").startswith("? cannot load file")
+
+
+def sgfmill_position(text: str) -> np.ndarray:
+    """The stones after a record's main line as sgfmill places them: each node's AB/AW/AE, then its move."""
+    game = sgfmill_sgf.Sgf_game.from_bytes(text.encode("utf-8"))
+    board = sgfmill_boards.Board(game.get_size())
+    for node in game.get_main_sequence():
+        if node.has_setup_stones():
+            board.apply_setup(*node.get_setup_stones())
+        colour, move = node.get_move()
+        if colour is not None and move is not None:
+            board.play(*move, colour)
+    grid = np.zeros((board.side, board.side), np.int8)
+    for colour, (row, col) in board.list_occupied_points():
+        grid[row, col] = 1 if colour == "b" else -1
+    return grid
+
+
+SETUP_IN_LATER_NODES = [
+    "(;SZ[9]KM[7];B[ee];AB[cc][cd]AW[gg];W[gc])",  # the issue's repro: once E5 and G7 only
+    "(;SZ[9];B[aa];AW[ba];W[ab])",  # setup, then a move that captures a recorded stone
+    "(;SZ[9];B[ee];W[ed];AE[ee]AW[ef];B[aa];AB[ba]AW[bb];W[ab])",  # AE removes a played stone
+    "(;GM[1]SZ[19]HA[2];AB[pd][dp]W[dd];B[pp];W[qc];AB[cc:ce])",  # handicap in the first move node, trailing setup
+]
+
+
+@pytest.mark.parametrize("text", SETUP_IN_LATER_NODES)
+def test_loadsgf_applies_setup_in_every_node_like_sgfmill(tmp_path, text):
+    path = tmp_path / "setup.sgf"
+    path.write_text(text)
+    engine, session = make(size=9)
+    assert ask(engine, f"loadsgf {path}") == "=\n\n"
+    assert (session.board.stones() == sgfmill_position(text)).all()
+    game = sgf.loads(text)[0]
+    assert session.board.to_move == coords.opponent(game.moves[-1][0])
+    ask(engine, "undo")  # back into the record: the position before its last move
+    shorter = text[:text.rindex(";" + game.moves[-1][0] + "[")] + ")"
+    assert (session.board.stones() == sgfmill_position(shorter)).all()
+    assert session.board.to_move == game.moves[-1][0]
+    printed = sgf.loads(ask(engine, "printsgf")[2:-2])[0]  # printsgf writes the setup where it stood
+    assert (printed.board_at().stones() == session.board.stones()).all()
+
+
+def test_loadsgf_upto_applies_the_setup_before_that_move(tmp_path):
+    path = tmp_path / "setup.sgf"
+    path.write_text(SETUP_IN_LATER_NODES[0])
+    engine, session = make(size=9)
+    assert ask(engine, f"loadsgf {path} 2") == "=\n\n"  # before W[gc]: its node's setup is on the board
+    assert ask(engine, "list_stones b") == "= E5 C6 C7\n\n" and ask(engine, "list_stones w") == "= G3\n\n"
+    assert session.board.to_move == "W"
+
+
+@pytest.mark.parametrize("text,message", [
+    ("(;SZ[9];B[ee];AB[cc]AW[cc])", "point cc in both AB and AW"),
+    ("(;SZ[9]AW[ee]AE[ee])", "point ee in both AW and AE"),
+    ("(;SZ[9]KM[1e300];B[ee])", "KM[1e300] out of range"),
+    ("(;SZ[9]KM[nan];B[ee])", "invalid number KM[nan]"),
+    ("(;SZ[9];B[ee];W[ee])", "illegal move in the record"),
+])
+def test_loadsgf_refuses_contradictions_and_leaves_the_game(tmp_path, text, message):
+    path = tmp_path / "bad.sgf"
+    path.write_text(text)
+    engine, session = make(size=9)
+    ask(engine, "play b c3")
+    reply = ask(engine, f"loadsgf {path}")
+    assert reply.startswith("? cannot load file") and message in reply and reply.count("\n") == 2
+    assert session.moves == [("B", (2, 2))] and ask(engine, "list_stones b") == "= C3\n\n"
+
+
+def test_komi_out_of_range_is_a_syntax_error():
+    engine, session = make(size=9)
+    for value in ("1e300", "-700", "nan", "inf"):
+        assert ask(engine, f"komi {value}") == "? syntax error\n\n"
+    assert session.komi == 7.5 and ask(engine, "komi 625") == "=\n\n"
+
+
+KO = {"B": [(0, 1), (1, 0), (2, 1)], "W": [(0, 2), (1, 3), (2, 2)]}  # (down, right) from a frame's top left
+BLACK_TAKES, WHITE_TAKES = (1, 2), (1, 1)  # a black stone there is state "B"; a white one at (1, 1) state "A"
+
+
+def triple_ko_record(cycles: int) -> str:
+    """A 13x13 Japanese-rules record: three kos (rows 0-2, 4-6 and 8-10 from the top), black and white taking them
+    in turn; every 6 moves the whole position repeats (legal under Japanese rules, not under superko)."""
+    def point(frame: int, at: tuple[int, int]) -> str:
+        return "abcdefghijklm"[at[1]] + "abcdefghijklm"[4 * frame + at[0]]
+
+    setup = {"B": [], "W": []}
+    for frame, state in enumerate("ABA"):
+        for colour in "BW":
+            setup[colour] += [point(frame, p) for p in KO[colour]]
+        setup["W" if state == "A" else "B"].append(point(frame, WHITE_TAKES if state == "A" else BLACK_TAKES))
+    cycle = [("B", 0), ("W", 1), ("B", 2), ("W", 0), ("B", 1), ("W", 2)]
+    moves = "".join(f";{c}[{point(f, BLACK_TAKES if c == 'B' else WHITE_TAKES)}]" for c, f in cycle * cycles)
+    return (f"(;GM[1]SZ[13]RU[Japanese]KM[6.5]AB[{']['.join(setup['B'])}]AW[{']['.join(setup['W'])}]PL[B]"
+            f"{moves})")
+
+
+def test_loadsgf_replays_a_triple_ko_record_then_applies_superko(tmp_path):
+    path = tmp_path / "triple-ko.sgf"
+    path.write_text(triple_ko_record(2))
+    engine, session = make(size=13, player=FakePlayer(sizes=(9, 13, 19)))
+    start = sgf.loads(triple_ko_record(0))[0].board_at().stones()
+    assert ask(engine, f"loadsgf {path}") == "=\n\n"  # once "illegal move in the record" (superko)
+    assert len(session.moves) == 12 and (session.board.stones() == start).all()
+    assert (session.board.stones() == sgfmill_position(triple_ko_record(2))).all()
+    cycle = [("B", 0), ("W", 1), ("B", 2), ("W", 0), ("B", 1), ("W", 2)]
+    vertices = [(c, coords.to_gtp((12 - 4 * f - 1, (BLACK_TAKES if c == "B" else WHITE_TAKES)[1]))) for c, f in cycle]
+    assert vertices[:2] == [("B", "C12"), ("W", "B8")]
+    for colour, vertex in vertices[:5]:
+        assert ask(engine, f"play {colour} {vertex}") == "=\n\n"
+    assert ask(engine, f"play w {vertices[5][1]}") == "? illegal move\n\n"  # it would repeat the loaded position
+    ask(engine, "undo")
+    assert ask(engine, f"play b {vertices[4][1]}") == "=\n\n"
+
+
+def test_loadsgf_reads_a_node_with_two_moves_as_two_and_warns(tmp_path, capsys):
+    path = tmp_path / "two.sgf"
+    path.write_text("(;SZ[9];B[ee]W[cc];B[gg])")
+    engine, session = make(size=9)
+    assert ask(engine, f"loadsgf {path}") == "=\n\n"
+    assert session.moves == [("B", (4, 4)), ("W", (6, 2)), ("B", (2, 6))]
+    err = capsys.readouterr().err
+    assert "two.sgf:1:8: a node with both B and W: read as B[ee] then W[cc]" in err
+
+
+def test_loadsgf_refuses_a_record_past_the_limit_before_replaying_it(tmp_path, monkeypatch):
+    from gogame.board import Board
+    from gtp.session import MAX_RECORD_MOVES
+
+    plays = []
+    play = Board.play
+    monkeypatch.setattr(Board, "play", lambda self, *a, **k: plays.append(1) or play(self, *a, **k))
+    path = tmp_path / "long.sgf"
+    path.write_text("(;SZ[9]" + ";B[];W[]" * 100_000 + ")")
+    engine, session = make(size=9)
+    reply = ask(engine, f"loadsgf {path}")
+    assert reply == f"? cannot load file: 200000 moves, more than the {MAX_RECORD_MOVES} this engine replays\n\n"
+    assert plays == [] and session.moves == []
+    path.write_text("(;SZ[9]" + ";B[];W[]" * (MAX_RECORD_MOVES // 2) + ")")
+    assert ask(engine, f"loadsgf {path}") == "=\n\n" and len(plays) == MAX_RECORD_MOVES
 
 
 def test_printsgf_with_handicap():
