@@ -168,8 +168,11 @@ class Player(Protocol):
     def supports(self, size: int) -> bool:
         """Can this player play on ``size`` (without loading anything slow)?"""
 
-    def genmove(self, board: Board, seconds: float | None, cleanup: bool = False) -> str:
-        """A vertex, ``"pass"`` or ``"resign"`` for ``board.to_move``."""
+    def genmove(self, board: Board, seconds: float | None, cleanup: bool = False,
+                report: Callable[[list[Info]], None] | None = None, report_seconds: float = 1.0) -> str:
+        """A vertex, ``"pass"`` or ``"resign"`` for ``board.to_move``. ``report``: called with the candidates
+        every ``report_seconds`` while searching and once at the end (``*-genmove_analyze``); the move is the
+        one chosen without it."""
 
     def analyze(self, board: Board, seconds: float) -> list[Info]:
         """Search for about ``seconds`` more (continuing the previous search of the same position)."""
@@ -198,10 +201,6 @@ class EnginePlayer:
             from gogame import nets
 
             self._fixed_size = nets.load(weights).board_size
-
-    @property
-    def resign_threshold(self) -> float:
-        return float(self.options.get("resign_threshold", 0.05))
 
     def supports(self, size: int) -> bool:
         if size in self._engines:
@@ -248,28 +247,33 @@ class EnginePlayer:
             f"(value net: {'yes' if engine.evaluator.has_value else 'no'})")
         return engine
 
-    def genmove(self, board: Board, seconds: float | None, cleanup: bool = False) -> str:
+    def genmove(self, board: Board, seconds: float | None, cleanup: bool = False,
+                report: Callable[[list[Info]], None] | None = None, report_seconds: float = 1.0) -> str:
         engine = self.engine(board.size)
         visits = engine.visits
         if seconds is None:
             seconds = engine.seconds
         engine.config.cleanup = cleanup
         try:
-            return engine.genmove(board, visits=visits, seconds=seconds)
+            return engine.genmove(board, visits=visits, seconds=seconds, report_seconds=report_seconds,
+                                  report=None if report is None else (lambda analysis: report(_infos(analysis))))
         finally:
             engine.config.cleanup = False
 
     def analyze(self, board: Board, seconds: float) -> list[Info]:
-        engine = self.engine(board.size)
-        analysis = engine.analyze(board, seconds=seconds)
-        return [Info(c.move, c.visits, c.winrate, c.prior, c.lcb, c.pv, c.score_lead, c.score_stdev)
-                for c in analysis.candidates]
+        return _infos(self.engine(board.size).analyze(board, seconds=seconds))
 
     def ownership(self, board: Board) -> np.ndarray:
         return self.engine(board.size).ownership(board)
 
     def policy(self, board: Board) -> np.ndarray:
         return self.engine(board.size).evaluate(board).moves
+
+
+def _infos(analysis) -> list[Info]:
+    """A :class:`gogame.api.Analysis`'s candidates as :class:`Info` lines."""
+    return [Info(c.move, c.visits, c.winrate, c.prior, c.lcb, c.pv, c.score_lead, c.score_stdev)
+            for c in analysis.candidates]
 
 
 # -- argument helpers ----------------------------------------------------------------------------------------
@@ -450,8 +454,10 @@ class Session:
         self.play(colour, self._vertex(args[1]))
         return ""
 
-    def _generate(self, args: list[str], cleanup: bool = False) -> tuple[str, str]:
-        """The colour and the move the player chooses for it (not played)."""
+    def _generate(self, args: list[str], cleanup: bool = False,
+                  report: Callable[[list[Info]], None] | None = None, report_seconds: float = 1.0) -> tuple[str, str]:
+        """The colour and the move the player chooses for it (not played); ``report`` as in
+        :meth:`Player.genmove`. Every genmove command, the analysing ones included, decides here."""
         _nargs(args, 1)
         colour = _colour(args[0])
         player = self._need_player()
@@ -463,13 +469,14 @@ class Session:
         if seconds is None:
             seconds = self.seconds
         started = time.monotonic()
-        move = player.genmove(board, seconds, cleanup)
+        move = player.genmove(board, seconds, cleanup, report, report_seconds)
         if self.time.system != "none":
             self.time.spend(colour, time.monotonic() - started)
         return colour, move
 
-    def _genmove(self, args: list[str], cleanup: bool = False) -> str:
-        colour, move = self._generate(args, cleanup)
+    def _genmove(self, args: list[str], cleanup: bool = False,
+                 report: Callable[[list[Info]], None] | None = None, report_seconds: float = 1.0) -> str:
+        colour, move = self._generate(args, cleanup, report, report_seconds)
         if move != "resign":
             self.play(colour, coords.from_gtp(move, self.size))
             self._ponder_at = len(self.moves)
@@ -787,7 +794,7 @@ class Session:
         player = self._need_player()
         board = self.board.copy()
         board.to_move = colour
-        if board.consecutive_passes >= 2:
+        if board.consecutive_passes >= 2 and not genmove:  # genmove answers pass, as the plain genmove does
             raise GtpError("the game is over")
         seconds = max(interval, 5) / 100  # search in steps of the interval (at least 0.05s)
 
@@ -810,20 +817,10 @@ class Session:
             return Stream(run)
 
         def run_genmove(write: Callable[[str], None], stop: threading.Event) -> None:
-            budget = self.time.budget(colour, int(np.sum(board.stones() == 0)))
-            total = budget if budget is not None else (self.seconds if self.seconds is not None else 1.0)
-            started = time.monotonic()
-            infos: list[Info] = []
-            while time.monotonic() - started < total:
-                infos = player.analyze(board.copy(), min(seconds, max(0.01, total - (time.monotonic() - started))))
+            def report(infos: list[Info]) -> None:
                 if infos and interval > 0:
                     write(line(infos))
-            move = infos[0].move if infos else player.genmove(board.copy(), 0.05)
-            if infos and infos[0].winrate < getattr(player, "resign_threshold", 0.0):
-                move = "resign"
-            if move != "resign":
-                self.play(colour, coords.from_gtp(move, self.size))
-            write(f"play {move}")
+            write(f"play {self._genmove([colour], report=report, report_seconds=seconds)}")
         return Stream(run_genmove, interruptible=False)
 
 

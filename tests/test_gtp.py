@@ -40,8 +40,10 @@ class FakePlayer:
     def supports(self, size):
         return size in self.sizes
 
-    def genmove(self, board, seconds, cleanup=False):
+    def genmove(self, board, seconds, cleanup=False, report=None, report_seconds=1.0):
         self.calls.append(("genmove", seconds))
+        if report is not None:
+            report(self.analyze(board, report_seconds))
         moves = [m for m in board.legal_moves() if m != "pass"]
         return moves[0] if moves else "pass"
 
@@ -535,6 +537,44 @@ def test_kata_analyze_floats_and_genmove_analyze():
     assert lines[-1] == "play A1" and lines[0].startswith("info move")
     assert session.moves == [("B", (8, 0)), ("W", (0, 0))]
     assert ask(engine, "lz-genmove_analyze 2") == "? syntax error\n\n"
+
+
+def decisions(setup: str, **options) -> dict[str, str]:
+    """The move of ``genmove b``, ``lz-genmove_analyze b`` and ``kata-genmove_analyze b`` on the position after
+    the GTP commands ``setup``, each from a fresh engine (shipped 9x9 nets) on the same seed, with its info lines
+    checked."""
+    from gtp.session import EnginePlayer
+
+    moves = {}
+    for command in ("genmove", "lz-genmove_analyze", "kata-genmove_analyze"):
+        player = EnginePlayer(None, **({"seed": 3, "threads": 1, "batch_size": 8, "rollout": "uniform"} | options))
+        engine, session = make(size=9, player=player)
+        for line in setup.split(";") if setup else ():
+            assert ask(engine, line) == "=\n\n"
+        if command == "genmove":
+            moves[command] = ask(engine, "genmove b")[2:-2]
+            continue
+        reply = engine.handle_line(f"{command} b 1")
+        lines: list[str] = []
+        reply.stream.run(lines.append, threading.Event())
+        assert lines[-1].startswith("play ")
+        assert all(line.startswith("info move ") for line in lines[:-1])
+        moves[command] = lines[-1][len("play "):]
+    return moves
+
+
+@pytest.mark.parametrize("setup,options,expected", [
+    ("play b e5;play w c3", {"visits": 64}, None),  # an ordinary move
+    # a threshold no win rate reaches: resign after RESIGN_MIN_VISITS (100) visits, never before
+    ("play b e5;play w c3", {"visits": 100, "resign_threshold": 1.0, "early_stop": False}, "resign"),
+    ("play b e5;play w c3", {"visits": 99, "resign_threshold": 1.0, "early_stop": False}, None),
+    ("komi -10;play b e5;play w pass", {"visits": 64}, "pass"),  # the opponent passed and passing wins
+])
+def test_genmove_and_both_genmove_analyze_forms_decide_alike(setup, options, expected):
+    moves = decisions(setup, **options)
+    assert len(set(moves.values())) == 1, moves
+    move = moves["genmove"]
+    assert move == expected if expected else move not in ("pass", "resign")
 
 
 def gfx(reply: str) -> dict[str, list[str]]:
