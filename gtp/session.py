@@ -39,6 +39,7 @@ SAFETY_SECONDS = 1.0  # kept back from any clock for lag
 MIN_SECONDS = 0.1  # the smallest budget a move gets
 MIN_MOVES_LEFT = 10  # main time is never spread over fewer moves than this
 MAX_RECORD_MOVES = 5000  # loadsgf refuses longer records (each undo replays the record; no real game comes close)
+WARMUP_PATIENCE_SECONDS = 15.0  # genmove waits this long from the start of a background warm-up for the search
 PONDER_SLICE_SECONDS = 0.05  # pondering searches in slices this long, checking for the next command between them
 GOGUI_SEARCH_SECONDS = 1.0  # the win-rate view's search when no --time is set
 # GoGui's analyze menu: type/label/command (gfx: the reply is drawn on the board).
@@ -168,6 +169,9 @@ class Player(Protocol):
     def supports(self, size: int) -> bool:
         """Can this player play on ``size`` (without loading anything slow)?"""
 
+    def prepare(self, size: int) -> None:
+        """Load what playing on ``size`` needs now, not at the first genmove; GtpError if it cannot."""
+
     def genmove(self, board: Board, seconds: float | None, cleanup: bool = False,
                 report: Callable[[list[Info]], None] | None = None, report_seconds: float = 1.0) -> str:
         """A vertex, ``"pass"`` or ``"resign"`` for ``board.to_move``. ``report``: called with the candidates
@@ -185,11 +189,21 @@ class Player(Protocol):
 
 
 class EnginePlayer:
-    """A :class:`Player` over :class:`gogame.api.Engine`, one engine per board size, loaded on first use.
+    """A :class:`Player` over :class:`gogame.api.Engine`, one engine per board size, loaded by :meth:`prepare`
+    (or on first use).
 
     ``weights``: a net file or folder (:meth:`Engine.load`'s ``path``), else the shipped nets for each size.
     Without a value net (not shipped yet for a size) the engine runs on the policy net and rollouts only
-    (``lambda`` 1). ``options``: keyword arguments for the engine (``visits``, ``seconds``, ``threads``, ...).
+    (``lambda`` 1); a ``lambda_`` below 1 then cannot be served and loading fails. ``options``: keyword arguments
+    for the engine (``visits``, ``seconds``, ``threads``, ...). Raises CheckpointError (a ValueError) or OSError
+    for a weights file that cannot be read.
+
+    Warming up (:meth:`prepare` with ``background``): numba compiles the board's, the features' and the search's
+    kernels at their first call (a minute or more on an empty cache, the first start after an install; seconds
+    from the cache after that). While a background warm-up runs, :meth:`genmove` waits for it up to
+    :data:`WARMUP_PATIENCE_SECONDS` from its start (and never past the move's budget), then, if the search is
+    still compiling, plays the policy net's best move alone, with a note on stderr; :meth:`analyze` returns no
+    candidates until the search is ready.
     """
 
     def __init__(self, weights: str | None = None, **options) -> None:
@@ -197,6 +211,13 @@ class EnginePlayer:
         self.options = options
         self._engines: dict[int, object] = {}
         self._fixed_size: int | None = None
+        self._policy_ready = threading.Event()  # set: the features and the networks run without compiling
+        self._search_ready = threading.Event()  # set: so does the search (or no warm-up was asked for)
+        self._policy_ready.set()
+        self._search_ready.set()
+        self._warm_started: float | None = None
+        if weights is not None and not Path(weights).exists():
+            raise FileNotFoundError(f"{weights}: no such file or folder")
         if weights is not None and Path(weights).is_file():
             from gogame import nets
 
@@ -221,35 +242,83 @@ class EnginePlayer:
     def engine(self, size: int):
         """The engine for ``size``, loaded once; GtpError if there are no weights for it."""
         if size not in self._engines:
-            self._engines[size] = self._load(size)
+            self._engines[size] = self._load(size, self.options)
+            log(f"gogame-gtp: loaded {size}x{size} networks "
+                f"(value net: {'yes' if self._engines[size].evaluator.has_value else 'no'})")
         return self._engines[size]
 
-    def _load(self, size: int):
-        from gogame import nets
+    def _load(self, size: int, options: dict):
         from gogame.api import Engine
+
+        try:
+            if self.weights is not None:
+                return Engine.load(self.weights, size=size, **options)
+            return Engine.load(size=size, **options)
+        except (OSError, ValueError) as e:
+            raise GtpError(f"cannot load networks for {size}x{size}: {e}".splitlines()[0]) from None
+
+    def prepare(self, size: int, background: bool = False) -> None:
+        """Load the networks for ``size`` now (GtpError if they cannot be), then, the first time, compile every
+        kernel a game uses, by playing a few moves and a small search with a scratch engine: here, or with
+        ``background`` in a thread while the caller goes on (see the class docstring)."""
+        self.engine(size)
+        if self._warm_started is not None:
+            return
+        self._warm_started = time.monotonic()
+        if not background:
+            self._warm_up(size)
+            return
+        self._policy_ready.clear()
+        self._search_ready.clear()
+        log("gogame-gtp: compiling the search in the background (a minute or more on the first start after an "
+            "install, seconds after; `gogame-gtp --warmup` does it ahead)")
+        threading.Thread(target=self._warm_up, args=(size,), daemon=True).start()
+
+    def _warm_up(self, size: int) -> None:
+        from gogame.mcts import pass_wins
 
         started = time.monotonic()
         try:
-            if self.weights is not None:
-                engine = Engine.load(self.weights, size=size, **self.options)
-            else:
-                try:
-                    engine = Engine.load(size=size, **self.options)
-                except FileNotFoundError:  # no shipped value net yet: policy net and rollouts only
-                    options = dict(self.options, lambda_=1.0)
-                    engine = Engine.load(policy=nets.default_weights("policy", size), size=size, **options)
-        except (FileNotFoundError, ValueError) as e:
-            raise GtpError(f"cannot load networks for {size}x{size}: {e}") from None
-        if not engine.evaluator.has_value and engine.config.lambda_ < 1.0:
-            log("gogame-gtp: no value net; using rollouts only (lambda 1)")
-            engine.config.lambda_ = 1.0
-        log(f"gogame-gtp: loaded {size}x{size} networks in {time.monotonic() - started:.1f}s "
-            f"(value net: {'yes' if engine.evaluator.has_value else 'no'})")
-        return engine
+            batch = int(self.options.get("batch_size", 16))
+            scratch = self._load(size, dict(self.options, visits=2 * batch, seconds=None, seed=0,
+                                            resign_threshold=0.0, early_stop=False, max_nodes=50_000))
+            board = Board(size, 7.5)
+            board.setup([(0, 0)], [(1, 1)])
+            board.play((size // 2, size // 2))
+            board.play((size // 2, size // 2 - 1))
+            board.legal_moves()
+            board.copy().undo()
+            board.result("area")
+            board.result("territory")
+            pass_wins(board)
+            scratch.evaluate(board)
+            self._policy_ready.set()
+            scratch.genmove(board)
+            scratch.ownership(board, rollouts=2)
+            log(f"gogame-gtp: the search is ready ({time.monotonic() - started:.1f}s to compile or load it)")
+        except Exception as e:  # noqa: BLE001 - a failed warm-up leaves compiling to the first search
+            log(f"gogame-gtp: warm-up failed ({type(e).__name__}: {e}); the first search compiles instead")
+        finally:
+            self._policy_ready.set()
+            self._search_ready.set()
+
+    def _searchable(self, seconds: float | None) -> bool:
+        """Wait for a background warm-up within its patience and ``seconds``; whether the search is ready."""
+        if self._search_ready.is_set() or self._warm_started is None:
+            return True
+        wait = WARMUP_PATIENCE_SECONDS - (time.monotonic() - self._warm_started)
+        if seconds is not None:
+            wait = min(wait, seconds)
+        if self._search_ready.wait(max(0.0, wait)):
+            return True
+        self._policy_ready.wait()
+        return self._search_ready.is_set()
 
     def genmove(self, board: Board, seconds: float | None, cleanup: bool = False,
                 report: Callable[[list[Info]], None] | None = None, report_seconds: float = 1.0) -> str:
         engine = self.engine(board.size)
+        if not self._searchable(seconds):
+            return self._policy_move(engine, board)
         visits = engine.visits
         if seconds is None:
             seconds = engine.seconds
@@ -260,8 +329,23 @@ class EnginePlayer:
         finally:
             engine.config.cleanup = False
 
+    @staticmethod
+    def _policy_move(engine, board: Board) -> str:
+        """The policy net's most probable legal point (pass when passing wins, or when no point is legal)."""
+        from gogame.mcts import pass_wins
+
+        log("gogame-gtp: the search is still compiling (first start after an install): this move is the policy "
+            "net's alone")
+        p = engine.evaluate(board).moves[:-1]
+        if pass_wins(board) or p.max() <= 0:
+            return "pass"
+        return coords.to_gtp(coords.from_flat(int(np.argmax(p)), board.size))
+
     def analyze(self, board: Board, seconds: float) -> list[Info]:
-        return _infos(self.engine(board.size).analyze(board, seconds=seconds))
+        engine = self.engine(board.size)
+        if not self._search_ready.wait(seconds):
+            return []
+        return _infos(engine.analyze(board, seconds=seconds))
 
     def ownership(self, board: Board) -> np.ndarray:
         return self.engine(board.size).ownership(board)
@@ -427,8 +511,10 @@ class Session:
         size = _int(args[0])
         if not coords.MIN_SIZE <= size <= coords.MAX_SIZE:
             raise GtpError("unacceptable size")
-        if self.player is not None and not self.player.supports(size):
-            raise GtpError("unacceptable size")
+        if self.player is not None:
+            if not self.player.supports(size):
+                raise GtpError("unacceptable size")
+            self.player.prepare(size)
         self.size = size
         self.clear()
         return ""
@@ -665,8 +751,10 @@ class Session:
         if not games:
             raise GtpError("cannot load file: no game")
         game = games[0]
-        if self.player is not None and not self.player.supports(game.size):
-            raise GtpError("unacceptable size")
+        if self.player is not None:
+            if not self.player.supports(game.size):
+                raise GtpError("unacceptable size")
+            self.player.prepare(game.size)
         if len(game.moves) > MAX_RECORD_MOVES:
             raise GtpError(f"cannot load file: {len(game.moves)} moves, more than the {MAX_RECORD_MOVES} "
                            "this engine replays")

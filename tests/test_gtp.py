@@ -20,6 +20,7 @@ from sgfmill import boards as sgfmill_boards
 from sgfmill import sgf as sgfmill_sgf
 
 from gogame import coords, sgf
+from gogame.board import Board
 from gtp.engine import GtpEngine, Stream, clean_line, format_response, parse_command, serve
 from gtp.session import MIN_SECONDS, SAFETY_SECONDS, Info, Session, TimeControl
 
@@ -39,6 +40,9 @@ class FakePlayer:
 
     def supports(self, size):
         return size in self.sizes
+
+    def prepare(self, size):
+        self.calls.append(("prepare", size))
 
     def genmove(self, board, seconds, cleanup=False, report=None, report_seconds=1.0):
         self.calls.append(("genmove", seconds))
@@ -458,7 +462,6 @@ def test_loadsgf_reads_a_node_with_two_moves_as_two_and_warns(tmp_path, capsys):
 
 
 def test_loadsgf_refuses_a_record_past_the_limit_before_replaying_it(tmp_path, monkeypatch):
-    from gogame.board import Board
     from gtp.session import MAX_RECORD_MOVES
 
     plays = []
@@ -896,6 +899,89 @@ def test_cli_refuses_a_size_without_networks():
     proc = subprocess.run([sys.executable, "-m", "gtp", "--size", "7"], cwd=REPO, capture_output=True, text=True,
                           input="", timeout=60)
     assert proc.returncode != 0 and "no networks for 7x7" in proc.stderr and proc.stdout == ""
+
+
+@pytest.mark.parametrize("option,value", [
+    ("--komi", "nan"), ("--komi", "1e300"), ("--visits", "0"), ("--visits", "-5"), ("--visits", "many"),
+    ("--threads", "0"), ("--time", "-1"), ("--time", "0"), ("--time", "inf"), ("--resign-threshold", "2"),
+    ("--resign-threshold", "-0.1"), ("--batch", "0"), ("--lambda", "5"), ("--lambda", "nan"), ("--size", "1"),
+    ("--size", "26"), ("--seed", "-1"),
+])
+def test_every_bad_number_on_the_command_line_is_one_line_and_exit_2(option, value, capsys):
+    from gtp.__main__ import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main([option, value])  # exits before anything is loaded or GTP starts
+    out, err = capsys.readouterr()
+    assert stopped.value.code == 2 and out == ""
+    assert err.startswith(f"gogame-gtp: error: argument {option}: ") and err.count("\n") == 1
+
+
+def foreign_checkpoints(tmp_path: Path) -> dict[str, Path]:
+    """Weights that cannot serve: a missing file, a corrupt one, a foreign torch file, a folder with a bad net."""
+    import torch
+
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "policy9.pt").write_bytes((REPO / "gogame" / "weights" / "policy9.pt").read_bytes()[:5000])
+    return {"missing": tmp_path / "TYPO.pt", "corrupt": corrupt, "foreign": foreign, "folder": folder}
+
+
+@pytest.mark.parametrize("kind", ["missing", "corrupt", "foreign", "folder"])
+def test_bad_weights_are_refused_at_start_in_one_line(kind, tmp_path, capsys):
+    from gtp.__main__ import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--weights", str(foreign_checkpoints(tmp_path)[kind]), "--size", "9"])
+    message = str(stopped.value.code)
+    assert message.startswith("gogame-gtp: ") and "\n" not in message and "Traceback" not in message
+    assert capsys.readouterr().out == ""
+
+
+def test_bad_weights_folder_exits_1_without_a_traceback_before_gtp(tmp_path):
+    folder = foreign_checkpoints(tmp_path)["folder"]
+    proc = subprocess.run([sys.executable, "-m", "gtp", "--weights", str(folder), "--size", "9"], cwd=REPO,
+                          capture_output=True, text=True, input="protocol_version\n", timeout=120)
+    assert proc.returncode == 1 and proc.stdout == "" and "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines()[-1].startswith(f"gogame-gtp: cannot load networks for 9x9: {folder}")
+
+
+def test_lambda_below_1_without_a_value_net_is_refused_at_start():
+    from gtp.__main__ import main
+
+    # the shipped 9x9 nets have no value net; once the engine fell back to lambda 1 in a branch that never ran
+    with pytest.raises(SystemExit, match="cannot load networks for 9x9: lambda_ < 1 mixes in a value network"):
+        main(["--size", "9", "--lambda", "0.5"])
+
+
+def test_networks_are_loaded_and_warmed_before_the_first_command():
+    from gtp.__main__ import build_engine, build_parser
+
+    engine = build_engine(build_parser().parse_args(["--size", "9", "--visits", "16", "--seed", "1"]))
+    player = engine.handlers["genmove"].__self__.player
+    assert set(player._engines) == {9}  # loaded at start, not at the first genmove
+    assert player._search_ready.wait(300) and player._policy_ready.is_set()  # the background warm-up ends
+    reply = engine.handle_line("genmove b")
+    assert reply.text.startswith("= ") and set(player._engines) == {9}
+
+
+def test_while_the_search_compiles_genmove_plays_the_policy_move(capsys):
+    from gtp.session import WARMUP_PATIENCE_SECONDS, EnginePlayer
+
+    player = EnginePlayer(None, visits=16, seed=1, symmetries="none")
+    player.prepare(9)
+    player._search_ready.clear()  # as while a background warm-up compiles the search
+    player._warm_started = time.monotonic() - WARMUP_PATIENCE_SECONDS
+    board = Board(9)
+    board.play("e5")
+    p = player.engine(9).evaluate(board).moves[:-1]
+    assert player.genmove(board.copy(), None) == coords.to_gtp(coords.from_flat(int(np.argmax(p)), 9))
+    assert "this move is the policy net's alone" in capsys.readouterr().err
+    assert player.analyze(board.copy(), 0.01) == []  # no candidates until the search is ready
 
 
 def test_game_against_gnugo_over_gtp_pipes():
