@@ -20,6 +20,9 @@ from gtp.engine import GtpEngine, GtpError, log, serve
 from gtp.session import EnginePlayer, Session
 
 
+LZ_VERSION = "0.17"  # the Leela Zero whose lz-analyze lines (with lcb and order) the session writes
+
+
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (``gogame-gtp: error: ...``) and exit 2, without the usage."""
 
@@ -87,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lambda", dest="lambda_", type=_FRACTION, default=None,
                         help="leaf value mix, 0 value net only .. 1 rollouts only (default 0.5, 1 without a value net; "
                              "below 1 needs a value net)")
+    parser.add_argument("--lz-compatible", action="store_true",
+                        help=f"answer name and version as a Leela Zero {LZ_VERSION}-compatible engine (its lz-analyze "
+                             "dialect), for GUIs that check Leela Zero's version number (Lizzie wants 0.15 or later)")
     parser.add_argument("--warmup", action="store_true",
                         help="compile every numba kernel into its cache (the first start after an install takes a "
                              "minute or more otherwise) and exit; without it the engine compiles in the background "
@@ -123,7 +129,11 @@ def build_engine(args: argparse.Namespace) -> GtpEngine:
     player = build_player(args)
     session = Session(player, size=args.size, komi=args.komi, rules=args.rules, seconds=args.time,
                       ponder=args.ponder)
-    engine = GtpEngine("gogame", gogame.__version__)
+    if args.lz_compatible:  # Lizzie reads the number after the first dot of version's first word as LZ's minor
+        engine = GtpEngine(f"gogame (Leela Zero {LZ_VERSION} compatible)",
+                           f"{LZ_VERSION} (Leela Zero's analysis commands; gogame {gogame.__version__})")
+    else:
+        engine = GtpEngine("gogame", gogame.__version__)
     engine.add_commands(session.handlers())
     engine.idle = session.ponder_job
     return engine

@@ -293,11 +293,14 @@ class EnginePlayer:
             pass_wins(board)
             scratch.evaluate(board)
             self._policy_ready.set()
+            policy_at = time.monotonic() - started
             scratch.genmove(board)
             scratch.ownership(board, rollouts=2)
-            log(f"gogame-gtp: the search is ready ({time.monotonic() - started:.1f}s to compile or load it)")
+            log(f"gogame-gtp: the search is ready (kernels compiled or loaded: the policy net's after "
+                f"{policy_at:.1f}s, the search's after {time.monotonic() - started:.1f}s)")
         except Exception as e:  # noqa: BLE001 - a failed warm-up leaves compiling to the first search
-            log(f"gogame-gtp: warm-up failed ({type(e).__name__}: {e}); the first search compiles instead")
+            if threading.main_thread().is_alive():  # not merely the process ending under it
+                log(f"gogame-gtp: warm-up failed ({type(e).__name__}: {e}); the first search compiles instead")
         finally:
             self._policy_ready.set()
             self._search_ready.set()

@@ -4,6 +4,7 @@ test, and end-to-end runs of ``python -m gtp`` over pipes with the shipped 9x9 n
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import queue
 import random
@@ -19,6 +20,7 @@ import pytest
 from sgfmill import boards as sgfmill_boards
 from sgfmill import sgf as sgfmill_sgf
 
+import gogame
 from gogame import coords, sgf
 from gogame.board import Board
 from gtp.engine import GtpEngine, Stream, clean_line, format_response, parse_command, serve
@@ -670,6 +672,36 @@ WORDS = ["play", "genmove", "undo", "boardsize", "komi", "b", "w", "white", "pas
          "gogame-ownership", "ownership", "true"]
 
 
+class ClosedPipe(io.StringIO):
+    """A stdout whose reader goes away after the first ``accept`` writes."""
+
+    def __init__(self, accept: int) -> None:
+        super().__init__()
+        self.accept = accept
+
+    def write(self, text: str) -> int:
+        if self.accept <= 0:
+            raise BrokenPipeError(32, "Broken pipe")
+        self.accept -= 1
+        return super().write(text)
+
+
+def test_a_controller_gone_during_analysis_ends_quietly(capsys):
+    engine, _ = make()
+
+    def lines():
+        yield "lz-analyze 1\n"
+        time.sleep(0.3)  # the stream keeps writing into the closed pipe meanwhile
+        yield "genmove b\n"
+
+    out = ClosedPipe(accept=2)  # the header and one info line
+    serve(engine, lines(), out)
+    assert out.getvalue().startswith("=\ninfo move ")
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "BrokenPipeError" not in err
+    assert err.count("the controller closed the output pipe") == 1
+
+
 def test_fuzz_core_never_raises_and_stays_well_formed(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # "printsgf WORD" writes a file named WORD
     rng = random.Random(1)
@@ -982,6 +1014,27 @@ def test_while_the_search_compiles_genmove_plays_the_policy_move(capsys):
     assert player.genmove(board.copy(), None) == coords.to_gtp(coords.from_flat(int(np.argmax(p)), 9))
     assert "this move is the policy net's alone" in capsys.readouterr().err
     assert player.analyze(board.copy(), 0.01) == []  # no candidates until the search is ready
+
+
+def lizzie_accepts(version_reply: str) -> bool:
+    """Lizzie 0.7.4's check (Leelaz.parseLine): the first word's number after the first dot is at least 15."""
+    words = version_reply.strip().split(" ")
+    try:
+        return int(words[1].split(".")[1]) >= 15
+    except (IndexError, ValueError):
+        return False  # Lizzie's parseInt would throw
+
+
+def test_lz_compatible_names_itself_so_and_answers_a_version_lizzie_accepts():
+    from gtp.__main__ import LZ_VERSION, build_engine, build_parser
+
+    plain = build_engine(build_parser().parse_args(["--size", "9"]))
+    assert ask(plain, "version") == f"= {gogame.__version__}\n\n" and ask(plain, "name") == "= gogame\n\n"
+    assert not lizzie_accepts(ask(plain, "version"))  # Lizzie: "requires version 0.15 or later" (found 0.1.0)
+    lz = build_engine(build_parser().parse_args(["--size", "9", "--lz-compatible"]))
+    assert ask(lz, "name") == f"= gogame (Leela Zero {LZ_VERSION} compatible)\n\n"
+    version = ask(lz, "version")
+    assert lizzie_accepts(version) and f"gogame {gogame.__version__}" in version
 
 
 def test_game_against_gnugo_over_gtp_pipes():
