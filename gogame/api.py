@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -292,18 +292,24 @@ class Engine:
         return Evaluation(self.size, board.to_move, p, black)
 
     def analyze(self, board: Board, visits: int | None = None, seconds: float | None = None, *,
-                stop_when_decided: bool = False) -> Analysis:
+                stop_when_decided: bool = False, report: Callable[[Analysis], None] | None = None,
+                report_seconds: float = 1.0) -> Analysis:
         """Search ``board`` and report the best move and every visited candidate (most visits first).
 
         Limits default to the engine's ``visits`` and ``seconds``; giving either here replaces both.
-        ``stop_when_decided``: see :meth:`gogame.mcts.MCTS.search`. Raises ValueError for a wrong size, an
-        illegal position or a finished game.
+        ``stop_when_decided``: see :meth:`gogame.mcts.MCTS.search`. ``report``: called with the analysis so far
+        every ``report_seconds`` while the search runs (it does not change the search). Raises ValueError for a
+        wrong size, an illegal position or a finished game.
         """
         self._check(board, playing=True)
         if visits is None and seconds is None:
             visits, seconds = self.visits, self.seconds
         self.mcts.set_root(board)
-        stats = self.mcts.search(visits, seconds, stop_when_decided)
+        look = None if report is None else (lambda: report(self._analysis(board, SearchStats())))
+        return self._analysis(board, self.mcts.search(visits, seconds, stop_when_decided, look, report_seconds))
+
+    def _analysis(self, board: Board, stats: SearchStats) -> Analysis:
+        """The search tree of ``board`` as it stands, read into an :class:`Analysis`."""
         candidates = []
         for child in self.mcts.children():
             if not child.visits:
@@ -321,18 +327,26 @@ class Engine:
         black = winrate if board.to_move == "B" else 1 - winrate
         return Analysis(board.to_move, move, winrate, black, self.mcts.root_visits, candidates, stats)
 
-    def genmove(self, board: Board, visits: int | None = None, seconds: float | None = None) -> str:
+    def genmove(self, board: Board, visits: int | None = None, seconds: float | None = None, *,
+                report: Callable[[Analysis], None] | None = None, report_seconds: float = 1.0) -> str:
         """The move to play on ``board`` (which is not changed): a GTP vertex, ``"pass"`` or ``"resign"``.
 
         Passes at once when the opponent has just passed and the board as it stands wins for us (area
         scoring); never passes when that would lose (see :func:`gogame.mcts.pass_allowed`); resigns when the
         best move's win rate is below ``resign_threshold`` after at least ``RESIGN_MIN_VISITS`` visits (a win rate
-        from a handful of rollouts is noise, not a lost game).
+        from a handful of rollouts is noise, not a lost game). Limits as in :meth:`analyze`.
+
+        ``report``: called with the search's :class:`Analysis` every ``report_seconds`` while it runs and once
+        at its end (not when passing at once), for analysis streams (GTP's ``*-genmove_analyze``): the move is
+        the one the same search without ``report`` plays.
         """
         self._check(board, playing=True)
         if pass_wins(board):
             return "pass"
-        analysis = self.analyze(board, visits, seconds, stop_when_decided=self.early_stop)
+        analysis = self.analyze(board, visits, seconds, stop_when_decided=self.early_stop, report=report,
+                                report_seconds=report_seconds)
+        if report is not None:
+            report(analysis)
         if analysis.visits >= RESIGN_MIN_VISITS and analysis.winrate < self.resign_threshold:
             return "resign"
         return analysis.move

@@ -14,6 +14,7 @@ back the last move (it restores a snapshot, so undo after replay is exact).
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from typing import Iterable
 
@@ -24,6 +25,15 @@ from gogame.coords import Move
 
 RULES = ("area", "territory")
 SUPERKO = ("positional", "situational", "none")
+MAX_KOMI = float(coords.MAX_SIZE ** 2)  # more points than the largest board holds would decide every game
+
+
+def check_komi(komi: float) -> float:
+    """``komi`` as a float; ValueError unless it is finite and at most :data:`MAX_KOMI` either way."""
+    value = float(komi)
+    if not math.isfinite(value) or abs(value) > MAX_KOMI:
+        raise ValueError(f"komi must be a finite number from {-MAX_KOMI:g} to {MAX_KOMI:g}, not {komi!r}")
+    return value
 
 
 class IllegalMove(ValueError):
@@ -41,7 +51,7 @@ class Board:
     position), ``"situational"`` (nor the same position with the same side
     to move) or ``"none"`` (simple ko only, as under Japanese rules, where a
     long cycle voids the game: for replaying such records); ``allow_suicide`` permits multi-stone suicide as in Tromp-Taylor
-    and New Zealand rules.
+    and New Zealand rules. ``komi`` passes :func:`check_komi` (ValueError otherwise).
     """
 
     def __init__(
@@ -55,7 +65,7 @@ class Board:
         if superko not in SUPERKO:
             raise ValueError(f"superko must be one of {SUPERKO}, not {superko!r}")
         self.size = coords.check_size(size)
-        self.komi = float(komi)
+        self.komi = check_komi(komi)
         self.superko = superko
         self.allow_suicide = bool(allow_suicide)
         self.history: list[tuple[str, Move]] = []
@@ -266,6 +276,19 @@ class Board:
                 # Setup stones were never played: they count as old (8 or more turns) in the features.
                 self._fast.placed[p] = self._fast.meta[fb.M_MOVES] - 8
         fb.rebuild(self._fast)
+        self._restart()
+
+    def continue_under(self, superko: str) -> None:
+        """Apply ``superko`` (see :class:`Board`) from now on, the current position the first one it remembers:
+        positions before it do not count, and the undo stack is cleared, as after :meth:`setup`. For a record
+        replayed under its own rules (simple ko) and continued under the engine's. ValueError for an unknown rule.
+        """
+        if superko not in SUPERKO:
+            raise ValueError(f"superko must be one of {SUPERKO}, not {superko!r}")
+        self.superko = superko
+        self._restart()
+
+    def _restart(self) -> None:
         self._undo.clear()
         self._seen.clear()
         self._remember()

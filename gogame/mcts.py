@@ -53,7 +53,7 @@ import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Callable, NamedTuple, Protocol
 
 import numba as nb
 import numpy as np
@@ -770,8 +770,12 @@ class MCTS:
     # -- search -----------------------------------------------------------------------------------------------
 
     def search(self, visits: int | None = None, seconds: float | None = None,
-               stop_when_decided: bool = False) -> SearchStats:
+               stop_when_decided: bool = False, report: Callable[[], None] | None = None,
+               report_seconds: float = 1.0) -> SearchStats:
         """Search until the root has ``visits`` visits (reused ones count) or ``seconds`` passed, whichever first.
+
+        ``report``: called between batches once ``report_seconds`` have passed since the start or its last call,
+        to read the tree while it grows (analysis streams); it must not change the search.
 
         ``stop_when_decided``: stop as soon as the most visited root move can no longer be overtaken in visits
         within the limits (the visits left, or the current rate of simulations over the time left), so that the
@@ -788,6 +792,7 @@ class MCTS:
         stats = SearchStats()
         start = time.perf_counter()
         deadline = start + seconds if seconds is not None else math.inf
+        reported = start
         t = self.tree
         if t.first[0] < 0:
             self._batch(1, stats)
@@ -804,6 +809,9 @@ class MCTS:
             if stop_when_decided and self._decided(visits, root_n, stats.simulations, now - start, deadline - now):
                 stats.stopped = "decided"
                 break
+            if report is not None and now - reported >= report_seconds:
+                report()
+                reported = time.perf_counter()
             n = self.config.batch_size if visits is None else min(self.config.batch_size, visits - root_n)
             self._batch(n, stats)
         stats.seconds = time.perf_counter() - start

@@ -14,6 +14,8 @@ Scope, in layers (see https://www.red-bean.com/sgf/):
 * **Game.** :class:`Game` reads the Go meaning from the tree: size, komi, handicap, setup stones (``AB``/``AW``/
   ``AE``, including compressed point lists such as ``aa:cc``), the moves of the main line (``B[]`` is a pass, and
   so is ``B[tt]`` up to 19x19) and the result; :meth:`Game.board_at` replays them on a :class:`gogame.board.Board`.
+  A node holding both a ``B`` and a ``W`` move (which FF[4] forbids) is read as two moves in the order they stand,
+  with a note in :attr:`Game.warnings`.
 * **Writing.** :func:`dumps` writes FF[4] text, UTF-8 (``CA[UTF-8]``), that :func:`loads` and sgfmill read back.
 
 Points, moves and colours are those of :mod:`gogame.coords`. Every malformed input raises :class:`SGFError`, which
@@ -28,7 +30,7 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from os import PathLike
 
-from gogame.board import Board
+from gogame.board import MAX_KOMI, Board
 from gogame.coords import COLOURS, Move, Point, check_size, from_sgf, parse_colour, to_sgf
 
 __all__ = ["SGFError", "Node", "Game", "load", "loads", "dumps"]
@@ -282,10 +284,14 @@ class Game:
     tells apart), ``handicap`` (``HA``, 0 if absent), ``setup`` (the frozensets of black and white points of the
     root's ``AB``/``AW``), ``moves`` (the ``(colour, move)`` list of the main line), ``result`` (``RE`` or None) and
     ``properties`` (the root's properties, unknown ones included). ``source`` names where the game came from.
+    ``warnings``: located notes on what was read in a way the standard does not define (a node with both a
+    ``B`` and a ``W`` move on the main line, read as two moves).
 
     Raises SGFError when the root or a main-line move makes no sense: a size outside 2..25 or not square, a komi
-    or handicap that is not a number, a game other than Go (``GM`` other than 1), a point off the board, or a node
-    with more than one move. Side variations are checked only when read (:meth:`moves_of`).
+    that is not a finite number of at most :data:`gogame.board.MAX_KOMI` points either way, a handicap that is not
+    a number, a game other than Go (``GM`` other than 1), a point off the board, a point given two setup
+    colours in one node (``AB[ee]AW[ee]``), or a move with more than one value. Side variations are checked only
+    when read (:meth:`moves_of`).
 
     Two games are equal when their trees hold the same properties, ignoring the root's ``FF``, ``GM``, ``CA`` and
     ``SZ`` (which describe the file; the sizes must still agree).
@@ -298,13 +304,17 @@ class Game:
         if game_type != "1":
             raise self._error(root, f"not a game of Go (GM[{game_type}])")
         self.size = self._size()
-        self.komi = self._number("KM", float, 0.0)
+        self.komi = self._number("KM", float, 0.0, MAX_KOMI)
         self.handicap = self._number("HA", int, 0)
         if self.handicap < 0:
             raise self._error(root, f"invalid handicap {self.handicap}")
-        self.setup: tuple[frozenset[Point], frozenset[Point]] = (
-            frozenset(self._points(root, "AB")), frozenset(self._points(root, "AW")))
-        self.moves: list[tuple[str, Move]] = self.moves_of(self.main_line())
+        black, white, _ = self._setup(root)
+        self.setup: tuple[frozenset[Point], frozenset[Point]] = (frozenset(black), frozenset(white))
+        self.warnings: list[str] = []
+        main_line = self.main_line()
+        for node in main_line[1:]:
+            self._setup(node)  # a bad point or a contradiction fails the game now, not at replay
+        self.moves: list[tuple[str, Move]] = self.moves_of(main_line, self.warnings)
         self.result: str | None = root.get("RE")
 
     @classmethod
@@ -332,6 +342,35 @@ class Game:
             node.children.append(child)
             node = child
         return cls(root)
+
+    def continued(self, n: int, moves: Iterable[tuple[str, Move]] = (), komi: float | None = None) -> Game:
+        """A new game: copies of the root and of the main line's nodes as far as :meth:`board_at` ``(n)`` reads
+        them (the setup of the node holding move ``n + 1`` included, its move not), then one node per move of
+        ``moves``. ``komi`` replaces ``KM`` when given; ``RE`` is dropped when the record is cut or continued.
+        Raises ValueError for a bad colour or point."""
+        moves = list(moves)
+        copies: list[Node] = []
+        played = 0
+        for node in self.main_line():
+            found = self._moves(node)
+            taken = {colour for colour, _ in found[: n - played]}
+            copies.append(Node({name: list(values) for name, values in node.properties.items()
+                                if name not in COLOURS or name in taken}))
+            played += len(taken)
+            if len(taken) < len(found):
+                break
+        root = copies[0]
+        if komi is not None:
+            root.properties["KM"] = [f"{komi:g}"]
+        if moves or played < len(self.moves):
+            root.properties.pop("RE", None)
+        for colour, move in moves:
+            if colour not in COLOURS:
+                raise ValueError(f"invalid colour {colour!r}")
+            copies.append(Node({colour: [to_sgf(move, self.size)]}))
+        for parent, child in zip(copies, copies[1:]):
+            parent.children.append(child)
+        return Game(root, self.source)
 
     @property
     def properties(self) -> dict[str, list[str]]:
@@ -369,10 +408,10 @@ class Game:
             else:
                 yield list(path)
 
-    def moves_of(self, line: Iterable[Node]) -> list[tuple[str, Move]]:
+    def moves_of(self, line: Iterable[Node], warnings: list[str] | None = None) -> list[tuple[str, Move]]:
         """The ``(colour, move)`` list of the nodes of ``line`` (one of :meth:`variations`); raises SGFError for
-        a bad move."""
-        return [move for node in line if (move := self._move(node)) is not None]
+        a bad move. Notes on nodes with two moves are appended to ``warnings`` when given."""
+        return [move for node in line for move in self._moves(node, warnings)]
 
     def replay(self, line: Sequence[Node] | None = None) -> Iterator[tuple[Board, str, Move]]:
         """Yield ``(board, colour, move)`` before each move of ``line`` (the main line by default).
@@ -429,7 +468,8 @@ class Game:
         except ValueError:
             raise self._error(self.root, f"unsupported board size SZ[{text}]") from None
 
-    def _number(self, name: str, kind: type[int] | type[float], default: int | float) -> int | float:
+    def _number(self, name: str, kind: type[int] | type[float], default: int | float,
+                largest: float = math.inf) -> int | float:
         text = self.root.get(name, "").strip()
         if not text:
             return default
@@ -439,6 +479,8 @@ class Game:
             value = math.nan
         if not math.isfinite(value):
             raise self._error(self.root, f"invalid number {name}[{text}]")
+        if abs(value) > largest:
+            raise self._error(self.root, f"{name}[{text}] out of range (at most {largest:g} either way)")
         return value
 
     def _points(self, node: Node, name: str) -> set[Point]:
@@ -457,20 +499,30 @@ class Game:
                           for col in range(min(a[1], b[1]), max(a[1], b[1]) + 1))
         return points
 
-    def _move(self, node: Node) -> tuple[str, Move] | None:
-        black, white = node.properties.get("B"), node.properties.get("W")
-        if black is None and white is None:
-            return None
-        if black is not None and white is not None:
-            raise self._error(node, "a node with both B and W")
-        colour, values = ("B", black) if black is not None else ("W", white)
-        assert values is not None
-        if len(values) != 1:
-            raise self._error(node, f"{colour} with {len(values)} values")
-        try:
-            return colour, from_sgf(values[0], self.size)
-        except ValueError:
-            raise self._error(node, f"invalid move {colour}[{values[0]}]") from None
+    def _setup(self, node: Node) -> tuple[set[Point], set[Point], set[Point]]:
+        """The points of ``node``'s ``AB``, ``AW`` and ``AE``; SGFError for a point in two of them."""
+        black, white, empty = (self._points(node, name) for name in ("AB", "AW", "AE"))
+        for (name_a, a), (name_b, b) in ((("AB", black), ("AW", white)), (("AB", black), ("AE", empty)),
+                                         (("AW", white), ("AE", empty))):
+            if both := a & b:
+                raise self._error(node, f"point {to_sgf(min(both), self.size)} in both {name_a} and {name_b}")
+        return black, white, empty
+
+    def _moves(self, node: Node, warnings: list[str] | None = None) -> list[tuple[str, Move]]:
+        """The node's move, or its two moves (``B`` and ``W`` in the order they stand; noted in ``warnings``)."""
+        found = []
+        for colour in [name for name in node.properties if name in COLOURS]:
+            values = node.properties[colour]
+            if len(values) != 1:
+                raise self._error(node, f"{colour} with {len(values)} values")
+            try:
+                found.append((colour, from_sgf(values[0], self.size)))
+            except ValueError:
+                raise self._error(node, f"invalid move {colour}[{values[0]}]") from None
+        if len(found) == 2 and warnings is not None:
+            first, second = (f"{colour}[{node.properties[colour][0]}]" for colour, _ in found)
+            warnings.append(str(self._error(node, f"a node with both B and W: read as {first} then {second}")))
+        return found
 
     # --- replay
 
@@ -479,16 +531,14 @@ class Game:
         for node in line:
             props = node.properties
             if "AB" in props or "AW" in props or "AE" in props:
-                board.setup(black=self._points(node, "AB"), white=self._points(node, "AW"),
-                            empty=self._points(node, "AE"))
+                black, white, empty = self._setup(node)
+                board.setup(black=black, white=white, empty=empty)
             if (player := node.get("PL")) is not None:
                 try:
                     board.to_move = parse_colour(player)
                 except ValueError:
                     raise self._error(node, f"invalid colour PL[{player}]") from None
-            move = self._move(node)
-            if move is not None:
-                colour, point = move
+            for colour, point in self._moves(node):
                 board.to_move = colour
                 yield colour, point
                 board.play(point, colour)

@@ -21,6 +21,8 @@ Idle work (pondering). After a reply that is not a stream, the loop asks :attr:`
 
 from __future__ import annotations
 
+import io
+import os
 import re
 import sys
 import threading
@@ -99,8 +101,22 @@ def format_response(ok: bool, cmd_id: str | None, text: str) -> str:
 
 
 def log(message: str) -> None:
-    """Write a line to stderr (stdout belongs to the protocol)."""
-    print(message, file=sys.stderr, flush=True)
+    """Write a line to stderr (stdout belongs to the protocol); nothing if stderr is gone with the controller."""
+    try:
+        print(message, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+def _silence(stream: TextIO) -> None:
+    """Point ``stream``'s file descriptor at /dev/null, so that what is still buffered (and the flush at exit)
+    goes nowhere instead of raising BrokenPipeError again; nothing for a stream without a descriptor."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
 
 
 class GtpEngine:
@@ -185,13 +201,25 @@ class _StreamRunner:
 
 
 def serve(engine: GtpEngine, stdin: TextIO, stdout: TextIO) -> None:
-    """The session loop: read commands until ``quit`` or end of input; write replies and flush each one."""
+    """The session loop: read commands until ``quit`` or end of input; write replies and flush each one.
+
+    A controller that goes away (a GUI killed during ``lz-analyze``) closes the pipe: writing then stops, with
+    one line on stderr and no traceback, and the loop ends at the end of input."""
     lock = threading.Lock()
+    closed = False
 
     def write(text: str) -> None:
+        nonlocal closed
         with lock:
-            stdout.write(text)
-            stdout.flush()
+            if closed:
+                return
+            try:
+                stdout.write(text)
+                stdout.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+                _silence(stdout)
+                log("gogame-gtp: the controller closed the output pipe; no more replies")
 
     running: _StreamRunner | None = None
     try:

@@ -9,8 +9,12 @@ GTP text.
 Vocabulary as in :mod:`gogame.coords`: a *colour* is ``"B"`` or ``"W"``; a *move* a ``(row, col)`` point or
 None for pass; a *vertex* its GTP text.
 
-State. The position is rebuilt from the history (``setup`` stones, then ``moves``) after undo, komi and size
-changes, as gomill's gtp_states does, so undo is exact (ko and superko included) whatever the board keeps.
+State. The position is rebuilt from the history (handicap stones or a loaded record, then ``moves``) after undo,
+komi and size changes, as gomill's gtp_states does, so undo is exact (ko and superko included) whatever the board
+keeps. A record loaded by ``loadsgf`` is history: its moves are replayed under simple ko (what was played was
+legal under the record's rules: a Japanese game may repeat a long cycle), with its setup stones (``AB``/``AW``/
+``AE``) in whichever node they stand; from the loaded position on the engine's rules apply (positional superko,
+counting positions from there). ``undo`` may take back the record's moves too.
 """
 
 from __future__ import annotations
@@ -24,8 +28,8 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from gogame import coords
-from gogame.board import Board, IllegalMove, fixed_handicap_points
+from gogame import coords, sgf
+from gogame.board import Board, IllegalMove, check_komi, fixed_handicap_points
 from gtp.engine import GtpError, Stream, log
 
 # -- time ------------------------------------------------------------------------------------------------------
@@ -34,6 +38,8 @@ TIME_SYSTEMS = ("none", "absolute", "byoyomi", "canadian")
 SAFETY_SECONDS = 1.0  # kept back from any clock for lag
 MIN_SECONDS = 0.1  # the smallest budget a move gets
 MIN_MOVES_LEFT = 10  # main time is never spread over fewer moves than this
+MAX_RECORD_MOVES = 5000  # loadsgf refuses longer records (each undo replays the record; no real game comes close)
+WARMUP_PATIENCE_SECONDS = 15.0  # genmove waits this long from the start of a background warm-up for the search
 PONDER_SLICE_SECONDS = 0.05  # pondering searches in slices this long, checking for the next command between them
 GOGUI_SEARCH_SECONDS = 1.0  # the win-rate view's search when no --time is set
 # GoGui's analyze menu: type/label/command (gfx: the reply is drawn on the board).
@@ -163,8 +169,14 @@ class Player(Protocol):
     def supports(self, size: int) -> bool:
         """Can this player play on ``size`` (without loading anything slow)?"""
 
-    def genmove(self, board: Board, seconds: float | None, cleanup: bool = False) -> str:
-        """A vertex, ``"pass"`` or ``"resign"`` for ``board.to_move``."""
+    def prepare(self, size: int) -> None:
+        """Load what playing on ``size`` needs now, not at the first genmove; GtpError if it cannot."""
+
+    def genmove(self, board: Board, seconds: float | None, cleanup: bool = False,
+                report: Callable[[list[Info]], None] | None = None, report_seconds: float = 1.0) -> str:
+        """A vertex, ``"pass"`` or ``"resign"`` for ``board.to_move``. ``report``: called with the candidates
+        every ``report_seconds`` while searching and once at the end (``*-genmove_analyze``); the move is the
+        one chosen without it."""
 
     def analyze(self, board: Board, seconds: float) -> list[Info]:
         """Search for about ``seconds`` more (continuing the previous search of the same position)."""
@@ -177,11 +189,21 @@ class Player(Protocol):
 
 
 class EnginePlayer:
-    """A :class:`Player` over :class:`gogame.api.Engine`, one engine per board size, loaded on first use.
+    """A :class:`Player` over :class:`gogame.api.Engine`, one engine per board size, loaded by :meth:`prepare`
+    (or on first use).
 
     ``weights``: a net file or folder (:meth:`Engine.load`'s ``path``), else the shipped nets for each size.
     Without a value net (not shipped yet for a size) the engine runs on the policy net and rollouts only
-    (``lambda`` 1). ``options``: keyword arguments for the engine (``visits``, ``seconds``, ``threads``, ...).
+    (``lambda`` 1); a ``lambda_`` below 1 then cannot be served and loading fails. ``options``: keyword arguments
+    for the engine (``visits``, ``seconds``, ``threads``, ...). Raises CheckpointError (a ValueError) or OSError
+    for a weights file that cannot be read.
+
+    Warming up (:meth:`prepare` with ``background``): numba compiles the board's, the features' and the search's
+    kernels at their first call (a minute or more on an empty cache, the first start after an install; seconds
+    from the cache after that). While a background warm-up runs, :meth:`genmove` waits for it up to
+    :data:`WARMUP_PATIENCE_SECONDS` from its start (and never past the move's budget), then, if the search is
+    still compiling, plays the policy net's best move alone, with a note on stderr; :meth:`analyze` returns no
+    candidates until the search is ready.
     """
 
     def __init__(self, weights: str | None = None, **options) -> None:
@@ -189,14 +211,17 @@ class EnginePlayer:
         self.options = options
         self._engines: dict[int, object] = {}
         self._fixed_size: int | None = None
+        self._policy_ready = threading.Event()  # set: the features and the networks run without compiling
+        self._search_ready = threading.Event()  # set: so does the search (or no warm-up was asked for)
+        self._policy_ready.set()
+        self._search_ready.set()
+        self._warm_started: float | None = None
+        if weights is not None and not Path(weights).exists():
+            raise FileNotFoundError(f"{weights}: no such file or folder")
         if weights is not None and Path(weights).is_file():
             from gogame import nets
 
             self._fixed_size = nets.load(weights).board_size
-
-    @property
-    def resign_threshold(self) -> float:
-        return float(self.options.get("resign_threshold", 0.05))
 
     def supports(self, size: int) -> bool:
         if size in self._engines:
@@ -217,54 +242,125 @@ class EnginePlayer:
     def engine(self, size: int):
         """The engine for ``size``, loaded once; GtpError if there are no weights for it."""
         if size not in self._engines:
-            self._engines[size] = self._load(size)
+            self._engines[size] = self._load(size, self.options)
+            log(f"gogame-gtp: loaded {size}x{size} networks "
+                f"(value net: {'yes' if self._engines[size].evaluator.has_value else 'no'})")
         return self._engines[size]
 
-    def _load(self, size: int):
-        from gogame import nets
+    def _load(self, size: int, options: dict):
         from gogame.api import Engine
+
+        try:
+            if self.weights is not None:
+                return Engine.load(self.weights, size=size, **options)
+            return Engine.load(size=size, **options)
+        except (OSError, ValueError) as e:
+            raise GtpError(f"cannot load networks for {size}x{size}: {e}".splitlines()[0]) from None
+
+    def prepare(self, size: int, background: bool = False) -> None:
+        """Load the networks for ``size`` now (GtpError if they cannot be), then, the first time, compile every
+        kernel a game uses, by playing a few moves and a small search with a scratch engine: here, or with
+        ``background`` in a thread while the caller goes on (see the class docstring)."""
+        self.engine(size)
+        if self._warm_started is not None:
+            return
+        self._warm_started = time.monotonic()
+        if not background:
+            self._warm_up(size)
+            return
+        self._policy_ready.clear()
+        self._search_ready.clear()
+        log("gogame-gtp: compiling the search in the background (a minute or more on the first start after an "
+            "install, seconds after; `gogame-gtp --warmup` does it ahead)")
+        threading.Thread(target=self._warm_up, args=(size,), daemon=True).start()
+
+    def _warm_up(self, size: int) -> None:
+        from gogame.mcts import pass_wins
 
         started = time.monotonic()
         try:
-            if self.weights is not None:
-                engine = Engine.load(self.weights, size=size, **self.options)
-            else:
-                try:
-                    engine = Engine.load(size=size, **self.options)
-                except FileNotFoundError:  # no shipped value net yet: policy net and rollouts only
-                    options = dict(self.options, lambda_=1.0)
-                    engine = Engine.load(policy=nets.default_weights("policy", size), size=size, **options)
-        except (FileNotFoundError, ValueError) as e:
-            raise GtpError(f"cannot load networks for {size}x{size}: {e}") from None
-        if not engine.evaluator.has_value and engine.config.lambda_ < 1.0:
-            log("gogame-gtp: no value net; using rollouts only (lambda 1)")
-            engine.config.lambda_ = 1.0
-        log(f"gogame-gtp: loaded {size}x{size} networks in {time.monotonic() - started:.1f}s "
-            f"(value net: {'yes' if engine.evaluator.has_value else 'no'})")
-        return engine
+            batch = int(self.options.get("batch_size", 16))
+            scratch = self._load(size, dict(self.options, visits=2 * batch, seconds=None, seed=0,
+                                            resign_threshold=0.0, early_stop=False, max_nodes=50_000))
+            board = Board(size, 7.5)
+            board.setup([(0, 0)], [(1, 1)])
+            board.play((size // 2, size // 2))
+            board.play((size // 2, size // 2 - 1))
+            board.legal_moves()
+            board.copy().undo()
+            board.result("area")
+            board.result("territory")
+            pass_wins(board)
+            scratch.evaluate(board)
+            self._policy_ready.set()
+            policy_at = time.monotonic() - started
+            scratch.genmove(board)
+            scratch.ownership(board, rollouts=2)
+            log(f"gogame-gtp: the search is ready (kernels compiled or loaded: the policy net's after "
+                f"{policy_at:.1f}s, the search's after {time.monotonic() - started:.1f}s)")
+        except Exception as e:  # noqa: BLE001 - a failed warm-up leaves compiling to the first search
+            if threading.main_thread().is_alive():  # not merely the process ending under it
+                log(f"gogame-gtp: warm-up failed ({type(e).__name__}: {e}); the first search compiles instead")
+        finally:
+            self._policy_ready.set()
+            self._search_ready.set()
 
-    def genmove(self, board: Board, seconds: float | None, cleanup: bool = False) -> str:
+    def _searchable(self, seconds: float | None) -> bool:
+        """Wait for a background warm-up within its patience and ``seconds``; whether the search is ready."""
+        if self._search_ready.is_set() or self._warm_started is None:
+            return True
+        wait = WARMUP_PATIENCE_SECONDS - (time.monotonic() - self._warm_started)
+        if seconds is not None:
+            wait = min(wait, seconds)
+        if self._search_ready.wait(max(0.0, wait)):
+            return True
+        self._policy_ready.wait()
+        return self._search_ready.is_set()
+
+    def genmove(self, board: Board, seconds: float | None, cleanup: bool = False,
+                report: Callable[[list[Info]], None] | None = None, report_seconds: float = 1.0) -> str:
         engine = self.engine(board.size)
+        if not self._searchable(seconds):
+            return self._policy_move(engine, board)
         visits = engine.visits
         if seconds is None:
             seconds = engine.seconds
         engine.config.cleanup = cleanup
         try:
-            return engine.genmove(board, visits=visits, seconds=seconds)
+            return engine.genmove(board, visits=visits, seconds=seconds, report_seconds=report_seconds,
+                                  report=None if report is None else (lambda analysis: report(_infos(analysis))))
         finally:
             engine.config.cleanup = False
 
+    @staticmethod
+    def _policy_move(engine, board: Board) -> str:
+        """The policy net's most probable legal point (pass when passing wins, or when no point is legal)."""
+        from gogame.mcts import pass_wins
+
+        log("gogame-gtp: the search is still compiling (first start after an install): this move is the policy "
+            "net's alone")
+        p = engine.evaluate(board).moves[:-1]
+        if pass_wins(board) or p.max() <= 0:
+            return "pass"
+        return coords.to_gtp(coords.from_flat(int(np.argmax(p)), board.size))
+
     def analyze(self, board: Board, seconds: float) -> list[Info]:
         engine = self.engine(board.size)
-        analysis = engine.analyze(board, seconds=seconds)
-        return [Info(c.move, c.visits, c.winrate, c.prior, c.lcb, c.pv, c.score_lead, c.score_stdev)
-                for c in analysis.candidates]
+        if not self._search_ready.wait(seconds):
+            return []
+        return _infos(engine.analyze(board, seconds=seconds))
 
     def ownership(self, board: Board) -> np.ndarray:
         return self.engine(board.size).ownership(board)
 
     def policy(self, board: Board) -> np.ndarray:
         return self.engine(board.size).evaluate(board).moves
+
+
+def _infos(analysis) -> list[Info]:
+    """A :class:`gogame.api.Analysis`'s candidates as :class:`Info` lines."""
+    return [Info(c.move, c.visits, c.winrate, c.prior, c.lcb, c.pv, c.score_lead, c.score_stdev)
+            for c in analysis.candidates]
 
 
 # -- argument helpers ----------------------------------------------------------------------------------------
@@ -324,7 +420,7 @@ class Session:
         self.ponder = ponder
         self._ponder_at = -1  # the number of moves right after our last genmove
         self.size = coords.check_size(size)
-        self.komi = float(komi)
+        self.komi = check_komi(komi)
         self.time = TimeControl()
         self._dead_cache: tuple[tuple, list[str]] | None = None
         self.clear()
@@ -333,22 +429,26 @@ class Session:
 
     def clear(self) -> None:
         self.handicap: list[coords.Point] = []
-        self.setup_black: list[coords.Point] = []
-        self.setup_white: list[coords.Point] = []
-        self.first_to_move: str | None = None  # set by loadsgf when the record starts with white
+        self.record: sgf.Game | None = None  # a record loaded by loadsgf: its first record_moves moves are moves'
+        self.record_moves = 0
         self.moves: list[tuple[str, coords.Move]] = []
         self.board = Board(self.size, self.komi)
 
     def rebuild(self) -> None:
-        """The board from the setup and the moves (undo by replay)."""
-        board = Board(self.size, self.komi)
-        if self.handicap:
-            board.place_handicap(self.handicap)
-        elif self.setup_black or self.setup_white:
-            board.setup(self.setup_black, self.setup_white)
-        if self.first_to_move:
-            board.to_move = self.first_to_move
-        for colour, move in self.moves:
+        """The board from the handicap or the record, then the moves (undo by replay). Raises IllegalMove (and
+        SGFError) for a record that does not replay."""
+        if self.record is not None:
+            board = self.record.board_at(self.record_moves)  # simple ko: the record's own rules
+            board.komi = self.komi
+            if not self.record.moves and "PL" not in self.record.properties and board.stones().min() >= 0 \
+                    and board.stones().max() > 0:
+                board.to_move = "W"  # black stones only and no move: a handicap, white plays first
+            board.continue_under("positional")
+        else:
+            board = Board(self.size, self.komi)
+            if self.handicap:
+                board.place_handicap(self.handicap)
+        for colour, move in self.moves[self.record_moves:]:
             board.play(move, colour)
         self.board = board
 
@@ -414,8 +514,10 @@ class Session:
         size = _int(args[0])
         if not coords.MIN_SIZE <= size <= coords.MAX_SIZE:
             raise GtpError("unacceptable size")
-        if self.player is not None and not self.player.supports(size):
-            raise GtpError("unacceptable size")
+        if self.player is not None:
+            if not self.player.supports(size):
+                raise GtpError("unacceptable size")
+            self.player.prepare(size)
         self.size = size
         self.clear()
         return ""
@@ -426,7 +528,10 @@ class Session:
 
     def cmd_komi(self, args: list[str]) -> str:
         _nargs(args, 1)
-        self.komi = _float(args[0])
+        try:
+            self.komi = check_komi(_float(args[0]))
+        except ValueError:
+            raise GtpError("syntax error") from None
         self.board.komi = self.komi
         return ""
 
@@ -438,8 +543,10 @@ class Session:
         self.play(colour, self._vertex(args[1]))
         return ""
 
-    def _generate(self, args: list[str], cleanup: bool = False) -> tuple[str, str]:
-        """The colour and the move the player chooses for it (not played)."""
+    def _generate(self, args: list[str], cleanup: bool = False,
+                  report: Callable[[list[Info]], None] | None = None, report_seconds: float = 1.0) -> tuple[str, str]:
+        """The colour and the move the player chooses for it (not played); ``report`` as in
+        :meth:`Player.genmove`. Every genmove command, the analysing ones included, decides here."""
         _nargs(args, 1)
         colour = _colour(args[0])
         player = self._need_player()
@@ -451,13 +558,14 @@ class Session:
         if seconds is None:
             seconds = self.seconds
         started = time.monotonic()
-        move = player.genmove(board, seconds, cleanup)
+        move = player.genmove(board, seconds, cleanup, report, report_seconds)
         if self.time.system != "none":
             self.time.spend(colour, time.monotonic() - started)
         return colour, move
 
-    def _genmove(self, args: list[str], cleanup: bool = False) -> str:
-        colour, move = self._generate(args, cleanup)
+    def _genmove(self, args: list[str], cleanup: bool = False,
+                 report: Callable[[list[Info]], None] | None = None, report_seconds: float = 1.0) -> str:
+        colour, move = self._generate(args, cleanup, report, report_seconds)
         if move != "resign":
             self.play(colour, coords.from_gtp(move, self.size))
             self._ponder_at = len(self.moves)
@@ -490,6 +598,7 @@ class Session:
         if not self.moves:
             raise GtpError("cannot undo")
         self.moves.pop()
+        self.record_moves = min(self.record_moves, len(self.moves))
         self.rebuild()
         return ""
 
@@ -545,6 +654,7 @@ class Session:
         return self._place(points)
 
     def _place(self, points: list[coords.Point]) -> str:
+        self.record, self.record_moves = None, 0
         self.handicap = list(points)
         self.rebuild()
         return " ".join(coords.to_gtp(p) for p in points)
@@ -626,8 +736,11 @@ class Session:
         return ""
 
     def cmd_loadsgf(self, args: list[str]) -> str:
-        from gogame import sgf
-
+        """``loadsgf file [n]``: the position of the file's first game before its move ``n`` (after all moves without
+        ``n``), every setup node on the way applied, the next recorded colour to move. The record is replayed as
+        history (see the module docstring); one that is malformed, does not replay, or has more than
+        :data:`MAX_RECORD_MOVES` moves leaves the session as it was. Notes on the record (a node with two moves)
+        go to stderr."""
         _nargs(args, 1, 2)
         upto = _int(args[1]) if len(args) == 2 else None
         if upto is not None and upto < 1:
@@ -641,34 +754,35 @@ class Session:
         if not games:
             raise GtpError("cannot load file: no game")
         game = games[0]
-        if self.player is not None and not self.player.supports(game.size):
-            raise GtpError("unacceptable size")
-        moves = game.moves if upto is None else game.moves[: max(0, upto - 1)]
-        saved = (self.size, self.komi, self.handicap, self.setup_black, self.setup_white, self.first_to_move,
-                 self.moves, self.board)
-        self.size, self.komi = game.size, game.komi
-        self.handicap = []
-        self.setup_black, self.setup_white = sorted(game.setup[0]), sorted(game.setup[1])
-        self.first_to_move = game.moves[0][0] if game.moves else ("W" if game.setup[0] and not game.setup[1]
-                                                                  else None)
-        self.moves = list(moves)
+        if self.player is not None:
+            if not self.player.supports(game.size):
+                raise GtpError("unacceptable size")
+            self.player.prepare(game.size)
+        if len(game.moves) > MAX_RECORD_MOVES:
+            raise GtpError(f"cannot load file: {len(game.moves)} moves, more than the {MAX_RECORD_MOVES} "
+                           "this engine replays")
+        moves = game.moves if upto is None else game.moves[: upto - 1]
+        saved = (self.size, self.komi, self.handicap, self.record, self.record_moves, self.moves, self.board)
+        self.size, self.komi, self.handicap = game.size, game.komi, []
+        self.record, self.record_moves, self.moves = game, len(moves), list(moves)
         try:
             self.rebuild()
-        except (IllegalMove, ValueError):
-            (self.size, self.komi, self.handicap, self.setup_black, self.setup_white, self.first_to_move,
-             self.moves, self.board) = saved
-            raise GtpError("cannot load file: illegal move in the record") from None
-        if upto is not None and upto - 1 < len(game.moves):
-            self.board.to_move = game.moves[max(0, upto - 1)][0]
+        except IllegalMove as e:
+            (self.size, self.komi, self.handicap, self.record, self.record_moves, self.moves,
+             self.board) = saved
+            raise GtpError(f"cannot load file: illegal move in the record ({e})".splitlines()[0]) from None
+        for note in game.warnings:
+            log(f"gogame-gtp: {note}")
         return ""
 
     def to_sgf(self) -> str:
-        from gogame import sgf
-
-        black = self.handicap or self.setup_black
-        game = sgf.Game.from_moves(self.moves, size=self.size, komi=self.komi, handicap=len(self.handicap),
-                                   setup=(black, self.setup_white),
-                                   properties={"AP": "gogame"})
+        """The game as SGF: the loaded record up to the loaded position (its nodes as they were), or the
+        handicap, then the moves since."""
+        if self.record is not None:
+            game = self.record.continued(self.record_moves, self.moves[self.record_moves:], komi=self.komi)
+        else:
+            game = sgf.Game.from_moves(self.moves, size=self.size, komi=self.komi, handicap=len(self.handicap),
+                                       setup=(self.handicap, ()), properties={"AP": "gogame"})
         return sgf.dumps(game)
 
     def cmd_printsgf(self, args: list[str]) -> str:
@@ -771,7 +885,7 @@ class Session:
         player = self._need_player()
         board = self.board.copy()
         board.to_move = colour
-        if board.consecutive_passes >= 2:
+        if board.consecutive_passes >= 2 and not genmove:  # genmove answers pass, as the plain genmove does
             raise GtpError("the game is over")
         seconds = max(interval, 5) / 100  # search in steps of the interval (at least 0.05s)
 
@@ -794,20 +908,10 @@ class Session:
             return Stream(run)
 
         def run_genmove(write: Callable[[str], None], stop: threading.Event) -> None:
-            budget = self.time.budget(colour, int(np.sum(board.stones() == 0)))
-            total = budget if budget is not None else (self.seconds if self.seconds is not None else 1.0)
-            started = time.monotonic()
-            infos: list[Info] = []
-            while time.monotonic() - started < total:
-                infos = player.analyze(board.copy(), min(seconds, max(0.01, total - (time.monotonic() - started))))
+            def report(infos: list[Info]) -> None:
                 if infos and interval > 0:
                     write(line(infos))
-            move = infos[0].move if infos else player.genmove(board.copy(), 0.05)
-            if infos and infos[0].winrate < getattr(player, "resign_threshold", 0.0):
-                move = "resign"
-            if move != "resign":
-                self.play(colour, coords.from_gtp(move, self.size))
-            write(f"play {move}")
+            write(f"play {self._genmove([colour], report=report, report_seconds=seconds)}")
         return Stream(run_genmove, interruptible=False)
 
 

@@ -450,3 +450,35 @@ def test_random_playouts_are_reproducible_and_balanced():
     # Every game ends with the whole board counted: |margin + komi| <= 81.
     assert (np.abs(a + 7.5) <= 81).all()
     assert not (a == gogame.random_playouts(9, 200, komi=7.5, seed=4)).all()
+
+
+def test_komi_must_be_finite_and_within_the_largest_board():
+    from gogame.board import MAX_KOMI, check_komi
+
+    assert check_komi("6.5") == 6.5 and check_komi(-MAX_KOMI) == -625.0
+    for bad in (float("nan"), float("inf"), 1e300, MAX_KOMI + 0.5):
+        with pytest.raises(ValueError, match="komi must be a finite number"):
+            Board(9, komi=bad)
+
+
+def test_continue_under_superko_counts_positions_from_there():
+    board = Board(9, superko="none")
+    ko = Board.from_diagram("""
+        . X O . . . . . .
+        X O . O . . . . .
+        . X O . . . . . .
+        . . . . . . . . .
+        . . . . . . . . .
+        . . . . . . . . .
+        . . . . . . . . .
+        . . . . . . . . .
+        . . . . . . . . .""", superko="none")
+    for move in ("C8", "pass", "pass"):  # black takes the ko; both pass
+        ko.play(move)
+    ko.continue_under("positional")
+    assert ko.superko == "positional" and ko.is_legal("B8", "W")  # retaking recreates a position from before
+    ko.play("B8", "W")
+    ko.play("pass", "B")
+    assert not ko.is_legal("C8", "B")  # that would repeat the position continue_under started from
+    with pytest.raises(ValueError, match="superko must be one of"):
+        board.continue_under("japanese")

@@ -13,9 +13,9 @@ from sgfmill import sgf as sgfmill_sgf
 
 from gogame.board import IllegalMove
 from gogame.sgf import loads
+from tests.shared import shared_archive
 from training.corpus import PARSE_ERROR, UNREADABLE, WRONG_SIZE, iter_sgf, read_games
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 NINE = b"(;SZ[9]KM[7];B[ee];W[cc])"
 THIRTEEN = b"(;SZ[13];B[gg])"
@@ -107,9 +107,7 @@ ARCHIVES = ["pro9.tar.xz", "pro19.tar.xz", "kgs6d19.tar.xz"]
 
 
 def first_games(archive: str, n: int = 300) -> list[tuple[str, bytes]]:
-    if not DATA.is_dir():
-        pytest.skip(f"no game records at {DATA}")
-    return list(itertools.islice(iter_sgf(DATA / archive), n))
+    return list(itertools.islice(iter_sgf(shared_archive(archive)), n))
 
 
 @pytest.mark.slow
@@ -142,3 +140,15 @@ def test_real_games_replay_on_the_board(archive):
             assert "superko" in str(e) and game.result == "Void", f"{name}: {e}"
             continue
         assert board.move_number == len(game.moves), name
+
+
+def test_a_missing_archive_skips_with_its_path_or_fails_on_request(monkeypatch, tmp_path):
+    import tests.shared
+
+    monkeypatch.setattr(tests.shared, "SHARED_DATA", tmp_path / "shared" / "data")
+    monkeypatch.delenv("GOGAME_REQUIRE_DATA", raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"needs .*shared/data/pro9\.tar\.xz"):
+        shared_archive("pro9.tar.xz")
+    monkeypatch.setenv("GOGAME_REQUIRE_DATA", "1")
+    with pytest.raises(pytest.fail.Exception, match=r"needs .*pro9\.tar\.xz"):
+        shared_archive("pro9.tar.xz")

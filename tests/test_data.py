@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from gogame import features
+from tests.shared import shared_archive
 from gogame.sgf import Game, load
 from training import data
 from training.cli import main as train_main
@@ -185,9 +186,7 @@ def test_symmetries_move_planes_and_targets_together():
 
 
 def test_dataset_command_reads_archives(tmp_path, capsys):
-    archive = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pro9.tar.xz"
-    if not archive.exists():
-        pytest.skip("shared data not present")
+    archive = shared_archive("pro9.tar.xz")
     assert train_main(["dataset", str(archive), str(tmp_path / "ds"), "--size", "9", "--max-games", "40",
                        "--workers", "2", "--games-per-chunk", "10"]) == 0
     out = capsys.readouterr().out

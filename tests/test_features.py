@@ -3,7 +3,6 @@
 import functools
 import random
 import tarfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,8 +13,8 @@ from gogame import Board
 from gogame import fastboard as fb
 from gogame import features as F
 from gogame.coords import from_gtp
+from tests.shared import shared_archive
 
-PRO19 = Path("/work/shared/data/pro19.tar.xz")
 
 CAPTURE = F.plane_slice("alphago48", "capture_size").start
 SELF_ATARI = F.plane_slice("alphago48", "self_atari_size").start
@@ -386,10 +385,8 @@ def test_move_planes_match_copy_and_play_on_random_positions(size, seed, n):
 def pro_games(n: int) -> tuple[tuple[tuple[str, tuple[int, int] | None], ...], ...]:
     """The main-line moves of the first ``n`` pro19 games without setup stones."""
     sgf = pytest.importorskip("sgfmill.sgf")
-    if not PRO19.exists():
-        pytest.skip("pro19 archive not available")
     games = []
-    with tarfile.open(PRO19, "r|xz") as tar:
+    with tarfile.open(shared_archive("pro19.tar.xz"), "r|xz") as tar:
         for member in tar:
             if not member.name.endswith(".sgf"):
                 continue

@@ -4,6 +4,7 @@ test, and end-to-end runs of ``python -m gtp`` over pipes with the shipped 9x9 n
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import queue
 import random
@@ -16,8 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sgfmill import boards as sgfmill_boards
+from sgfmill import sgf as sgfmill_sgf
 
+import gogame
 from gogame import coords, sgf
+from gogame.board import Board
 from gtp.engine import GtpEngine, Stream, clean_line, format_response, parse_command, serve
 from gtp.session import MIN_SECONDS, SAFETY_SECONDS, Info, Session, TimeControl
 
@@ -38,8 +43,13 @@ class FakePlayer:
     def supports(self, size):
         return size in self.sizes
 
-    def genmove(self, board, seconds, cleanup=False):
+    def prepare(self, size):
+        self.calls.append(("prepare", size))
+
+    def genmove(self, board, seconds, cleanup=False, report=None, report_seconds=1.0):
         self.calls.append(("genmove", seconds))
+        if report is not None:
+            report(self.analyze(board, report_seconds))
         moves = [m for m in board.legal_moves() if m != "pass"]
         return moves[0] if moves else "pass"
 
@@ -330,6 +340,145 @@ def test_loadsgf_printsgf_round_trip(tmp_path):
     assert ask(engine, f"loadsgf {junk}").startswith("? cannot load file")
 
 
+def sgfmill_position(text: str) -> np.ndarray:
+    """The stones after a record's main line as sgfmill places them: each node's AB/AW/AE, then its move."""
+    game = sgfmill_sgf.Sgf_game.from_bytes(text.encode("utf-8"))
+    board = sgfmill_boards.Board(game.get_size())
+    for node in game.get_main_sequence():
+        if node.has_setup_stones():
+            board.apply_setup(*node.get_setup_stones())
+        colour, move = node.get_move()
+        if colour is not None and move is not None:
+            board.play(*move, colour)
+    grid = np.zeros((board.side, board.side), np.int8)
+    for colour, (row, col) in board.list_occupied_points():
+        grid[row, col] = 1 if colour == "b" else -1
+    return grid
+
+
+SETUP_IN_LATER_NODES = [
+    "(;SZ[9]KM[7];B[ee];AB[cc][cd]AW[gg];W[gc])",  # the issue's repro: once E5 and G7 only
+    "(;SZ[9];B[aa];AW[ba];W[ab])",  # setup, then a move that captures a recorded stone
+    "(;SZ[9];B[ee];W[ed];AE[ee]AW[ef];B[aa];AB[ba]AW[bb];W[ab])",  # AE removes a played stone
+    "(;GM[1]SZ[19]HA[2];AB[pd][dp]W[dd];B[pp];W[qc];AB[cc:ce])",  # handicap in the first move node, trailing setup
+]
+
+
+@pytest.mark.parametrize("text", SETUP_IN_LATER_NODES)
+def test_loadsgf_applies_setup_in_every_node_like_sgfmill(tmp_path, text):
+    path = tmp_path / "setup.sgf"
+    path.write_text(text)
+    engine, session = make(size=9)
+    assert ask(engine, f"loadsgf {path}") == "=\n\n"
+    assert (session.board.stones() == sgfmill_position(text)).all()
+    game = sgf.loads(text)[0]
+    assert session.board.to_move == coords.opponent(game.moves[-1][0])
+    ask(engine, "undo")  # back into the record: the position before its last move
+    shorter = text[:text.rindex(";" + game.moves[-1][0] + "[")] + ")"
+    assert (session.board.stones() == sgfmill_position(shorter)).all()
+    assert session.board.to_move == game.moves[-1][0]
+    printed = sgf.loads(ask(engine, "printsgf")[2:-2])[0]  # printsgf writes the setup where it stood
+    assert (printed.board_at().stones() == session.board.stones()).all()
+
+
+def test_loadsgf_upto_applies_the_setup_before_that_move(tmp_path):
+    path = tmp_path / "setup.sgf"
+    path.write_text(SETUP_IN_LATER_NODES[0])
+    engine, session = make(size=9)
+    assert ask(engine, f"loadsgf {path} 2") == "=\n\n"  # before W[gc]: its node's setup is on the board
+    assert ask(engine, "list_stones b") == "= E5 C6 C7\n\n" and ask(engine, "list_stones w") == "= G3\n\n"
+    assert session.board.to_move == "W"
+
+
+@pytest.mark.parametrize("text,message", [
+    ("(;SZ[9];B[ee];AB[cc]AW[cc])", "point cc in both AB and AW"),
+    ("(;SZ[9]AW[ee]AE[ee])", "point ee in both AW and AE"),
+    ("(;SZ[9]KM[1e300];B[ee])", "KM[1e300] out of range"),
+    ("(;SZ[9]KM[nan];B[ee])", "invalid number KM[nan]"),
+    ("(;SZ[9];B[ee];W[ee])", "illegal move in the record"),
+])
+def test_loadsgf_refuses_contradictions_and_leaves_the_game(tmp_path, text, message):
+    path = tmp_path / "bad.sgf"
+    path.write_text(text)
+    engine, session = make(size=9)
+    ask(engine, "play b c3")
+    reply = ask(engine, f"loadsgf {path}")
+    assert reply.startswith("? cannot load file") and message in reply and reply.count("\n") == 2
+    assert session.moves == [("B", (2, 2))] and ask(engine, "list_stones b") == "= C3\n\n"
+
+
+def test_komi_out_of_range_is_a_syntax_error():
+    engine, session = make(size=9)
+    for value in ("1e300", "-700", "nan", "inf"):
+        assert ask(engine, f"komi {value}") == "? syntax error\n\n"
+    assert session.komi == 7.5 and ask(engine, "komi 625") == "=\n\n"
+
+
+KO = {"B": [(0, 1), (1, 0), (2, 1)], "W": [(0, 2), (1, 3), (2, 2)]}  # (down, right) from a frame's top left
+BLACK_TAKES, WHITE_TAKES = (1, 2), (1, 1)  # a black stone there is state "B"; a white one at (1, 1) state "A"
+
+
+def triple_ko_record(cycles: int) -> str:
+    """A 13x13 Japanese-rules record: three kos (rows 0-2, 4-6 and 8-10 from the top), black and white taking them
+    in turn; every 6 moves the whole position repeats (legal under Japanese rules, not under superko)."""
+    def point(frame: int, at: tuple[int, int]) -> str:
+        return "abcdefghijklm"[at[1]] + "abcdefghijklm"[4 * frame + at[0]]
+
+    setup = {"B": [], "W": []}
+    for frame, state in enumerate("ABA"):
+        for colour in "BW":
+            setup[colour] += [point(frame, p) for p in KO[colour]]
+        setup["W" if state == "A" else "B"].append(point(frame, WHITE_TAKES if state == "A" else BLACK_TAKES))
+    cycle = [("B", 0), ("W", 1), ("B", 2), ("W", 0), ("B", 1), ("W", 2)]
+    moves = "".join(f";{c}[{point(f, BLACK_TAKES if c == 'B' else WHITE_TAKES)}]" for c, f in cycle * cycles)
+    return (f"(;GM[1]SZ[13]RU[Japanese]KM[6.5]AB[{']['.join(setup['B'])}]AW[{']['.join(setup['W'])}]PL[B]"
+            f"{moves})")
+
+
+def test_loadsgf_replays_a_triple_ko_record_then_applies_superko(tmp_path):
+    path = tmp_path / "triple-ko.sgf"
+    path.write_text(triple_ko_record(2))
+    engine, session = make(size=13, player=FakePlayer(sizes=(9, 13, 19)))
+    start = sgf.loads(triple_ko_record(0))[0].board_at().stones()
+    assert ask(engine, f"loadsgf {path}") == "=\n\n"  # once "illegal move in the record" (superko)
+    assert len(session.moves) == 12 and (session.board.stones() == start).all()
+    assert (session.board.stones() == sgfmill_position(triple_ko_record(2))).all()
+    cycle = [("B", 0), ("W", 1), ("B", 2), ("W", 0), ("B", 1), ("W", 2)]
+    vertices = [(c, coords.to_gtp((12 - 4 * f - 1, (BLACK_TAKES if c == "B" else WHITE_TAKES)[1]))) for c, f in cycle]
+    assert vertices[:2] == [("B", "C12"), ("W", "B8")]
+    for colour, vertex in vertices[:5]:
+        assert ask(engine, f"play {colour} {vertex}") == "=\n\n"
+    assert ask(engine, f"play w {vertices[5][1]}") == "? illegal move\n\n"  # it would repeat the loaded position
+    ask(engine, "undo")
+    assert ask(engine, f"play b {vertices[4][1]}") == "=\n\n"
+
+
+def test_loadsgf_reads_a_node_with_two_moves_as_two_and_warns(tmp_path, capsys):
+    path = tmp_path / "two.sgf"
+    path.write_text("(;SZ[9];B[ee]W[cc];B[gg])")
+    engine, session = make(size=9)
+    assert ask(engine, f"loadsgf {path}") == "=\n\n"
+    assert session.moves == [("B", (4, 4)), ("W", (6, 2)), ("B", (2, 6))]
+    err = capsys.readouterr().err
+    assert "two.sgf:1:8: a node with both B and W: read as B[ee] then W[cc]" in err
+
+
+def test_loadsgf_refuses_a_record_past_the_limit_before_replaying_it(tmp_path, monkeypatch):
+    from gtp.session import MAX_RECORD_MOVES
+
+    plays = []
+    play = Board.play
+    monkeypatch.setattr(Board, "play", lambda self, *a, **k: plays.append(1) or play(self, *a, **k))
+    path = tmp_path / "long.sgf"
+    path.write_text("(;SZ[9]" + ";B[];W[]" * 100_000 + ")")
+    engine, session = make(size=9)
+    reply = ask(engine, f"loadsgf {path}")
+    assert reply == f"? cannot load file: 200000 moves, more than the {MAX_RECORD_MOVES} this engine replays\n\n"
+    assert plays == [] and session.moves == []
+    path.write_text("(;SZ[9]" + ";B[];W[]" * (MAX_RECORD_MOVES // 2) + ")")
+    assert ask(engine, f"loadsgf {path}") == "=\n\n" and len(plays) == MAX_RECORD_MOVES
+
+
 def test_printsgf_with_handicap():
     engine, _ = make()
     ask(engine, "fixed_handicap 2")
@@ -393,6 +542,44 @@ def test_kata_analyze_floats_and_genmove_analyze():
     assert lines[-1] == "play A1" and lines[0].startswith("info move")
     assert session.moves == [("B", (8, 0)), ("W", (0, 0))]
     assert ask(engine, "lz-genmove_analyze 2") == "? syntax error\n\n"
+
+
+def decisions(setup: str, **options) -> dict[str, str]:
+    """The move of ``genmove b``, ``lz-genmove_analyze b`` and ``kata-genmove_analyze b`` on the position after
+    the GTP commands ``setup``, each from a fresh engine (shipped 9x9 nets) on the same seed, with its info lines
+    checked."""
+    from gtp.session import EnginePlayer
+
+    moves = {}
+    for command in ("genmove", "lz-genmove_analyze", "kata-genmove_analyze"):
+        player = EnginePlayer(None, **({"seed": 3, "threads": 1, "batch_size": 8, "rollout": "uniform"} | options))
+        engine, session = make(size=9, player=player)
+        for line in setup.split(";") if setup else ():
+            assert ask(engine, line) == "=\n\n"
+        if command == "genmove":
+            moves[command] = ask(engine, "genmove b")[2:-2]
+            continue
+        reply = engine.handle_line(f"{command} b 1")
+        lines: list[str] = []
+        reply.stream.run(lines.append, threading.Event())
+        assert lines[-1].startswith("play ")
+        assert all(line.startswith("info move ") for line in lines[:-1])
+        moves[command] = lines[-1][len("play "):]
+    return moves
+
+
+@pytest.mark.parametrize("setup,options,expected", [
+    ("play b e5;play w c3", {"visits": 64}, None),  # an ordinary move
+    # a threshold no win rate reaches: resign after RESIGN_MIN_VISITS (100) visits, never before
+    ("play b e5;play w c3", {"visits": 100, "resign_threshold": 1.0, "early_stop": False}, "resign"),
+    ("play b e5;play w c3", {"visits": 99, "resign_threshold": 1.0, "early_stop": False}, None),
+    ("komi -10;play b e5;play w pass", {"visits": 64}, "pass"),  # the opponent passed and passing wins
+])
+def test_genmove_and_both_genmove_analyze_forms_decide_alike(setup, options, expected):
+    moves = decisions(setup, **options)
+    assert len(set(moves.values())) == 1, moves
+    move = moves["genmove"]
+    assert move == expected if expected else move not in ("pass", "resign")
 
 
 def gfx(reply: str) -> dict[str, list[str]]:
@@ -483,6 +670,36 @@ WORDS = ["play", "genmove", "undo", "boardsize", "komi", "b", "w", "white", "pas
          "\x1b[0m", "é", "∞", "", "12", "kgs-genmove_cleanup", "name", "protocol_version", "list_commands",
          "analyze", "genmove_analyze", "gogui-analyze_commands", "gogame-policy", "gogame-winrates",
          "gogame-ownership", "ownership", "true"]
+
+
+class ClosedPipe(io.StringIO):
+    """A stdout whose reader goes away after the first ``accept`` writes."""
+
+    def __init__(self, accept: int) -> None:
+        super().__init__()
+        self.accept = accept
+
+    def write(self, text: str) -> int:
+        if self.accept <= 0:
+            raise BrokenPipeError(32, "Broken pipe")
+        self.accept -= 1
+        return super().write(text)
+
+
+def test_a_controller_gone_during_analysis_ends_quietly(capsys):
+    engine, _ = make()
+
+    def lines():
+        yield "lz-analyze 1\n"
+        time.sleep(0.3)  # the stream keeps writing into the closed pipe meanwhile
+        yield "genmove b\n"
+
+    out = ClosedPipe(accept=2)  # the header and one info line
+    serve(engine, lines(), out)
+    assert out.getvalue().startswith("=\ninfo move ")
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "BrokenPipeError" not in err
+    assert err.count("the controller closed the output pipe") == 1
 
 
 def test_fuzz_core_never_raises_and_stays_well_formed(tmp_path, monkeypatch):
@@ -714,6 +931,110 @@ def test_cli_refuses_a_size_without_networks():
     proc = subprocess.run([sys.executable, "-m", "gtp", "--size", "7"], cwd=REPO, capture_output=True, text=True,
                           input="", timeout=60)
     assert proc.returncode != 0 and "no networks for 7x7" in proc.stderr and proc.stdout == ""
+
+
+@pytest.mark.parametrize("option,value", [
+    ("--komi", "nan"), ("--komi", "1e300"), ("--visits", "0"), ("--visits", "-5"), ("--visits", "many"),
+    ("--threads", "0"), ("--time", "-1"), ("--time", "0"), ("--time", "inf"), ("--resign-threshold", "2"),
+    ("--resign-threshold", "-0.1"), ("--batch", "0"), ("--lambda", "5"), ("--lambda", "nan"), ("--size", "1"),
+    ("--size", "26"), ("--seed", "-1"),
+])
+def test_every_bad_number_on_the_command_line_is_one_line_and_exit_2(option, value, capsys):
+    from gtp.__main__ import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main([option, value])  # exits before anything is loaded or GTP starts
+    out, err = capsys.readouterr()
+    assert stopped.value.code == 2 and out == ""
+    assert err.startswith(f"gogame-gtp: error: argument {option}: ") and err.count("\n") == 1
+
+
+def foreign_checkpoints(tmp_path: Path) -> dict[str, Path]:
+    """Weights that cannot serve: a missing file, a corrupt one, a foreign torch file, a folder with a bad net."""
+    import torch
+
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "policy9.pt").write_bytes((REPO / "gogame" / "weights" / "policy9.pt").read_bytes()[:5000])
+    return {"missing": tmp_path / "TYPO.pt", "corrupt": corrupt, "foreign": foreign, "folder": folder}
+
+
+@pytest.mark.parametrize("kind", ["missing", "corrupt", "foreign", "folder"])
+def test_bad_weights_are_refused_at_start_in_one_line(kind, tmp_path, capsys):
+    from gtp.__main__ import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--weights", str(foreign_checkpoints(tmp_path)[kind]), "--size", "9"])
+    message = str(stopped.value.code)
+    assert message.startswith("gogame-gtp: ") and "\n" not in message and "Traceback" not in message
+    assert capsys.readouterr().out == ""
+
+
+def test_bad_weights_folder_exits_1_without_a_traceback_before_gtp(tmp_path):
+    folder = foreign_checkpoints(tmp_path)["folder"]
+    proc = subprocess.run([sys.executable, "-m", "gtp", "--weights", str(folder), "--size", "9"], cwd=REPO,
+                          capture_output=True, text=True, input="protocol_version\n", timeout=120)
+    assert proc.returncode == 1 and proc.stdout == "" and "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines()[-1].startswith(f"gogame-gtp: cannot load networks for 9x9: {folder}")
+
+
+def test_lambda_below_1_without_a_value_net_is_refused_at_start():
+    from gtp.__main__ import main
+
+    # the shipped 9x9 nets have no value net; once the engine fell back to lambda 1 in a branch that never ran
+    with pytest.raises(SystemExit, match="cannot load networks for 9x9: lambda_ < 1 mixes in a value network"):
+        main(["--size", "9", "--lambda", "0.5"])
+
+
+def test_networks_are_loaded_and_warmed_before_the_first_command():
+    from gtp.__main__ import build_engine, build_parser
+
+    engine = build_engine(build_parser().parse_args(["--size", "9", "--visits", "16", "--seed", "1"]))
+    player = engine.handlers["genmove"].__self__.player
+    assert set(player._engines) == {9}  # loaded at start, not at the first genmove
+    assert player._search_ready.wait(300) and player._policy_ready.is_set()  # the background warm-up ends
+    reply = engine.handle_line("genmove b")
+    assert reply.text.startswith("= ") and set(player._engines) == {9}
+
+
+def test_while_the_search_compiles_genmove_plays_the_policy_move(capsys):
+    from gtp.session import WARMUP_PATIENCE_SECONDS, EnginePlayer
+
+    player = EnginePlayer(None, visits=16, seed=1, symmetries="none")
+    player.prepare(9)
+    player._search_ready.clear()  # as while a background warm-up compiles the search
+    player._warm_started = time.monotonic() - WARMUP_PATIENCE_SECONDS
+    board = Board(9)
+    board.play("e5")
+    p = player.engine(9).evaluate(board).moves[:-1]
+    assert player.genmove(board.copy(), None) == coords.to_gtp(coords.from_flat(int(np.argmax(p)), 9))
+    assert "this move is the policy net's alone" in capsys.readouterr().err
+    assert player.analyze(board.copy(), 0.01) == []  # no candidates until the search is ready
+
+
+def lizzie_accepts(version_reply: str) -> bool:
+    """Lizzie 0.7.4's check (Leelaz.parseLine): the first word's number after the first dot is at least 15."""
+    words = version_reply.strip().split(" ")
+    try:
+        return int(words[1].split(".")[1]) >= 15
+    except (IndexError, ValueError):
+        return False  # Lizzie's parseInt would throw
+
+
+def test_lz_compatible_names_itself_so_and_answers_a_version_lizzie_accepts():
+    from gtp.__main__ import LZ_VERSION, build_engine, build_parser
+
+    plain = build_engine(build_parser().parse_args(["--size", "9"]))
+    assert ask(plain, "version") == f"= {gogame.__version__}\n\n" and ask(plain, "name") == "= gogame\n\n"
+    assert not lizzie_accepts(ask(plain, "version"))  # Lizzie: "requires version 0.15 or later" (found 0.1.0)
+    lz = build_engine(build_parser().parse_args(["--size", "9", "--lz-compatible"]))
+    assert ask(lz, "name") == f"= gogame (Leela Zero {LZ_VERSION} compatible)\n\n"
+    version = ask(lz, "version")
+    assert lizzie_accepts(version) and f"gogame {gogame.__version__}" in version
 
 
 def test_game_against_gnugo_over_gtp_pipes():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,9 +12,9 @@ from gogame import Board, coords
 from gogame import fastboard as fb
 from gogame.sgf import loads
 from tests.gnugo import GnuGo
+from tests.shared import shared_archive
 from training.corpus import iter_sgf
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def sgfmill_stones(board: boards.Board) -> np.ndarray:
@@ -28,9 +27,7 @@ def sgfmill_stones(board: boards.Board) -> np.ndarray:
 @pytest.mark.parametrize("archive,games", [("pro9.tar.xz", 517), ("pro19.tar.xz", 150), ("kgs6d19.tar.xz", 150)])
 def test_real_games_replay_like_sgfmill(archive, games):
     """Every recorded move is legal and the stones after every move equal sgfmill's board."""
-    path = DATA / archive
-    if not path.exists():
-        pytest.skip(f"{path} is not there")
+    path = shared_archive(archive)
     checked = 0
     for name, data in itertools.islice(iter_sgf([path]), games):
         game = loads(data, name)[0]
@@ -88,9 +85,7 @@ def test_fixed_handicap_equals_gnugo(size, n):
 
 
 def test_real_game_stones_equal_gnugo_list_stones():
-    path = DATA / "pro19.tar.xz"
-    if not path.exists():
-        pytest.skip(f"{path} is not there")
+    path = shared_archive("pro19.tar.xz")
     gnugo = GnuGo("--chinese-rules")
     try:
         for name, data in itertools.islice(iter_sgf([path]), 2):

@@ -152,6 +152,16 @@ def test_a_folder_refuses_games_made_with_other_settings(policy_file, tmp_path):
         selfplay.generate(tmp_path, spec, 2, games_per_shard=1, progress=False)
 
 
+def test_a_bad_weights_file_fails_before_the_folder_records_settings(policy_file, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit, match="TYPO.pt"):  # once: meta.json written first, then the corrected run refused
+        train_main(["selfplay", "--size", str(SIZE), "--weights", str(tmp_path / "TYPO.pt"), "--out", str(out),
+                    "--games", "1", "--max-moves", "4", "--no-progress"])
+    assert not (out / "meta.json").exists()
+    assert train_main(["selfplay", "--size", str(SIZE), "--weights", str(policy_file), "--out", str(out),
+                       "--games", "1", "--max-moves", "4", "--no-progress"]) == 0
+
+
 def test_search_player_plays_mcts_moves():
     engine = Engine(tiny_policy(), None, visits=8, threads=1, seed=0)
     game, = selfplay.play_games([selfplay.SearchPlayer(engine, 8)], [selfplay.Plan()], size=SIZE, max_moves=6,

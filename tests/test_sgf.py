@@ -150,7 +150,9 @@ def test_node_positions_are_line_and_column():
     ("(;B[aa](;W[bb]);B[cc])", "node after a variation", 1, 16),
     ("(;SZ[9]\n;B[jj])", "invalid move B[jj]", 2, 1),
     ("(;B[aa][bb])", "B with 2 values", 1, 2),
-    ("(;B[aa]W[bb])", "both B and W", 1, 2),
+    ("(;B[aa]AB[cc]AW[cc])", "point cc in both AB and AW", 1, 2),
+    ("(;B[aa];AB[cc:cd]AE[cd])", "point cd in both AB and AE", 1, 8),
+    ("(;KM[1e300])", "KM[1e300] out of range (at most 625 either way)", 1, 2),
     ("(;SZ[abc])", "unsupported board size SZ[abc]", 1, 2),
     ("(;SZ[19:13])", "unsupported board size", 1, 2),
     ("(;SZ[1])", "unsupported board size", 1, 2),
@@ -172,6 +174,14 @@ def test_malformed_input_raises_sgf_error_with_position(text, message, line, col
     assert (error.source, error.line, error.column) == ("bad.sgf", line, column)
     assert str(error).startswith(f"bad.sgf:{line}:{column}: ")
     assert isinstance(error, ValueError)
+
+
+def test_a_node_with_both_moves_is_read_as_two_in_their_order_with_a_warning():
+    game = loads("(;SZ[9];W[cc]B[ee]\n;W[gg])", source="two.sgf")[0]
+    assert game.moves == [("W", (6, 2)), ("B", (4, 4)), ("W", (2, 6))]
+    assert game.warnings == ["two.sgf:1:8: a node with both B and W: read as W[cc] then B[ee]"]
+    assert game.board_at(1).to_move == "B" and game.board_at().colour_at((4, 4)) == "B"
+    assert only("(;SZ[9];B[ee];W[cc])").warnings == []
 
 
 def test_bad_move_in_a_side_variation_is_reported_when_read():

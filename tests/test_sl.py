@@ -115,6 +115,14 @@ def test_eval_policy_rejects_a_value_net(dataset, tmp_path, capsys):
     assert train_main(["eval-policy", str(tmp_path / "junk.pt"), str(FIXTURES)]) == 2
 
 
+@pytest.mark.parametrize("which", ["default", "default-rollout"])
+def test_eval_policy_of_no_position_is_an_error(which, tmp_path, capsys):
+    for record in sorted(FIXTURES.glob("pro9-0*.sgf"))[:2]:
+        (tmp_path / record.name).write_bytes(record.read_bytes())
+    assert train_main(["eval-policy", which, str(tmp_path), "--json"]) == 2  # 19x19 nets, 9x9 records: once exit 0
+    assert "no 19x19 positions to evaluate in the sources (games skipped: 2 " in capsys.readouterr().err
+
+
 def test_minutes_picks_a_step_count_from_a_probe(dataset, tmp_path, capsys):
     out = tmp_path / "run"
     assert train_main(["sl", str(dataset), "--out", str(out), "--preset", "tiny", "--minutes", "0.05",

@@ -161,11 +161,20 @@ def evaluate_pattern_policy(args: argparse.Namespace, keep) -> dict:
             "policy": "tree" if policy.tree else "rollout", "skipped": dict(skipped)}
 
 
+def _require_positions(report: dict, size: int) -> None:
+    """ValueError when ``report`` counts no position: an accuracy over nothing is no result."""
+    if not report["positions"]:
+        skipped = ", ".join(f"{n} {why}" for why, n in report["skipped"].items()) or "none"
+        raise ValueError(f"no {size}x{size} positions to evaluate in the sources (games skipped: {skipped}); "
+                         "--size picks the board size of the records and of the default net")
+
+
 def run(args: argparse.Namespace) -> int:
     keep = (lambda name: True) if args.split == "all" else (
         lambda name: split_of(name, args.seed, args.val, args.test) == args.split)
     if args.checkpoint in ROLLOUT_DEFAULTS or args.checkpoint.endswith(".npz"):
         report = evaluate_pattern_policy(args, keep)
+        _require_positions(report, args.size or 19)
         report["checkpoint"] = args.checkpoint
         print(json.dumps(report) if args.json else
               f"positions {report['positions']}: top-1 {report['top1']:.1%}, log-likelihood {report['loglik']:.3f}, "
@@ -186,6 +195,7 @@ def run(args: argparse.Namespace) -> int:
     report["ensemble"] = args.ensemble
     report["precision"] = "bf16" if not args.fp32 and nets.bf16_native(torch.device(args.device).type) else "fp32"
     report["skipped"] = dict(skipped)
+    _require_positions(report, size)
     report["seconds"] = round(time.perf_counter() - start, 1)
     report["checkpoint"] = args.checkpoint
     if args.json:

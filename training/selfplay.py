@@ -350,12 +350,14 @@ def generate(out_dir: str | os.PathLike, spec: GameSpec, games: int, *, games_pe
     """Play (or finish playing) ``games`` games into ``out_dir``; returns the summary saved as ``summary.json``.
 
     The folder's ``meta.json`` makes it a :mod:`training.data` dataset (alphago49, train and val splits);
-    ValueError if it was started with other settings. Workers > 1 play shards in spawned processes.
-    SIGINT, SIGTERM or ``stop_after_minutes`` stop it between shards (the shards in play are abandoned; each
-    finished one is on disk) with :class:`training.stopping.RunStopped`; running it again goes on.
+    ValueError if it was started with other settings, or for policy nets that cannot play (a missing, corrupt or
+    foreign file, another board size), checked before anything is written. Workers > 1 play shards in spawned
+    processes. SIGINT, SIGTERM or ``stop_after_minutes`` stop it between shards (the shards in play are
+    abandoned; each finished one is on disk) with :class:`training.stopping.RunStopped`; running it again goes on.
     """
     if games < 1 or games_per_shard < 1 or workers < 1:
         raise ValueError("games, games_per_shard and workers must be at least 1")
+    _players(spec)  # CheckpointError (a ValueError) before the folder records settings that cannot play
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"format": "gogame-shards", "version": 1, "size": spec.size, "features": FEATURES,
