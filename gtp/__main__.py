@@ -11,6 +11,7 @@ import argparse
 import sys
 
 import gogame
+from gogame import inference
 from gtp.engine import GtpEngine, log, serve
 from gtp.session import EnginePlayer, Session
 
@@ -44,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="board symmetries per network evaluation: a random one (default), the mean of all 8 "
                              "(8 times the work; the 19x19 policy then matches 43.0%% of professional moves, not "
                              "41.6%%), or none")
+    parser.add_argument("--backend", choices=inference.BACKENDS, default="auto",
+                        help="what runs the networks: ONNX Runtime on a CPU when installed, save where the CPU "
+                             "computes bf16 natively, torch otherwise (auto, the default), torch, or onnx")
+    parser.add_argument("--onnx-threads", type=int, default=inference.DEFAULT_THREADS,
+                        help=f"ONNX Runtime intra-op threads (default {inference.DEFAULT_THREADS}: the rollout "
+                             "threads share the cores)")
     parser.add_argument("--lambda", dest="lambda_", type=float, default=None,
                         help="leaf value mix, 0 value net only .. 1 rollouts only (default 0.5, 1 without a value net)")
     return parser
@@ -53,7 +60,7 @@ def engine_options(args: argparse.Namespace) -> dict:
     """The :class:`gogame.api.Engine` options that parsed command-line options ask for."""
     options = dict(visits=args.visits, threads=args.threads, batch_size=args.batch,
                    resign_threshold=args.resign_threshold, seed=args.seed, symmetries=args.symmetries,
-                   early_stop=args.early_stop)
+                   early_stop=args.early_stop, backend=args.backend, onnx_threads=args.onnx_threads)
     if args.lambda_ is not None:
         options["lambda_"] = args.lambda_
     return options
@@ -61,6 +68,10 @@ def engine_options(args: argparse.Namespace) -> dict:
 
 def build_engine(args: argparse.Namespace) -> GtpEngine:
     """The protocol engine with the session's handlers, from parsed options."""
+    try:
+        inference.choose(args.backend)
+    except inference.BackendUnavailable as e:
+        raise SystemExit(f"gogame-gtp: {e}") from None
     player = EnginePlayer(args.weights, **engine_options(args))
     if not player.supports(args.size):
         raise SystemExit(f"gogame-gtp: no networks for {args.size}x{args.size} (use --weights or another --size)")

@@ -223,6 +223,7 @@ class EnginePlayer:
     def _load(self, size: int):
         from gogame import nets
         from gogame.api import Engine
+        from gogame.inference import BackendUnavailable
 
         started = time.monotonic()
         try:
@@ -234,7 +235,7 @@ class EnginePlayer:
                 except FileNotFoundError:  # no shipped value net yet: policy net and rollouts only
                     options = dict(self.options, lambda_=1.0)
                     engine = Engine.load(policy=nets.default_weights("policy", size), size=size, **options)
-        except (FileNotFoundError, ValueError) as e:
+        except (FileNotFoundError, ValueError, BackendUnavailable) as e:
             raise GtpError(f"cannot load networks for {size}x{size}: {e}") from None
         if not engine.evaluator.has_value and engine.config.lambda_ < 1.0:
             log("gogame-gtp: no value net; using rollouts only (lambda 1)")
