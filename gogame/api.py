@@ -215,8 +215,10 @@ class Engine:
     :class:`NetEvaluator`; False: fp32); ``backend`` ("auto": ONNX Runtime on a CPU when installed, save where the
     CPU computes bf16 natively and ``bf16`` is on; "torch"; "onnx"; see :class:`NetEvaluator`); ``onnx_threads``
     (1: ONNX Runtime's intra-op threads, best on a busy 2-core CPU where the rollout threads share the cores);
-    ``torch_threads`` (None: torch's default; an int calls :func:`torch.set_num_threads`
-    for the whole process: small batches run best on 1 thread on a busy CPU); and any
+    ``torch_threads`` (1: when the nets run on torch, :func:`torch.set_num_threads` for the whole process; the
+    search's small batches share the cores with the rollout threads, and on 2 busy cores 1 thread gave 3-5 times
+    the visits per second of torch's default 2 (docs/journal/2026-12-01-onnx.md); None leaves torch's setting);
+    and any
     :class:`gogame.mcts.SearchConfig` field: ``c_puct``, ``lambda_`` (0.5, or 1 without a value net),
     ``batch_size``, ``threads``, ``seed``, ``expand_threshold``, ``virtual_loss``, ``max_nodes``,
     ``dirichlet_alpha``, ``cleanup``, ...
@@ -228,16 +230,16 @@ class Engine:
     def __init__(self, policy: nets.PolicyNet | None, value: nets.ValueNet | None = None,
                  rollout: ro.RolloutPolicy | None = None, *, size: int | None = None, visits: int = 400,
                  seconds: float | None = None, symmetries: str = "random", resign_threshold: float = 0.05,
-                 early_stop: bool = True, device: str | torch.device = "cpu", torch_threads: int | None = None,
+                 early_stop: bool = True, device: str | torch.device = "cpu", torch_threads: int | None = 1,
                  bf16: bool = True, backend: str = "auto", onnx_threads: int = inference.DEFAULT_THREADS,
                  **search_options) -> None:
-        if torch_threads is not None:
-            torch.set_num_threads(torch_threads)
         search_options.setdefault("lambda_", 0.5 if value is not None else 1.0)
         self.config = SearchConfig(**search_options)
         self.evaluator = NetEvaluator(policy, value, symmetries=symmetries, seed=self.config.seed,
                                       device=device, size=size, bf16=bf16, backend=backend,
                                       threads=onnx_threads)
+        if torch_threads is not None and self.evaluator.backend == "torch":
+            torch.set_num_threads(torch_threads)
         self.size = self.evaluator.size
         self.rollout = rollout
         self.visits = visits

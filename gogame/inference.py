@@ -14,15 +14,16 @@ backend    what runs the network
 ``onnx``   ONNX Runtime on the CPU, fp32: the net is exported once per input shape with ``torch.onnx.export``
            (the TorchScript exporter, which needs the ``onnx`` package, with a dynamic batch axis) and cached.
 ``auto``   ``onnx`` on the CPU when onnxruntime and onnx are installed, unless bf16 is on and the CPU computes
-           it natively (there torch's bf16 is faster than ONNX Runtime's fp32: see
+           it natively: there torch's bf16 is faster than ONNX Runtime's fp32 (1.3x the 19x19 search's visits
+           per second, 1.0x on 9x9, 1.1-1.8x the positions per second from batch 8 on: see
            docs/journal/2026-12-01-onnx.md); ``torch`` on a GPU and otherwise.
 =========  ===================================================================================================
 
 The cache. An exported model is keyed by :func:`model_key`: the sha256 of the net's weights (every parameter and
 buffer: name, dtype, shape, bytes), of the source of the net's own classes (so a changed ``forward`` is
-re-exported), of the input shape and of this module's export format. Its file in ``cache_dir`` (default
-:func:`default_cache_dir`) is ``{key}-{digest}.onnx``, ``digest`` the start of the sha256 of the file's bytes,
-written atomically; the key is also stored in the model's metadata. A cached file whose bytes do not match its
+re-exported), of its layers as ``repr`` lists them, of the input shape and of this module's export format. Its
+file in ``cache_dir`` (default :func:`default_cache_dir`) is ``{key}-{digest}.onnx``, ``digest`` the start of
+the sha256 of the file's bytes, written atomically; the key is also stored in the model's metadata. A cached file whose bytes do not match its
 digest, that ONNX Runtime cannot load, or whose stored key is not the one asked for is deleted and the model
 exported again: a cached model is never trusted on its name alone. A cache folder that cannot be written is
 skipped (the model is then exported on each load and used from memory).
@@ -30,6 +31,7 @@ skipped (the model is then exported on each load and used from memory).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import inspect
@@ -51,7 +53,9 @@ OPSET = 17
 INPUT = "planes"
 KEY_FIELD = "gogame.key"  # the model metadata entry holding the cache key
 DIGEST_CHARS = 16  # hex characters of the file's sha256 in its name
-DEFAULT_THREADS = 1  # ONNX Runtime intra-op threads (measured best on 2 busy cores: see the module docstring)
+# ONNX Runtime intra-op threads. On 2 busy cores beside 2 rollout threads, 2 threads gave 0.86x the visits per
+# second of 1 in the 19x19 search (1.19x on 9x9): docs/journal/2026-12-01-onnx.md.
+DEFAULT_THREADS = 1
 INSTALL = {"onnxruntime": "pip install onnxruntime", "onnx": "pip install onnx"}
 
 
@@ -140,7 +144,7 @@ class TorchRunner(Runner):
 
 def model_key(net: torch.nn.Module, shape: tuple[int, int, int]) -> str:
     """The cache key of ``net`` exported for inputs ``(batch, *shape)``: a sha256 hex digest (module docstring)."""
-    h = hashlib.sha256(f"gogame-onnx {EXPORT_FORMAT} opset {OPSET} input {tuple(shape)}\n".encode())
+    h = hashlib.sha256(f"gogame-onnx {EXPORT_FORMAT} opset {OPSET} input {tuple(shape)}\n{net!r}\n".encode())
     classes = {type(m) for m in net.modules() if not type(m).__module__.startswith("torch.")}
     for cls in sorted(classes, key=lambda c: f"{c.__module__}.{c.__qualname__}"):
         h.update(f"{cls.__module__}.{cls.__qualname__}\n".encode())
@@ -246,9 +250,10 @@ class OnnxRunner(Runner):
                     session = self._load(data)
                     if session.get_modelmeta().custom_metadata_map.get(KEY_FIELD) == key:
                         return session
-            except Exception:  # noqa: BLE001 - onnxruntime's load errors have no common base; the file is rebuilt
+            except Exception:  # noqa: BLE001 - onnxruntime's load errors derive from Exception only; rebuilt below
                 pass
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # a read-only cache keeps the bad file; it is not used
+                path.unlink()
         return None
 
 

@@ -8,9 +8,9 @@ Networks: each shipped net (``gogame/weights/{name}.pt``) on random 0/1 planes (
 convolution does not depend on the values), at each batch size, by each backend of :mod:`gogame.inference`:
 ``torch`` (bf16 autocast where the CPU computes bf16 natively, as the engine runs it by default), ``torch-fp32``
 (only where bf16 is native) and ``onnx`` (ONNX Runtime, fp32), each with ``--threads`` intra-op threads; with
-``--extra`` also ``openvino`` (OpenVINO's CPU plugin on the same ONNX model, its default precision: bf16 where native) and
-``int8`` (ONNX Runtime on the model statically quantised to int8, QDQ, calibrated on positions of the first games
-of ``--corpus``), each measured only, not shipped. Every round times each backend in turn for about
+``--extra`` also ``openvino`` (OpenVINO's CPU plugin on the same ONNX model, its default precision: bf16 where
+native) and ``int8`` (ONNX Runtime on the model statically quantised to int8, QDQ, calibrated on positions of the
+first 40 games of the corpus, ``--corpus9`` / ``--corpus19``), each measured only, not shipped. Every round times each backend in turn for about
 ``--block`` seconds, so that load changes hit all alike; the report gives the median positions per second over
 the rounds and each backend's ratio to ``torch``: the median of the per-round ratios and a 95% interval of their
 mean. With ``--extra`` it also reports the top-1 agreement (over legal moves) of ``openvino`` and ``int8`` with
@@ -18,7 +18,8 @@ the fp32 ``onnx`` model on positions of later games of the corpus (held out from
 
 Engines: the shipped engine of each ``--engine-sizes`` size with default settings (``Engine.load(size=...)``:
 400 visits, batches of 16, 2 rollout threads), one per backend, searches each of ``--positions`` corpus
-positions from a fresh tree, the backends alternating position by position, ``--rounds`` times; the report gives
+positions from a fresh tree, the backends alternating position by position, ``--rounds`` times after an untimed
+round (torch makes its oneDNN kernels once per batch shape: the first searches are slow); the report gives
 visits per second (median over the searches), the ratio to torch, and the share of search time outside the
 networks (1 - net seconds / search seconds, :class:`gogame.mcts.SearchStats`).
 """
@@ -164,15 +165,22 @@ def _top1(forward: Forward, planes: np.ndarray, legal: np.ndarray) -> np.ndarray
 
 
 def bench_engines(args: argparse.Namespace) -> None:
-    print(f"{'size':>4} {'backend':>8} {'searches':>8} {'visits/s':>9}  {'outside nets':>12}  ratio to torch: "
+    print(f"{'size':>4} {'backend':>10} {'searches':>8} {'visits/s':>9}  {'outside nets':>12}  ratio to torch: "
           "median (95% interval of the mean)")
     for size in args.engine_sizes:
         boards = corpus_positions(args.corpus[size], size, range(0, args.positions), (args.moves[size][1],))
-        engines = {"torch": Engine.load(size=size, seed=0, backend="torch")}
+        common = {"size": size, "seed": 0, "torch_threads": args.engine_torch_threads}
+        engines = {"torch": Engine.load(backend="torch", **common)}
+        if nets.bf16_native("cpu"):
+            engines["torch-fp32"] = Engine.load(backend="torch", bf16=False, **common)
         for threads in args.engine_onnx_threads:
-            engines[f"onnx:{threads}"] = Engine.load(size=size, seed=0, backend="onnx", onnx_threads=threads)
-        for engine in engines.values():  # warm up: numba kernels, first forward passes
-            engine.analyze(boards[0], visits=64)
+            for batch in args.engine_batches:
+                engines[f"onnx:{threads}/{batch}"] = Engine.load(backend="onnx", onnx_threads=threads,
+                                                                 batch_size=batch, **common)
+        for board in boards:  # warm up (numba kernels; torch's oneDNN primitives, made once per batch shape)
+            for engine in engines.values():
+                engine.mcts.set_root(Board(size))
+                engine.analyze(board)
         rates: dict[str, list[float]] = {label: [] for label in engines}
         outside: dict[str, list[float]] = {label: [] for label in engines}
         for _ in range(args.rounds):
@@ -184,7 +192,7 @@ def bench_engines(args: argparse.Namespace) -> None:
                     outside[label].append(1 - stats.net_seconds / stats.seconds)
         for label in engines:
             ratio = "" if label == "torch" else _ratio_text([a / b for a, b in zip(rates[label], rates["torch"])])
-            print(f"{size:>4} {label:>8} {len(rates[label]):>8} {statistics.median(rates[label]):>9.1f}  "
+            print(f"{size:>4} {label:>10} {len(rates[label]):>8} {statistics.median(rates[label]):>9.1f}  "
                   f"{100 * statistics.median(outside[label]):>11.1f}%  {ratio}", flush=True)
 
 
@@ -199,15 +207,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--engine-sizes", type=int, nargs="*", default=[9, 19])
     parser.add_argument("--engine-onnx-threads", type=int, nargs="+", default=[inference.DEFAULT_THREADS],
                         help="ONNX Runtime threads of the onnx engines compared with the torch one (one engine each)")
-    parser.add_argument("--engine-torch-threads", type=int, default=None,
-                        help="torch threads of the engines (default: torch's default, as the shipped engine)")
+    parser.add_argument("--engine-batches", type=int, nargs="+", default=[16],
+                        help="search batch sizes of the onnx engines (the torch ones keep the default, 16)")
+    parser.add_argument("--engine-torch-threads", type=int, default=1,
+                        help="torch threads of the engines (default 1, the Engine's; 0: torch's own default)")
     parser.add_argument("--positions", type=int, default=4, help="corpus positions per engine size")
     parser.add_argument("--extra", nargs="*", choices=["openvino", "int8"], default=[],
                         help="also time OpenVINO and int8 ONNX Runtime (measured, not shipped)")
     parser.add_argument("--held-out", type=int, default=60, help="games of the top-1 agreement positions")
+    parser.add_argument("--corpus9", default=CORPUS[9], help="9x9 SGF archive of the positions")
+    parser.add_argument("--corpus19", default=CORPUS[19], help="19x19 SGF archive of the positions")
     args = parser.parse_args(argv)
-    args.corpus = CORPUS
+    args.corpus = {9: args.corpus9, 19: args.corpus19}
     args.moves = {9: (10, 20, 30), 19: (30, 80, 130)}
+    args.engine_torch_threads = args.engine_torch_threads or None  # None: the Engine leaves torch's setting
     default_threads = args.engine_torch_threads or torch.get_num_threads()
 
     print("command: python -m training.bench_inference " + " ".join(sys.argv[1:] if argv is None else argv))
@@ -216,8 +229,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.nets:
         torch.set_num_threads(args.threads)
         bench_nets(args)
-        torch.set_num_threads(default_threads)
     if args.engine_sizes:
+        torch.set_num_threads(default_threads)
         bench_engines(args)
 
 
