@@ -84,7 +84,7 @@ class NetEvaluator:
         self.device = torch.device(device)
         self.bf16 = bf16
         self.backend = inference.choose(backend, device, bf16)
-        self._runners = {}
+        self._runners: dict[str, inference.Runner] = {}  # by net kind
         for net in (self.policy_net, self.value_net):
             if net is not None:
                 run = inference.runner(net, self.backend, device=device, bf16=bf16, threads=threads, cache=cache,

@@ -227,3 +227,12 @@ def test_an_onnx_backend_that_is_not_installed_names_the_install_command(monkeyp
         NetEvaluator(tiny_policy(0), None, backend="onnx")
     assert inference.choose("auto", "cpu", bf16=False) == "torch"
     assert NetEvaluator(tiny_policy(0), None, backend="auto", bf16=False).backend == "torch"
+
+
+def test_the_engine_runs_torch_nets_on_one_thread_unless_told_otherwise(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    Engine(tiny_policy(0), None, backend="torch", threads=1)
+    Engine(tiny_policy(0), None, backend="torch", torch_threads=None, threads=1)
+    Engine(tiny_policy(0), None, backend="onnx", threads=1, torch_threads=2)  # no torch nets: torch left alone
+    assert calls == [1]
