@@ -28,7 +28,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from gogame import coords, features, nets
+from gogame import coords, features, inference, nets
 from gogame import fastboard as fb
 from gogame import rollout as ro
 from gogame.board import Board
@@ -44,14 +44,22 @@ class NetEvaluator:
     Each forward pass looks at the position through a random one of the 8 board symmetries per position
     (``symmetries="random"``, as AlphaGo did), through all 8 averaged (``"all"``: probabilities and values are
     averaged, 8 times the work), or as it is (``"none"``). Either net may be None: no policy net gives uniform
-    priors, no value net leaves rollouts only. Nets must read alphago48 or alphago49 planes. With ``bf16`` the
-    nets run under bf16 autocast where the device computes bf16 natively (:func:`gogame.nets.bf16_native`:
-    about twice the positions per second on a CPU with AVX-512 BF16), else in fp32.
+    priors, no value net leaves rollouts only. Nets must read alphago48 or alphago49 planes.
+
+    ``backend`` runs the nets (:mod:`gogame.inference`): ``"auto"`` (ONNX Runtime on a CPU when installed,
+    except where the CPU computes bf16 natively and ``bf16`` is on; torch otherwise and on GPUs), ``"torch"`` or
+    ``"onnx"``. With ``bf16`` the torch backend runs the nets under bf16 autocast where the device computes bf16
+    natively (:func:`gogame.nets.bf16_native`: about twice the positions per second on a CPU with AVX-512 BF16),
+    else in fp32; the onnx backend is fp32 with ``threads`` intra-op threads, its exported models cached
+    (``cache``, ``cache_dir``: see :func:`gogame.inference.runner`). Raises ValueError for a bad option or nets
+    that do not fit, and :class:`gogame.inference.BackendUnavailable` for an onnx backend that is not installed.
     """
 
     def __init__(self, policy: nets.PolicyNet | None, value: nets.ValueNet | None, *,
                  symmetries: str = "random", seed: int | None = None, device: str | torch.device = "cpu",
-                 size: int | None = None, bf16: bool = True) -> None:
+                 size: int | None = None, bf16: bool = True, backend: str = "auto",
+                 threads: int = inference.DEFAULT_THREADS, cache: bool = True,
+                 cache_dir: str | PathLike | None = None) -> None:
         if symmetries not in SYMMETRY_MODES:
             raise ValueError(f"symmetries must be one of {SYMMETRY_MODES}, not {symmetries!r}")
         sizes = {net.board_size for net in (policy, value) if net is not None}
@@ -75,6 +83,14 @@ class NetEvaluator:
         self.symmetries = symmetries
         self.device = torch.device(device)
         self.bf16 = bf16
+        self.backend = inference.choose(backend, device, bf16)
+        self._runners: dict[str, inference.Runner] = {}  # by net kind
+        for net in (self.policy_net, self.value_net):
+            if net is not None:
+                run = inference.runner(net, self.backend, device=device, bf16=bf16, threads=threads, cache=cache,
+                                       cache_dir=cache_dir)
+                run.prepare((net.in_planes, self.size, self.size))
+                self._runners[net.kind] = run
         self._rng = np.random.default_rng(seed)
 
     def _transforms(self, batch: int) -> np.ndarray:
@@ -85,11 +101,12 @@ class NetEvaluator:
             return self._rng.integers(8, size=batch)
         return np.zeros(batch, np.int64)
 
-    def _forward(self, net: torch.nn.Module, planes: np.ndarray, ks: np.ndarray) -> np.ndarray:
-        rows = np.repeat(planes, len(ks) // len(planes), axis=0)[:, : net.in_planes]
-        x = np.stack([features.transform_planes(p, int(k)) for p, k in zip(rows, ks)])  # (R, C, S, S)
-        with torch.inference_mode(), nets.autocast(self.device, self.bf16):
-            return net(torch.from_numpy(x).to(self.device)).float().cpu().numpy()
+    def _forward(self, net: nets.PolicyNet | nets.ValueNet, planes: np.ndarray, ks: np.ndarray) -> np.ndarray:
+        """The net's first output for row ``r`` of ``planes`` (repeated ``len(ks) // len(planes)`` times) seen
+        through symmetry ``ks[r]``: the one place where the search runs a network."""
+        rows = np.repeat(planes[:, : net.in_planes], len(ks) // len(planes), axis=0)
+        x = features.transform_planes_batch(rows, ks, np.float32)  # (R, C, S, S)
+        return self._runners[net.kind](x)[0]
 
     def policy(self, planes: np.ndarray) -> np.ndarray:
         """Log-probabilities ``(B, size * size + 1)`` over all moves (legality is the caller's)."""
@@ -185,8 +202,13 @@ class Engine:
     ``early_stop`` (True: :meth:`genmove` stops searching once the most visited move cannot be overtaken within
     its limits, which plays the same move sooner; False always spends the whole budget);
     ``device`` ("cpu"); ``bf16`` (True: the nets run in bf16 where the device computes it natively, see
-    :class:`NetEvaluator`; False: fp32); ``torch_threads`` (None: torch's default; an int calls :func:`torch.set_num_threads`
-    for the whole process: small batches run best on 1 thread on a busy CPU); and any
+    :class:`NetEvaluator`; False: fp32); ``backend`` ("auto": ONNX Runtime on a CPU when installed, save where the
+    CPU computes bf16 natively and ``bf16`` is on; "torch"; "onnx"; see :class:`NetEvaluator`); ``onnx_threads``
+    (1: ONNX Runtime's intra-op threads, best on a busy 2-core CPU where the rollout threads share the cores);
+    ``torch_threads`` (1: when the nets run on torch, :func:`torch.set_num_threads` for the whole process; the
+    search's small batches share the cores with the rollout threads, and on 2 busy cores 1 thread gave 3-5 times
+    the visits per second of torch's default 2 (docs/journal/2026-12-01-onnx.md); None leaves torch's setting);
+    and any
     :class:`gogame.mcts.SearchConfig` field: ``c_puct``, ``lambda_`` (0.5, or 1 without a value net),
     ``batch_size``, ``threads``, ``seed``, ``expand_threshold``, ``virtual_loss``, ``max_nodes``,
     ``dirichlet_alpha``, ``cleanup``, ...
@@ -198,15 +220,16 @@ class Engine:
     def __init__(self, policy: nets.PolicyNet | None, value: nets.ValueNet | None = None,
                  rollout: ro.RolloutPolicy | None = None, *, size: int | None = None, visits: int = 400,
                  seconds: float | None = None, symmetries: str = "random", resign_threshold: float = 0.05,
-                 early_stop: bool = True,
-                 device: str | torch.device = "cpu", torch_threads: int | None = None, bf16: bool = True,
+                 early_stop: bool = True, device: str | torch.device = "cpu", torch_threads: int | None = 1,
+                 bf16: bool = True, backend: str = "auto", onnx_threads: int = inference.DEFAULT_THREADS,
                  **search_options) -> None:
-        if torch_threads is not None:
-            torch.set_num_threads(torch_threads)
         search_options.setdefault("lambda_", 0.5 if value is not None else 1.0)
         self.config = SearchConfig(**search_options)
         self.evaluator = NetEvaluator(policy, value, symmetries=symmetries, seed=self.config.seed,
-                                      device=device, size=size, bf16=bf16)
+                                      device=device, size=size, bf16=bf16, backend=backend,
+                                      threads=onnx_threads)
+        if torch_threads is not None and self.evaluator.backend == "torch":
+            torch.set_num_threads(torch_threads)
         self.size = self.evaluator.size
         self.rollout = rollout
         self.visits = visits

@@ -14,7 +14,7 @@ import time
 from typing import Callable
 
 import gogame
-from gogame import coords
+from gogame import coords, inference
 from gogame.board import check_komi
 from gtp.engine import GtpEngine, GtpError, log, serve
 from gtp.session import EnginePlayer, Session
@@ -87,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="board symmetries per network evaluation: a random one (default), the mean of all 8 "
                              "(8 times the work; the 19x19 policy then matches 43.0%% of professional moves, not "
                              "41.6%%), or none")
+    parser.add_argument("--backend", choices=inference.BACKENDS, default="auto",
+                        help="what runs the networks: ONNX Runtime on a CPU when installed, save where the CPU "
+                             "computes bf16 natively, torch otherwise (auto, the default), torch, or onnx")
+    parser.add_argument("--onnx-threads", type=_COUNT, default=inference.DEFAULT_THREADS,
+                        help=f"ONNX Runtime intra-op threads (default {inference.DEFAULT_THREADS}: the rollout "
+                             "threads share the cores)")
     parser.add_argument("--lambda", dest="lambda_", type=_FRACTION, default=None,
                         help="leaf value mix, 0 value net only .. 1 rollouts only (default 0.5, 1 without a value net; "
                              "below 1 needs a value net)")
@@ -104,7 +110,7 @@ def engine_options(args: argparse.Namespace) -> dict:
     """The :class:`gogame.api.Engine` options that parsed command-line options ask for."""
     options = dict(visits=args.visits, threads=args.threads, batch_size=args.batch,
                    resign_threshold=args.resign_threshold, seed=args.seed, symmetries=args.symmetries,
-                   early_stop=args.early_stop)
+                   early_stop=args.early_stop, backend=args.backend, onnx_threads=args.onnx_threads)
     if args.lambda_ is not None:
         options["lambda_"] = args.lambda_
     return options
@@ -119,7 +125,7 @@ def build_player(args: argparse.Namespace, background: bool = True) -> EnginePla
         if not player.supports(args.size):
             raise SystemExit(f"gogame-gtp: no networks for {args.size}x{args.size} (use --weights or another --size)")
         player.prepare(args.size, background=background)
-    except (GtpError, OSError, ValueError) as e:
+    except (GtpError, OSError, ValueError, inference.BackendUnavailable) as e:
         raise SystemExit(f"gogame-gtp: {e}".splitlines()[0]) from None
     return player
 

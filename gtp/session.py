@@ -249,12 +249,13 @@ class EnginePlayer:
 
     def _load(self, size: int, options: dict):
         from gogame.api import Engine
+        from gogame.inference import BackendUnavailable
 
         try:
             if self.weights is not None:
                 return Engine.load(self.weights, size=size, **options)
             return Engine.load(size=size, **options)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, BackendUnavailable) as e:
             raise GtpError(f"cannot load networks for {size}x{size}: {e}".splitlines()[0]) from None
 
     def prepare(self, size: int, background: bool = False) -> None:

@@ -502,3 +502,29 @@ def test_moves_to_board_undoes_each_rows_symmetry_and_keeps_pass():
         seen[k, F.transform_flat_move(np.arange(size * size + 1), size, k)] = board_values[k]
     assert np.array_equal(F.moves_to_board(seen, range(8), size), board_values)
     assert not np.array_equal(seen[1:], board_values[1:])  # the symmetries did move the points
+
+
+@pytest.mark.parametrize("size", [5, 9, 19])
+def test_transform_planes_batch_is_the_per_row_transform_for_every_symmetry(size):
+    rng = np.random.default_rng(size)
+    planes = rng.integers(0, 256, (24, 49, size, size)).astype(np.uint8)
+    ks = np.tile(np.arange(8), 3)  # every symmetry, three rows each, shuffled
+    rng.shuffle(ks)
+    per_row = np.stack([F.transform_planes(p, int(k)) for p, k in zip(planes, ks)])
+    out = F.transform_planes_batch(planes, ks)
+    assert out.dtype == np.uint8 and np.array_equal(out, per_row)
+    floats = F.transform_planes_batch(planes[:, :48], ks, np.float32)  # a sliced view, cast on the way
+    assert floats.dtype == np.float32 and np.array_equal(floats, per_row[:, :48].astype(np.float32))
+
+
+@pytest.mark.parametrize("size", [5, 19])
+def test_moves_to_board_is_the_per_row_inverse_transform(size):
+    rng = np.random.default_rng(size)
+    values = rng.normal(size=(16, size * size + 1)).astype(np.float32)
+    ks = np.repeat(np.arange(8), 2)
+    expected = np.array(values)
+    for r, k in enumerate(ks):  # the per-row loop: each grid back through the inverse symmetry
+        expected[r, : size * size] = F.transform_planes(values[r, : size * size].reshape(size, size),
+                                                        F.inverse(int(k))).ravel()
+    out = F.moves_to_board(values, ks, size)
+    assert np.array_equal(out, expected) and np.array_equal(out[:, -1], values[:, -1])

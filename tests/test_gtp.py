@@ -1087,3 +1087,15 @@ def test_command_line_options_reach_the_engine():
     assert engine.config.lambda_ == 1.0 and engine.config.batch_size == 4
     defaults = engine_options(build_parser().parse_args([]))
     assert defaults["symmetries"] == "random" and defaults["early_stop"]
+    assert defaults["backend"] == "auto" and defaults["onnx_threads"] == 1
+    args = build_parser().parse_args(["--size", "9", "--backend", "onnx", "--onnx-threads", "2"])
+    engine = EnginePlayer(None, **engine_options(args)).engine(9)
+    assert engine.evaluator.backend == "onnx" and engine.evaluator._runners["policy"].threads == 2
+
+
+def test_an_onnx_backend_that_is_not_installed_stops_the_engine_with_the_install_command(monkeypatch):
+    from gtp.__main__ import build_engine, build_parser
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(SystemExit, match="pip install onnxruntime"):
+        build_engine(build_parser().parse_args(["--size", "9", "--backend", "onnx"]))

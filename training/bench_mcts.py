@@ -7,7 +7,8 @@ from a fresh tree and reports simulations per second and where the time went: th
 with board replay and expansion, priors, backup), feature planes, the network forward passes, and waiting for
 rollouts once the networks were done. The target is a tree share of at most 10%. Rollouts are the shipped rollout
 policy when it exists, else uniform random playouts (``--rollout uniform`` forces them). ``--precisions bf16 fp32``
-measures the networks under bf16 autocast (where the CPU has native bf16) and in fp32 side by side.
+measures the networks under bf16 autocast (where the CPU has native bf16) and in fp32 side by side. The nets run on
+the torch backend; ``python -m training.bench_inference`` compares the backends.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from gogame.mcts import MCTS, Rollouts, SearchConfig, SearchStats
 def bench(size: int, batch: int, seconds: float, args: argparse.Namespace, rollout, bf16: bool) -> SearchStats:
     torch.manual_seed(0)
     evaluator = NetEvaluator(nets.build("policy", 48, size, args.preset), nets.build("value", 49, size, args.preset),
-                             seed=0, bf16=bf16)
+                             seed=0, bf16=bf16, backend="torch")
     config = SearchConfig(batch_size=batch, lambda_=args.lambda_, threads=args.threads, seed=0)
     search = MCTS(evaluator, config, Rollouts(rollout, args.threads))
     search.set_root(Board(size))

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from gogame import features, nets
+from gogame import features, inference, nets
 from gogame.board import IllegalMove
 from gogame.sgf import SGFError
 from training.corpus import read_games
@@ -54,36 +54,37 @@ class _Tally:
 
 
 def policy_log_probs(net: torch.nn.Module, planes: np.ndarray, legal: torch.Tensor, *, ensemble: bool = False,
-                     bf16: bool = True) -> torch.Tensor:
+                     bf16: bool = True, runner: inference.Runner | None = None) -> torch.Tensor:
     """Log-probabilities ``(B, S*S + 1)`` of ``net`` over the legal moves of ``planes`` ``(B, C, S, S)``.
 
     With ``ensemble`` the probabilities are the mean over the 8 board symmetries (AlphaGo's ensemble,
     8 times the work); with ``bf16`` the net runs under :func:`gogame.nets.autocast`, as the engine does.
+    ``runner`` runs ``net`` (:func:`gogame.inference.runner`; default torch on ``legal``'s device).
     """
     device = legal.device
     size = planes.shape[-1]
+    run = runner or inference.TorchRunner(net, device, bf16)
     probs = torch.zeros(legal.shape, device=device)
     symmetries = range(8) if ensemble else (0,)
     for k in symmetries:
-        x = torch.from_numpy(np.ascontiguousarray(features.transform_planes(planes, k))).to(device).float()
-        with torch.no_grad(), nets.autocast(device, bf16):
-            logits = net(x).float().cpu().numpy()
-        logits = torch.from_numpy(features.moves_to_board(logits, [k] * len(x), size)).to(device)
+        logits = run(np.ascontiguousarray(features.transform_planes(planes, k), np.float32))[0]
+        logits = torch.from_numpy(features.moves_to_board(logits, [k] * len(logits), size)).to(device)
         probs += nets.masked_log_softmax(logits, legal).exp()
     return (probs / len(symmetries)).log()
 
 
 def evaluate_policy(net: torch.nn.Module, positions, batch_size: int = 256, device: str = "cpu", *,
-                    ensemble: bool = False, bf16: bool = True) -> dict:
+                    ensemble: bool = False, bf16: bool = True, backend: str = "auto") -> dict:
     """Accuracy of ``net`` on ``(planes, legal_mask, move_index, move_number)`` tuples; see the module docstring
-    and :func:`policy_log_probs` for ``ensemble`` and ``bf16``."""
+    and :func:`policy_log_probs` for ``ensemble`` and ``bf16``; ``backend`` runs the net (:mod:`gogame.inference`)."""
     net = net.to(device).eval()
+    run = inference.runner(net, backend, device=device, bf16=bf16)
     overall, by_bucket = _Tally(), defaultdict(_Tally)
 
     def flush(batch):
         planes = np.stack([b[0] for b in batch])
         legal = torch.from_numpy(np.stack([b[1] for b in batch])).to(device)
-        logp = policy_log_probs(net, planes, legal, ensemble=ensemble, bf16=bf16)
+        logp = policy_log_probs(net, planes, legal, ensemble=ensemble, bf16=bf16, runner=run)
         moves = torch.tensor([b[2] for b in batch], device=device)
         expert = logp.gather(1, moves[:, None]).squeeze(1)
         ranks = (logp > expert[:, None]).sum(dim=1)
@@ -134,6 +135,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="average the net's probabilities over the 8 board symmetries (8 times the work)")
     parser.add_argument("--fp32", action="store_true",
                         help="run the net in fp32 (default: bf16 where the device computes it natively, as the engine)")
+    parser.add_argument("--backend", choices=inference.BACKENDS, default="auto",
+                        help="what runs the net (default auto: see gogame.inference)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -191,9 +194,12 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     positions = tqdm(expert_positions(args.sources, size, net.meta["features"], keep, args.max_games, skipped),
                      desc="eval-policy", unit="pos", disable=args.json)
-    report = evaluate_policy(net, positions, args.batch_size, args.device, ensemble=args.ensemble, bf16=not args.fp32)
+    report = evaluate_policy(net, positions, args.batch_size, args.device, ensemble=args.ensemble, bf16=not args.fp32,
+                             backend=args.backend)
     report["ensemble"] = args.ensemble
-    report["precision"] = "bf16" if not args.fp32 and nets.bf16_native(torch.device(args.device).type) else "fp32"
+    report["backend"] = inference.choose(args.backend, args.device, not args.fp32)
+    report["precision"] = "bf16" if (report["backend"] == "torch" and not args.fp32
+                                     and nets.bf16_native(torch.device(args.device).type)) else "fp32"
     report["skipped"] = dict(skipped)
     _require_positions(report, size)
     report["seconds"] = round(time.perf_counter() - start, 1)

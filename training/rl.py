@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gogame import nets
+from gogame import inference, nets
 from gogame.api import NetEvaluator
 from gogame.checkpoint import CheckpointError
 from training.selfplay import NetPlayer, Plan, PlayedGame, play_games
@@ -126,20 +126,26 @@ def game_batch(games: list[PlayedGame], learner_colours: list[str], in_planes: i
 def play_match(learner: nets.PolicyNet, opponent: nets.PolicyNet, games: int, *, size: int, komi: float,
                max_moves: int | None, rng: np.random.Generator, first_black: int = 0,
                value_net: nets.ValueNet | None = None,
-               reference_net: nets.PolicyNet | None = None) -> dict[str, torch.Tensor]:
+               reference_net: nets.PolicyNet | None = None, backend: str = "auto") -> dict[str, torch.Tensor]:
     """``games`` games of ``learner`` against ``opponent``, the learner black in every other one, as a
-    :func:`game_batch` (with ``value_net``'s baseline and ``reference_net``'s log-probabilities, if given)."""
+    :func:`game_batch` (with ``value_net``'s baseline and ``reference_net``'s log-probabilities, if given).
+
+    ``backend`` runs the fixed nets (opponent, value net, reference: :mod:`gogame.inference`); the learner, whose
+    weights change with every update, runs on torch."""
     colours = ["B" if (g + first_black) % 2 == 0 else "W" for g in range(games)]
     plans = [Plan(black=0, white=1, record="black") if c == "B" else Plan(black=1, white=0, record="white")
              for c in colours]
     was_training = learner.training
     learner.eval()
-    played = play_games([NetPlayer(learner), NetPlayer(opponent)], plans, size=size, komi=komi,
+    players = [NetPlayer(learner, backend="torch"), NetPlayer(opponent, backend=backend)]
+    played = play_games(players, plans, size=size, komi=komi,
                         max_moves=max_moves, rng=rng)
     learner.train(was_training)
     device = next(learner.parameters()).device
-    values = None if value_net is None else NetEvaluator(None, value_net, symmetries="none", device=device)
-    reference = None if reference_net is None else NetEvaluator(reference_net, None, symmetries="none", device=device)
+    values = None if value_net is None else NetEvaluator(None, value_net, symmetries="none", device=device,
+                                                         backend=backend)
+    reference = None if reference_net is None else NetEvaluator(reference_net, None, symmetries="none",
+                                                                device=device, backend=backend)
     return game_batch(played, colours, learner.in_planes, values, reference)
 
 
@@ -153,13 +159,14 @@ class ReinforceGames:
 
     def __init__(self, model: nets.PolicyNet, pool: Pool, *, iterations: int, games: int, pool_every: int,
                  size: int, komi: float = 7.5, max_moves: int | None = None, seed: int = 0,
-                 value_net: nets.ValueNet | None = None, reference_net: nets.PolicyNet | None = None) -> None:
+                 value_net: nets.ValueNet | None = None, reference_net: nets.PolicyNet | None = None,
+                 backend: str = "auto") -> None:
         if games < 1 or pool_every < 1 or iterations < 1:
             raise ValueError("iterations, games and pool_every must be at least 1")
         self.model, self.pool = model, pool
         self.iterations, self.games, self.pool_every = iterations, games, pool_every
         self.size, self.komi, self.max_moves, self.seed = size, komi, max_moves, seed
-        self.value_net, self.reference_net = value_net, reference_net
+        self.value_net, self.reference_net, self.backend = value_net, reference_net, backend
 
     def num_batches(self, world_size: int = 1) -> int:
         return self.iterations
@@ -173,7 +180,7 @@ class ReinforceGames:
             opponent = self.pool.draw(rng, before=max(i, 1))
             yield play_match(self.model, opponent, self.games, size=self.size, komi=self.komi,
                              max_moves=self.max_moves, rng=rng, first_black=i, value_net=self.value_net,
-                             reference_net=self.reference_net)
+                             reference_net=self.reference_net, backend=self.backend)
 
 
 class WinRateGames:
@@ -183,12 +190,12 @@ class WinRateGames:
 
     def __init__(self, model: nets.PolicyNet, reference: nets.PolicyNet, *, games: int, batch: int, size: int,
                  komi: float = 7.5, max_moves: int | None = None, seed: int = 12345,
-                 value_net: nets.ValueNet | None = None, kl: bool = False) -> None:
+                 value_net: nets.ValueNet | None = None, kl: bool = False, backend: str = "auto") -> None:
         if games < 1 or batch < 1:
             raise ValueError("eval games and batch must be at least 1")
         self.model, self.reference = model, reference
         self.games, self.batch, self.size, self.komi, self.max_moves, self.seed = games, batch, size, komi, max_moves, seed
-        self.value_net, self.kl = value_net, kl
+        self.value_net, self.kl, self.backend = value_net, kl, backend
 
     def num_batches(self, world_size: int = 1) -> int:
         return -(-self.games // (self.batch * world_size))
@@ -199,7 +206,7 @@ class WinRateGames:
             rng = np.random.default_rng([self.seed, b])
             yield play_match(self.model, self.reference, n, size=self.size, komi=self.komi,
                              max_moves=self.max_moves, rng=rng, value_net=self.value_net,
-                             reference_net=self.reference if self.kl else None)
+                             reference_net=self.reference if self.kl else None, backend=self.backend)
 
 
 def reinforce_loss(baseline: str = "mean", entropy_bonus: float = 0.0, kl_penalty: float = 0.0):
@@ -267,6 +274,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ckpt-every", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    parser.add_argument("--backend", choices=inference.BACKENDS, default="auto",
+                        help="what runs the fixed nets: opponents, value net, reference (default auto: see "
+                             "gogame.inference); the learner runs on torch")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--max-steps-this-run", type=int, default=0, help="stop after this many iterations")
     add_stop_arguments(parser)
@@ -296,7 +306,8 @@ def run(args: argparse.Namespace) -> int:
     if not pool.snapshots():
         pool.add(start_net, 0)
     learner = start_net.train()
-    common = {"size": args.size, "komi": args.komi, "max_moves": args.max_moves, "value_net": value_net}
+    common = {"size": args.size, "komi": args.komi, "max_moves": args.max_moves, "value_net": value_net,
+              "backend": args.backend}
     train_src = ReinforceGames(learner, pool, iterations=args.iterations, games=args.games,
                                pool_every=args.pool_every, seed=args.seed,
                                reference_net=reference if args.kl_penalty else None, **common)

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from gogame import coords, features, nets, sgf
+from gogame import coords, features, inference, nets, sgf
 from gogame.api import Engine
 from gogame.atomic import write_atomically
 from gogame.board import Board, format_result
@@ -56,21 +56,23 @@ RECORDS = ("all", "black", "white", "after_random", "none")
 
 
 class NetPlayer:
-    """Samples moves from a policy net's softmax over the sensible moves, at ``temperature``, batched."""
+    """Samples moves from a policy net's softmax over the sensible moves, at ``temperature``, batched.
 
-    def __init__(self, net: nets.PolicyNet, temperature: float = 1.0) -> None:
+    ``backend`` runs the net (:func:`gogame.inference.runner`, on the net's device; bf16 where native on the
+    torch backend: twice the games per second on such a CPU). A net whose weights change between calls (the RL
+    learner) needs ``backend="torch"``: the other backends run the weights of the moment they were built.
+    """
+
+    def __init__(self, net: nets.PolicyNet, temperature: float = 1.0, backend: str = "auto") -> None:
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, not {temperature}")
         self.net, self.temperature = net, temperature
+        self.run = inference.runner(net, backend, device=next(net.parameters()).device)
 
-    @torch.no_grad()
     def choose(self, boards: Sequence[Board], planes: np.ndarray, sensible: np.ndarray,
                rng: np.random.Generator) -> np.ndarray:
         """Flat moves (``row * size + col``) for ``boards``, each among its ``sensible`` (B, size*size) points."""
-        device = next(self.net.parameters()).device
-        x = torch.from_numpy(planes[:, : self.net.in_planes]).to(device)
-        with nets.autocast(device):  # bf16 where native: twice the games per second on such a CPU
-            logits = self.net(x)[:, : sensible.shape[1]].float().cpu().numpy() / self.temperature
+        logits = self.run(planes[:, : self.net.in_planes])[0][:, : sensible.shape[1]] / self.temperature
         gumbel = rng.gumbel(size=logits.shape)  # argmax of logits + Gumbel noise samples the softmax
         return np.where(sensible, logits + gumbel, -np.inf).argmax(axis=1)
 
@@ -287,21 +289,21 @@ class GameSpec:
                 for u in rng.integers(1, self.max_u + 1, size=n)]
 
 
-_PLAYERS: dict[GameSpec, list[Player]] = {}  # per process: the players of each spec, loaded once
+_PLAYERS: dict[tuple[GameSpec, str], list[Player]] = {}  # per process: the players of a spec and backend
 
 
-def _players(spec: GameSpec) -> list[Player]:
-    if spec not in _PLAYERS:
+def _players(spec: GameSpec, backend: str = "auto") -> list[Player]:
+    if (spec, backend) not in _PLAYERS:
         loaded = [nets.load(path, kind="policy") for path in spec.policies]
         for net in loaded:
             if net.board_size != spec.size:
                 raise ValueError(f"a {net.board_size}x{net.board_size} policy net cannot play {spec.size}x{spec.size}")
         if spec.visits:
             # priors from the net, leaves valued by uniform random rollouts (no value net: it comes later)
-            _PLAYERS[spec] = [SearchPlayer(Engine(loaded[0], None, threads=1), spec.visits)]
+            _PLAYERS[spec, backend] = [SearchPlayer(Engine(loaded[0], None, threads=1, backend=backend), spec.visits)]
         else:
-            _PLAYERS[spec] = [NetPlayer(net, spec.temperature) for net in loaded]
-    return _PLAYERS[spec]
+            _PLAYERS[spec, backend] = [NetPlayer(net, spec.temperature, backend) for net in loaded]
+    return _PLAYERS[spec, backend]
 
 
 @dataclass(frozen=True)
@@ -312,6 +314,7 @@ class ShardJob:
     index: int
     games: int
     seed: int
+    backend: str = "auto"  # what runs the nets (how fast, not which games: not in meta.json)
 
     @property
     def stem(self) -> str:
@@ -322,7 +325,7 @@ def play_shard(job: ShardJob) -> dict:
     """Play one shard's games and write its shards, SGF file and ``.done`` record; returns the counts."""
     rng = np.random.default_rng([job.seed, zlib.crc32(job.tag.encode()), job.index])
     spec = job.spec
-    played = play_games(_players(spec), spec.plans(job.games, rng), size=spec.size, komi=spec.komi,
+    played = play_games(_players(spec, job.backend), spec.plans(job.games, rng), size=spec.size, komi=spec.komi,
                         max_moves=spec.max_moves, rng=rng)
     named = [(f"{job.stem}-{k:04d}", game) for k, game in enumerate(played)]
     counts = {"games": len(played), "moves": sum(len(g.history) for g in played), "positions": {}}
@@ -346,7 +349,7 @@ def _worker_init() -> None:
 
 def generate(out_dir: str | os.PathLike, spec: GameSpec, games: int, *, games_per_shard: int = 64,
              workers: int = 1, tag: str = "sp", seed: int = 0, progress: bool = True,
-             stop_after_minutes: float = 0.0) -> dict:
+             stop_after_minutes: float = 0.0, backend: str = "auto") -> dict:
     """Play (or finish playing) ``games`` games into ``out_dir``; returns the summary saved as ``summary.json``.
 
     The folder's ``meta.json`` makes it a :mod:`training.data` dataset (alphago49, train and val splits);
@@ -354,6 +357,7 @@ def generate(out_dir: str | os.PathLike, spec: GameSpec, games: int, *, games_pe
     foreign file, another board size), checked before anything is written. Workers > 1 play shards in spawned
     processes. SIGINT, SIGTERM or ``stop_after_minutes`` stop it between shards (the shards in play are
     abandoned; each finished one is on disk) with :class:`training.stopping.RunStopped`; running it again goes on.
+    ``backend`` runs the nets (:mod:`gogame.inference`).
     """
     if games < 1 or games_per_shard < 1 or workers < 1:
         raise ValueError("games, games_per_shard and workers must be at least 1")
@@ -370,7 +374,7 @@ def generate(out_dir: str | os.PathLike, spec: GameSpec, games: int, *, games_pe
             raise ValueError(f"{out} holds games made with other settings; use a new folder")
     else:
         write_atomically(meta_path, lambda f: f.write(json.dumps(meta, indent=1).encode()))
-    jobs = [ShardJob(spec, out, tag, j, min(games_per_shard, games - j * games_per_shard), seed)
+    jobs = [ShardJob(spec, out, tag, j, min(games_per_shard, games - j * games_per_shard), seed, backend)
             for j in range(-(-games // games_per_shard))]
     totals = {"games": 0, "moves": 0, "positions": {"train": 0, "val": 0}}
 
@@ -443,6 +447,8 @@ def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-moves", type=int, default=None, help="move cap (default 2 * size * size)")
     parser.add_argument("--komi", type=float, default=7.5)
     parser.add_argument("--val-fraction", type=float, default=0.05, help="share of games in the val split")
+    parser.add_argument("--backend", choices=inference.BACKENDS, default="auto",
+                        help="what runs the nets (default auto: see gogame.inference)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -464,7 +470,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         summary = generate(args.out, spec, args.games, games_per_shard=args.games_per_shard, workers=args.workers,
                            tag=args.tag, seed=args.seed, progress=not args.no_progress,
-                           stop_after_minutes=args.stop_after)
+                           stop_after_minutes=args.stop_after, backend=args.backend)
     except ValueError as exc:  # settings that do not fit: the net's size, an existing folder's settings
         raise SystemExit(f"gogame-train selfplay: {exc}") from None
     print(json.dumps({k: summary[k] for k in ("games", "moves", "positions", "games_per_s", "moves_per_s")}))

@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         summary = selfplay.generate(args.data, spec, args.games, games_per_shard=args.games_per_shard,
                                     workers=args.workers, tag=args.tag, seed=args.seed,
-                                    progress=not args.no_progress, stop_after_minutes=args.stop_after)
+                                    progress=not args.no_progress, stop_after_minutes=args.stop_after,
+                                    backend=args.backend)
     except ValueError as exc:  # settings that do not fit: the nets' sizes, an existing folder's settings
         raise SystemExit(f"gogame-train value: {exc}") from None
     print(json.dumps({k: summary[k] for k in ("games", "positions", "games_per_s", "moves_per_s")}))

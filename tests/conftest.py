@@ -1,0 +1,19 @@
+"""Shared test setup: exported ONNX models go to a cache folder of this test session, not the user's cache."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture(autouse=True, scope="session")
+def onnx_cache_of_the_session(tmp_path_factory):
+    """XDG_CACHE_HOME (read by :func:`gogame.inference.default_cache_dir`, inherited by engine subprocesses)."""
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = old

@@ -1,0 +1,238 @@
+"""Inference backends: ONNX Runtime against torch on the shipped nets, the model cache, backend choice and errors."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from gogame import Board, inference, nets
+from gogame.api import Engine, NetEvaluator
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def exports(monkeypatch):
+    """Counts :func:`gogame.inference.export_model` calls (``exports[0]``)."""
+    count = [0]
+    real = inference.export_model
+
+    def counting(*args, **kwargs):
+        count[0] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "export_model", counting)
+    return count
+
+
+def planes(batch: int, net: nn.Module, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 2, (batch, net.in_planes, net.board_size, net.board_size)).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", ["policy9", "policy19"])
+def test_onnx_runtime_matches_torch_fp32_on_the_shipped_nets(name, tmp_path):
+    net = nets.load(nets.WEIGHTS_DIR / f"{name}.pt")
+    torch_run = inference.TorchRunner(net, bf16=False)
+    onnx_run = inference.OnnxRunner(net, cache_dir=tmp_path)
+    for batch in (1, 16):  # one session: the batch axis is dynamic
+        x = planes(batch, net, seed=batch)
+        (expected,), (got,) = torch_run(x), onnx_run(x)
+        assert got.shape == expected.shape == (batch, net.board_size ** 2 + 1) and got.dtype == np.float32
+        assert np.abs(got - expected).max() < 1e-4
+
+
+class TwoHeads(nn.Module):
+    """A net with a tuple of outputs, as a dual policy-value net has."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.value = nn.Linear(4, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.relu(self.conv(x))
+        return h.flatten(1), torch.tanh(self.value(h.mean(dim=(2, 3)))).squeeze(1)
+
+
+def test_a_net_with_several_outputs_gives_one_array_each_on_both_backends(tmp_path, exports):
+    torch.manual_seed(0)
+    net = TwoHeads().eval()
+    onnx_run = inference.OnnxRunner(net, cache_dir=tmp_path)
+    for batch, size in ((3, 5), (7, 5), (2, 7)):  # a second board size is a second export
+        x = np.random.default_rng(batch).normal(size=(batch, 3, size, size)).astype(np.float32)
+        expected, got = inference.TorchRunner(net, bf16=False)(x), onnx_run(x)
+        assert [a.shape for a in got] == [a.shape for a in expected] == [(batch, 4 * size * size), (batch,)]
+        assert all(np.abs(g - e).max() < 1e-5 for g, e in zip(got, expected))
+    assert exports[0] == 2
+
+
+def test_engine_search_chooses_the_same_moves_on_both_backends():
+    """The shipped 9x9 engine, fixed seed, no symmetries, fp32 torch: the same visits for every root move.
+
+    Float differences (below 1e-4 in the logits) could in principle flip a near tie between two children;
+    on these positions they do not, and the priors are pinned within 1e-4 as well."""
+    board = Board(9)
+    for move in ("E5", "C3", "G7", "C7", "D4"):
+        board.play(move)
+    results = {}
+    for backend in ("torch", "onnx"):
+        engine = Engine.load(size=9, seed=3, symmetries="none", bf16=False, backend=backend, visits=96, threads=1)
+        assert engine.evaluator.backend == backend
+        first = engine.analyze(Board(9))
+        second = engine.analyze(board)
+        results[backend] = [(a.move, [(c.move, c.visits, c.prior) for c in a.candidates]) for a in (first, second)]
+    for (move_t, cands_t), (move_o, cands_o) in zip(results["torch"], results["onnx"]):
+        assert move_t == move_o
+        assert [(m, v) for m, v, _ in cands_t] == [(m, v) for m, v, _ in cands_o]
+        assert max(abs(p - q) for (_, _, p), (_, _, q) in zip(cands_t, cands_o)) < 1e-4
+
+
+def test_evaluator_policy_and_value_agree_across_backends_with_random_symmetries():
+    torch.manual_seed(1)
+    policy, value = nets.build("policy", 48, 9, "tiny"), nets.build("value", 49, 9, "tiny")
+    x = np.random.default_rng(2).integers(0, 2, (12, 49, 9, 9)).astype(np.uint8)
+    out = {}
+    for backend in ("torch", "onnx"):
+        ev = NetEvaluator(policy, value, symmetries="random", seed=5, bf16=False, backend=backend, cache=False)
+        out[backend] = ev.policy(x), ev.value(x)
+    assert np.abs(out["torch"][0] - out["onnx"][0]).max() < 1e-4
+    assert np.abs(out["torch"][1] - out["onnx"][1]).max() < 1e-4
+
+
+# -- the cache --------------------------------------------------------------------------------------------
+
+
+def tiny_policy(seed: int) -> nets.PolicyNet:
+    torch.manual_seed(seed)
+    return nets.build("policy", 48, 9, "tiny").eval()
+
+
+def cached_files(folder):
+    return sorted(folder.glob("*.onnx"))
+
+
+def test_a_second_load_reuses_the_cached_model(tmp_path, exports):
+    net = tiny_policy(0)
+    x = planes(4, net)
+    first = inference.OnnxRunner(net, cache_dir=tmp_path)(x)[0]
+    assert exports[0] == 1 and len(cached_files(tmp_path)) == 1
+    again = tiny_policy(0)  # the same weights in another module
+    second = inference.OnnxRunner(again, cache_dir=tmp_path)(x)[0]
+    assert exports[0] == 1 and np.array_equal(first, second)
+    key = inference.model_key(net, (48, 9, 9))
+    assert cached_files(tmp_path)[0].name.startswith(f"{key}-")
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "garbage"])
+def test_a_corrupt_cached_model_is_rebuilt(tmp_path, exports, damage):
+    net = tiny_policy(0)
+    x = planes(2, net)
+    expected = inference.TorchRunner(net, bf16=False)(x)[0]
+    inference.OnnxRunner(net, cache_dir=tmp_path).prepare((48, 9, 9))
+    (path,) = cached_files(tmp_path)
+    data = bytearray(path.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    elif damage == "flip":
+        data[len(data) // 2] ^= 0x40  # one byte of the weights: the digest no longer fits
+    else:
+        data = bytearray(b"not a model")
+    path.write_bytes(bytes(data))
+    got = inference.OnnxRunner(net, cache_dir=tmp_path)(x)[0]
+    assert exports[0] == 2 and np.abs(got - expected).max() < 1e-4
+    (rebuilt,) = cached_files(tmp_path)
+    assert rebuilt.read_bytes() != bytes(data)
+
+
+def test_a_cached_model_of_other_weights_is_not_used(tmp_path, exports):
+    a, b = tiny_policy(0), tiny_policy(1)
+    shape = (48, 9, 9)
+    assert inference.model_key(a, shape) != inference.model_key(b, shape)
+    inference.OnnxRunner(a, cache_dir=tmp_path).prepare(shape)
+    (path_a,) = cached_files(tmp_path)
+    # a's model under b's key, with a digest that fits its bytes: only the key stored inside tells them apart
+    digest = path_a.stem.split("-")[1]
+    foreign = tmp_path / f"{inference.model_key(b, shape)}-{digest}.onnx"
+    foreign.write_bytes(path_a.read_bytes())
+    x = planes(3, b)
+    got = inference.OnnxRunner(b, cache_dir=tmp_path)(x)[0]
+    assert exports[0] == 2 and not foreign.exists()
+    assert np.abs(got - inference.TorchRunner(b, bf16=False)(x)[0]).max() < 1e-4
+
+
+def test_the_key_follows_the_weights_and_the_input_shape():
+    net = tiny_policy(0)
+    key = inference.model_key(net, (48, 9, 9))
+    assert inference.model_key(tiny_policy(0), (48, 9, 9)) == key
+    assert inference.model_key(net, (48, 7, 7)) != key
+    with torch.no_grad():
+        net.point_bias[3] += 1e-3
+    assert inference.model_key(net, (48, 9, 9)) != key
+
+
+def test_an_unwritable_cache_runs_the_model_from_memory(tmp_path, exports):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache folder should be")
+    net = tiny_policy(0)
+    run = inference.OnnxRunner(net, cache_dir=blocker / "onnx")
+    assert run(planes(2, net))[0].shape == (2, 82) and exports[0] == 1
+
+
+def test_the_default_cache_follows_xdg_cache_home(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert inference.default_cache_dir() == tmp_path / "gogame" / "onnx"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert inference.default_cache_dir().parts[-3:] == (".cache", "gogame", "onnx")
+
+
+# -- choosing a backend -----------------------------------------------------------------------------------
+
+
+def test_auto_is_onnx_on_a_cpu_without_native_bf16_and_torch_elsewhere(monkeypatch):
+    monkeypatch.setattr(inference.nets, "bf16_native", lambda device_type: False)
+    assert inference.choose("auto", "cpu") == "onnx"
+    assert inference.choose("auto", "cuda") == "torch"
+    monkeypatch.setattr(inference.nets, "bf16_native", lambda device_type: True)
+    assert inference.choose("auto", "cpu") == "torch"
+    assert inference.choose("auto", "cpu", bf16=False) == "onnx"
+    assert inference.choose("torch", "cpu") == "torch"
+
+
+def test_bad_backends_are_clear_errors():
+    with pytest.raises(ValueError, match="backend must be one of"):
+        inference.choose("tensorrt")
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        inference.choose("onnx", "cuda")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        Engine.load(size=9, backend="fast")
+
+
+@pytest.mark.parametrize("package", ["onnxruntime", "onnx"])
+def test_an_onnx_backend_that_is_not_installed_names_the_install_command(monkeypatch, package):
+    monkeypatch.setitem(sys.modules, package, None)  # import then raises ImportError
+    with pytest.raises(inference.BackendUnavailable, match=f"pip install {package}"):
+        inference.choose("onnx")
+    with pytest.raises(inference.BackendUnavailable, match=f"pip install {package}"):
+        NetEvaluator(tiny_policy(0), None, backend="onnx")
+    assert inference.choose("auto", "cpu", bf16=False) == "torch"
+    assert NetEvaluator(tiny_policy(0), None, backend="auto", bf16=False).backend == "torch"
+
+
+def test_the_engine_runs_torch_nets_on_one_thread_unless_told_otherwise(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    Engine(tiny_policy(0), None, backend="torch", threads=1)
+    Engine(tiny_policy(0), None, backend="torch", torch_threads=None, threads=1)
+    Engine(tiny_policy(0), None, backend="onnx", threads=1, torch_threads=2)  # no torch nets: torch left alone
+    assert calls == [1]
