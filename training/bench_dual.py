@@ -83,8 +83,9 @@ def ownership(args: argparse.Namespace) -> dict:
                           outcome=OutcomeRule(), val_fraction=0, test_fraction=0,
                           ownership_playouts=args.playouts, progress=False)
     rows = []
-    gnugo = GtpController(args.gnugo_command.split()) if args.gnugo and shutil.which(args.gnugo_command.split()[0]) \
-        else None
+    if args.gnugo and not shutil.which(args.gnugo_command.split()[0]):
+        raise SystemExit(f"--gnugo: no GNU Go at {args.gnugo_command.split()[0]}")
+    gnugo = GtpController(args.gnugo_command.split(), timeout=args.gnugo_timeout) if args.gnugo else None
     gnugo_rows = []
     for i in range(source.games):
         setup, moves, facts, name = source._record(i)
@@ -138,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     o.add_argument("--playouts", type=int, default=32)
     o.add_argument("--gnugo", type=int, default=0, help="also judge the first N games with GNU Go")
     o.add_argument("--gnugo-command", default="/usr/games/gnugo --mode gtp --chinese-rules")
+    o.add_argument("--gnugo-timeout", type=float, default=600, help="seconds GNU Go may take over one command")
     args = parser.parse_args(argv)
     print(json.dumps(forward(args) if args.what == "forward" else ownership(args), indent=1))
     return 0
