@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import tarfile
 from pathlib import Path
@@ -21,8 +22,6 @@ SIZE = 9
 
 def make_archive(path: Path, files: dict[str, bytes]) -> Path:
     """A .tar.xz holding ``files`` (member name -> SGF bytes)."""
-    import io
-
     with tarfile.open(path, "w:xz") as tar:
         for name, content in files.items():
             info = tarfile.TarInfo(name)
@@ -142,7 +141,7 @@ def test_outcome_is_masked_by_result_kind_komi_and_handicap(archive, index_dir):
     source = make(archive, index_dir, val_fraction=0, test_fraction=0)
     seen = set()
     for i in range(source.games):
-        facts = source._record(i)[2]
+        facts = source.record(i)[2]
         arrays = source.game_arrays(i)
         kind = data.result_kind(facts.result)
         mover = np.where(np.arange(len(arrays["move"])) % 2 == 0, 1, -1)  # no handicap here: black first

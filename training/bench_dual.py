@@ -88,7 +88,7 @@ def ownership(args: argparse.Namespace) -> dict:
     gnugo = GtpController(args.gnugo_command.split(), timeout=args.gnugo_timeout) if args.gnugo else None
     gnugo_rows = []
     for i in range(source.games):
-        setup, moves, facts, name = source._record(i)
+        setup, moves, facts, name = source.record(i)
         if data.result_kind(facts.result) != data.SCORE or not 5.5 <= facts.komi <= 7.5:
             continue
         recorded = float(facts.result[2:]) * (1 if facts.result[0].upper() == "B" else -1)

@@ -264,7 +264,9 @@ class ExpertStream:
 
     # -- one game -----------------------------------------------------------------------------------------------
 
-    def _record(self, i: int) -> tuple[tuple[list, list], list[tuple[str, coords.Move]], data.GameFacts, str]:
+    def record(self, i: int) -> tuple[tuple[list, list], list[tuple[str, coords.Move]], data.GameFacts, str]:
+        """Game ``i`` of the split (index order) from the index: ``((black setup points, white setup points),
+        (colour, move) list, facts, name)``."""
         index, g = self._games[i]
         size = self.size
         points = index["setup"][index["setup_start"][g]:index["setup_start"][g + 1]]
@@ -278,7 +280,7 @@ class ExpertStream:
     def final_ownership(self, i: int) -> np.ndarray:
         """float64 ``(size * size,)`` in [-1, 1], flat ``row * size + col``: game ``i``'s estimated final owner
         (+1 black), from ``ownership_playouts`` rollouts of its last position (trailing passes dropped)."""
-        setup, moves, facts, name = self._record(i)
+        setup, moves, facts, name = self.record(i)
         while moves and moves[-1][1] is None:
             moves = moves[:-1]
         board = Board(self.size, facts.komi, superko="none")
@@ -291,7 +293,7 @@ class ExpertStream:
     def game_arrays(self, i: int) -> dict[str, np.ndarray]:
         """The per-position arrays of game ``i`` of the split (index order): ``planes``, ``move``, ``outcome``,
         ``move_number``, ``ownership`` as in a batch, before shuffling."""
-        setup, moves, facts, _ = self._record(i)
+        setup, moves, facts, _ = self.record(i)
         size = self.size
         packed = data.encode_moves(size, setup, moves, FEATURE_SET)
         black = np.array([c == "B" for c, _ in moves])
