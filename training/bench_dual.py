@@ -7,7 +7,8 @@ reported with a 95% interval of each median (order statistics) and the median pe
 
 ``python -m training.bench_dual ownership ARCHIVE``: on games that ended by counting (``RE`` like ``W+3.5``),
 the margin implied by the rollout ownership of the final position (:meth:`training.stream.ExpertStream.
-final_ownership`: the sum of the mean owners minus komi) against the recorded one; beside it the board scored as
+final_ownership`: the sum of the mean owners minus komi, and the sum of their signs: each point to the side that
+owns it in most playouts) against the recorded one; beside it the board scored as
 it stands (every stone alive) and, for the first ``--gnugo`` games, the board scored with GNU Go's
 ``final_status_list dead`` stones removed, with the per-point agreement of the rollout owner sign and GNU Go's.
 Records of Japanese games count territory, not area: a margin may differ by a point from the area count.
@@ -96,7 +97,8 @@ def ownership(args: argparse.Namespace) -> dict:
         board = Board(19, facts.komi, superko="none")
         for colour, move in moves:
             board.play(move, colour)
-        rows.append((recorded, float(owner.sum()) - facts.komi, board.score("area")))
+        rows.append((recorded, float(owner.sum()) - facts.komi, float(np.sign(owner).sum()) - facts.komi,
+                     board.score("area")))
         if gnugo is not None and len(gnugo_rows) < args.gnugo:
             dead = _gnugo_dead(gnugo, board, moves, facts.komi)
             judged = board.ownership(dead).reshape(-1)  # +1 black, -1 white, 0 neither (point order row*19+col)
@@ -116,7 +118,7 @@ def ownership(args: argparse.Namespace) -> dict:
                 "within_2": float(np.mean(e <= 2)), "within_5": float(np.mean(e <= 5))}
 
     out = {"games": len(rows), "playouts": args.playouts, "rollout_ownership": errors(r[:, 0], r[:, 1]),
-           "board_as_it_stands": errors(r[:, 0], r[:, 2])}
+           "rollout_ownership_signs": errors(r[:, 0], r[:, 2]), "board_as_it_stands": errors(r[:, 0], r[:, 3])}
     if gnugo_rows:
         g = np.array(gnugo_rows)
         out["gnugo"] = {"games": len(gnugo_rows), "gnugo_dead_removed": errors(g[:, 0], g[:, 1]),
