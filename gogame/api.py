@@ -44,7 +44,10 @@ class NetEvaluator:
     Each forward pass looks at the position through a random one of the 8 board symmetries per position
     (``symmetries="random"``, as AlphaGo did), through all 8 averaged (``"all"``: probabilities and values are
     averaged, 8 times the work), or as it is (``"none"``). Either net may be None: no policy net gives uniform
-    priors, no value net leaves rollouts only. Nets must read alphago48 or alphago49 planes.
+    priors, no value net leaves rollouts only. ``policy`` may instead be a :class:`gogame.nets.DualNet` (with
+    ``value`` None and ``size`` given: the net plays any size): priors, value and ownership then come from one
+    forward (:meth:`policy_value`, :meth:`ownership`), and ``policy_value`` is None for separate nets, so the
+    search knows which evaluator answers both at once. Nets must read alphago48 or alphago49 planes.
 
     ``backend`` runs the nets (:mod:`gogame.inference`): ``"auto"`` (ONNX Runtime on a CPU when installed,
     except where the CPU computes bf16 natively and ``bf16`` is on; torch otherwise and on GPUs), ``"torch"`` or
@@ -55,14 +58,17 @@ class NetEvaluator:
     that do not fit, and :class:`gogame.inference.BackendUnavailable` for an onnx backend that is not installed.
     """
 
-    def __init__(self, policy: nets.PolicyNet | None, value: nets.ValueNet | None, *,
+    def __init__(self, policy: nets.PolicyNet | nets.DualNet | None, value: nets.ValueNet | None, *,
                  symmetries: str = "random", seed: int | None = None, device: str | torch.device = "cpu",
                  size: int | None = None, bf16: bool = True, backend: str = "auto",
                  threads: int = inference.DEFAULT_THREADS, cache: bool = True,
                  cache_dir: str | PathLike | None = None) -> None:
         if symmetries not in SYMMETRY_MODES:
             raise ValueError(f"symmetries must be one of {SYMMETRY_MODES}, not {symmetries!r}")
-        sizes = {net.board_size for net in (policy, value) if net is not None}
+        dual = policy if policy is not None and policy.kind == "dual" else None
+        if dual is not None and (value is not None or size is None):
+            raise ValueError("a dual net has its own value head and plays any size: give it alone, with the size")
+        sizes = {net.board_size for net in (policy, value) if net is not None and net is not dual}
         if len(sizes) > 1:
             raise ValueError(f"the policy net is for {policy.board_size}x{policy.board_size} but the value net "
                              f"for {value.board_size}x{value.board_size}")
@@ -79,7 +85,9 @@ class NetEvaluator:
                                      "feeds alphago48 or alphago49")
         self.policy_net = policy.to(device).eval() if policy is not None else None
         self.value_net = value.to(device).eval() if value is not None else None
-        self.has_value = value is not None
+        self.dual_net = self.policy_net if dual is not None else None
+        self.has_value = value is not None or dual is not None
+        self.policy_value = self._policy_value if dual is not None else None  # see gogame.mcts.Evaluator
         self.symmetries = symmetries
         self.device = torch.device(device)
         self.bf16 = bf16
@@ -101,32 +109,64 @@ class NetEvaluator:
             return self._rng.integers(8, size=batch)
         return np.zeros(batch, np.int64)
 
-    def _forward(self, net: nets.PolicyNet | nets.ValueNet, planes: np.ndarray, ks: np.ndarray) -> np.ndarray:
-        """The net's first output for row ``r`` of ``planes`` (repeated ``len(ks) // len(planes)`` times) seen
-        through symmetry ``ks[r]``: the one place where the search runs a network."""
+    def _forward(self, net: torch.nn.Module, planes: np.ndarray, ks: np.ndarray) -> list[np.ndarray]:
+        """The net's outputs (one array each: a dual net has three) for row ``r`` of ``planes`` (repeated
+        ``len(ks) // len(planes)`` times) seen through symmetry ``ks[r]``: the one place where the search runs a
+        network."""
         rows = np.repeat(planes[:, : net.in_planes], len(ks) // len(planes), axis=0)
         x = features.transform_planes_batch(rows, ks, np.float32)  # (R, C, S, S)
-        return self._runners[net.kind](x)[0]
+        return self._runners[net.kind](x)
 
     def policy(self, planes: np.ndarray) -> np.ndarray:
         """Log-probabilities ``(B, size * size + 1)`` over all moves (legality is the caller's)."""
         b, s = len(planes), self.size
+        if self.dual_net is not None:
+            return self._dual(planes)[0]
         if self.policy_net is None:
             return np.zeros((b, s * s + 1), np.float32)
         ks = self._transforms(b)
-        logits = self._forward(self.policy_net, planes, ks)
+        return self._log_policy(self._forward(self.policy_net, planes, ks)[0], ks, b)
+
+    def _log_policy(self, logits: np.ndarray, ks: np.ndarray, b: int) -> np.ndarray:
+        """Log-probabilities ``(b, size * size + 1)`` in the board's orientation from the logits of the
+        transformed rows (``b`` positions, 1 or 8 rows each: the mean of the 8 distributions)."""
+        s = self.size
         logp = features.moves_to_board(logits - np.logaddexp.reduce(logits, axis=1, keepdims=True), ks, s)
         logp = logp.reshape(b, -1, s * s + 1)  # (B, 1 or 8, S*S+1)
         if logp.shape[1] == 1:
             return logp[:, 0]
-        return np.log(np.exp(logp).mean(axis=1))  # mean of the 8 distributions
+        return np.log(np.exp(logp).mean(axis=1))
 
     def value(self, planes: np.ndarray) -> np.ndarray:
         """float ``(B,)`` in [-1, 1] for the side to move (mean over the 8 symmetries with "all")."""
+        if self.dual_net is not None:
+            return self._dual(planes)[1]
         if self.value_net is None:
             raise ValueError("no value network")
         ks = self._transforms(len(planes))
-        return self._forward(self.value_net, planes, ks).reshape(len(planes), -1).mean(axis=1).astype(np.float64)
+        return self._forward(self.value_net, planes, ks)[0].reshape(len(planes), -1).mean(axis=1).astype(np.float64)
+
+    # -- the dual net: priors, value and ownership from one forward pass
+
+    def _policy_value(self, planes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`policy` and :meth:`value` of a dual net from one forward pass."""
+        logp, value, _ = self._dual(planes)
+        return logp, value
+
+    def ownership(self, planes: np.ndarray) -> np.ndarray:
+        """float ``(B, size * size)`` in [-1, 1]: the dual net's expected final owner of each point, +1 the side
+        to move, ``2 sigmoid(logit) - 1`` (mean over the 8 symmetries with "all"). ValueError without one."""
+        if self.dual_net is None:
+            raise ValueError("no dual network: ownership comes from rollouts")
+        return self._dual(planes)[2]
+
+    def _dual(self, planes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        b, s = len(planes), self.size
+        ks = self._transforms(b)
+        logits, value, owner = self._forward(self.dual_net, planes, ks)[:3]
+        owner = features.moves_to_board(np.tanh(np.asarray(owner, np.float64) / 2), ks, s)
+        value = np.asarray(value).reshape(b, -1).mean(axis=1).astype(np.float64)
+        return self._log_policy(np.asarray(logits), ks, b), value, owner.reshape(b, -1, s * s).mean(axis=1)
 
 
 # -- results --------------------------------------------------------------------------------------------------
@@ -215,15 +255,24 @@ class Engine:
 
     The engine keeps its search tree between calls: when the next board continues the last one (the same game
     with more moves), the subtree of the new position is reused.
+
+    With a :class:`gogame.nets.DualNet` as ``policy`` (and no value net) the engine plays ``size`` (default: the
+    first size the net was trained on); each new leaf gets its priors and value from one forward pass and is
+    expanded at its first evaluation (``expand_threshold`` 0 unless given, as in AlphaGo Zero), and
+    :meth:`evaluate` and :meth:`ownership` give the net's win rate and ownership.
     """
 
-    def __init__(self, policy: nets.PolicyNet | None, value: nets.ValueNet | None = None,
+    def __init__(self, policy: nets.PolicyNet | nets.DualNet | None, value: nets.ValueNet | None = None,
                  rollout: ro.RolloutPolicy | None = None, *, size: int | None = None, visits: int = 400,
                  seconds: float | None = None, symmetries: str = "random", resign_threshold: float = 0.05,
                  early_stop: bool = True, device: str | torch.device = "cpu", torch_threads: int | None = 1,
                  bf16: bool = True, backend: str = "auto", onnx_threads: int = inference.DEFAULT_THREADS,
                  **search_options) -> None:
-        search_options.setdefault("lambda_", 0.5 if value is not None else 1.0)
+        dual = policy is not None and policy.kind == "dual"
+        if dual:
+            size = size if size is not None else policy.board_sizes[0]
+            search_options.setdefault("expand_threshold", 0)  # priors come with the value: expand at once
+        search_options.setdefault("lambda_", 0.5 if value is not None or dual else 1.0)
         self.config = SearchConfig(**search_options)
         self.evaluator = NetEvaluator(policy, value, symmetries=symmetries, seed=self.config.seed,
                                       device=device, size=size, bf16=bf16, backend=backend,
@@ -249,9 +298,10 @@ class Engine:
         ``Engine.load(size=19)``: the shipped policy and value nets for that size
         (:func:`gogame.nets.default_weights`; FileNotFoundError naming the shipped sizes if there is no policy
         net; with no value net shipped for the size, leaves are valued by rollouts alone).
-        ``Engine.load(path)``: a policy or value net file (its kind decides which; the other net is then
+        ``Engine.load(path)``: a policy, value or dual net file (its kind decides which; the other net is then
         absent), or a folder holding ``policy*.pt``, ``value*.pt`` and optionally a rollout policy
-        ``rollout*.npz`` (``size`` picks ``policy{size}.pt`` when there are several, and so on).
+        ``rollout*.npz`` (``size`` picks ``policy{size}.pt`` when there are several, and so on); a folder with a
+        ``dual*.pt`` plays that dual net alone (``dual{size}.pt`` first, else the only one).
         ``Engine.load(policy=..., value=...)``: explicit files, either may be left out. ``rollout``: a
         :class:`gogame.rollout.RolloutPolicy`, its file, or ``"uniform"`` (random playouts); by default the
         folder's, else the shipped policy if it exists, else uniform. Raises CheckpointError for a file that is not a
@@ -260,12 +310,16 @@ class Engine:
         if path is not None:
             path = Path(path)
             if path.is_dir():
+                rollout = rollout or _pick(path, "rollout", size, ".npz")
+                dual = _pick(path, "dual", size)
+                if dual is not None and policy is None and value is None:
+                    return cls(nets.load(dual, device, "dual"), None, _rollout_policy(rollout), size=size,
+                               device=device, **options)
                 policy = policy or _pick(path, "policy", size)
                 value = value or _pick(path, "value", size)
-                rollout = rollout or _pick(path, "rollout", size, ".npz")
             else:
                 net = nets.load(path, device)
-                return cls(net if net.kind == "policy" else None, net if net.kind == "value" else None,
+                return cls(net if net.kind != "value" else None, net if net.kind == "value" else None,
                            _rollout_policy(rollout), size=size, device=device, **options)
         elif policy is None and value is None:
             if size is None:
@@ -304,14 +358,18 @@ class Engine:
         """The networks' raw view of ``board``: move probabilities and black's win probability (no search)."""
         self._check(board, playing=False)
         planes = features.planes(board, "alphago49")[None]
-        logp = self.evaluator.policy(planes)[0].astype(np.float64)
+        if self.evaluator.policy_value is not None:  # a dual net: both from one forward
+            logp, v = (a[0] for a in self.evaluator.policy_value(planes))
+        else:
+            logp = self.evaluator.policy(planes)[0]
+            v = float(self.evaluator.value(planes)[0]) if self.evaluator.has_value else None
+        logp = logp.astype(np.float64)
         legal = np.append(features.legal_mask(board), True)  # pass is always legal
         p = np.where(legal, np.exp(logp - logp[legal].max()), 0.0)
         p /= p.sum()
         black = None
-        if self.evaluator.has_value:
-            v = float(self.evaluator.value(planes)[0])
-            black = (1 + v) / 2 if board.to_move == "B" else (1 - v) / 2
+        if v is not None:
+            black = (1 + float(v)) / 2 if board.to_move == "B" else (1 - float(v)) / 2
         return Evaluation(self.size, board.to_move, p, black)
 
     def analyze(self, board: Board, visits: int | None = None, seconds: float | None = None, *,
@@ -375,12 +433,16 @@ class Engine:
         return analysis.move
 
     def ownership(self, board: Board, rollouts: int = 200, seed: int = 0) -> np.ndarray:
-        """float64 ``[row, col]`` in [-1, 1]: who owns each point at the end of ``rollouts`` playouts (+1 black).
+        """float64 ``[row, col]`` in [-1, 1]: who owns each point at the end of the game (+1 black).
 
-        Each playout's final position is scored by area (every stone alive, empty regions to the colour that
-        surrounds them); the mean over playouts marks dead stones (owned by the other colour) and territory.
+        With a dual net, the net's ownership head (``rollouts`` and ``seed`` unused). Otherwise the mean over
+        ``rollouts`` playouts, each final position scored by area (every stone alive, empty regions to the colour
+        that surrounds them): the mean marks dead stones (owned by the other colour) and territory.
         """
         self._check(board, playing=False)
+        if self.evaluator.dual_net is not None:
+            owner = self.evaluator.ownership(features.planes(board, "alphago49")[None])[0]
+            return owner.reshape(self.size, self.size) * (1.0 if board.to_move == "B" else -1.0)
         return self.rollouts.ownership(board, rollouts, seed)
 
     def render(self, board: Board, path: str | PathLike, what: str = "policy", visits: int | None = None) -> Path:

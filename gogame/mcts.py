@@ -526,7 +526,10 @@ class Rollouts:
 class Evaluator(Protocol):
     """What the search asks of the networks. ``planes`` are uint8 alphago49 ``(B, 49, size, size)``.
 
-    ``uses_planes`` False (optional attribute) tells the search to skip computing the planes.
+    ``uses_planes`` False (optional attribute) tells the search to skip computing the planes. ``policy_value``
+    (optional attribute): None, or a callable ``planes -> (logits (B, size * size + 1), values (B,))`` that gives
+    both from one evaluation (a dual network); the search then makes one call per batch for the union of the
+    leaves that need priors and those that need a value, instead of one call to each of the two methods.
     """
 
     size: int
@@ -865,9 +868,16 @@ class MCTS:
             batch_planes(bs, rows, planes)
         t3 = time.perf_counter()
         stats.feature_seconds += t3 - t2
-        logits = self.evaluator.policy(planes[slot[expand]]) if expand.size else None
-        if need_value.size:
-            t.value[leaves[need_value]] = self.evaluator.value(planes[slot[need_value]])
+        fused = getattr(self.evaluator, "policy_value", None)
+        if fused is not None and rows.size:  # one forward for priors and values
+            all_logits, all_values = fused(planes)
+            logits = all_logits[slot[expand]]
+            if need_value.size:
+                t.value[leaves[need_value]] = all_values[slot[need_value]]
+        else:
+            logits = self.evaluator.policy(planes[slot[expand]]) if expand.size else None
+            if need_value.size:
+                t.value[leaves[need_value]] = self.evaluator.value(planes[slot[need_value]])
         t4 = time.perf_counter()
         stats.net_seconds += t4 - t3
         if evals.size:

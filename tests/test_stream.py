@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import tarfile
 from pathlib import Path
@@ -21,8 +22,6 @@ SIZE = 9
 
 def make_archive(path: Path, files: dict[str, bytes]) -> Path:
     """A .tar.xz holding ``files`` (member name -> SGF bytes)."""
-    import io
-
     with tarfile.open(path, "w:xz") as tar:
         for name, content in files.items():
             info = tarfile.TarInfo(name)
@@ -111,9 +110,11 @@ def test_splits_are_disjoint_by_game_and_cover_the_kept_games(archive, index_dir
 
 
 def test_the_index_is_built_once(archive, index_dir, monkeypatch):
-    make(archive, index_dir)
+    games = make(archive, index_dir).games
     monkeypatch.setattr(stream, "read_games", lambda *a, **k: pytest.fail("the cached index was not used"))
-    assert make(archive, index_dir).games > 0
+    monkeypatch.setattr(stream, "_LOADED", {})  # a new process: the index comes from the disk
+    assert make(archive, index_dir).games == games
+    assert stream._LOADED  # and is kept for the next stream of this process
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
     assert (index_dir / f"{digest}-{SIZE}-v{stream.INDEX_VERSION}.npz").is_file()
 
@@ -140,7 +141,7 @@ def test_outcome_is_masked_by_result_kind_komi_and_handicap(archive, index_dir):
     source = make(archive, index_dir, val_fraction=0, test_fraction=0)
     seen = set()
     for i in range(source.games):
-        facts = source._record(i)[2]
+        facts = source.record(i)[2]
         arrays = source.game_arrays(i)
         kind = data.result_kind(facts.result)
         mover = np.where(np.arange(len(arrays["move"])) % 2 == 0, 1, -1)  # no handicap here: black first

@@ -7,7 +7,8 @@ reported with a 95% interval of each median (order statistics) and the median pe
 
 ``python -m training.bench_dual ownership ARCHIVE``: on games that ended by counting (``RE`` like ``W+3.5``),
 the margin implied by the rollout ownership of the final position (:meth:`training.stream.ExpertStream.
-final_ownership`: the sum of the mean owners minus komi) against the recorded one; beside it the board scored as
+final_ownership`: the sum of the mean owners minus komi, and the sum of their signs: each point to the side that
+owns it in most playouts) against the recorded one; beside it the board scored as
 it stands (every stone alive) and, for the first ``--gnugo`` games, the board scored with GNU Go's
 ``final_status_list dead`` stones removed, with the per-point agreement of the rollout owner sign and GNU Go's.
 Records of Japanese games count territory, not area: a margin may differ by a point from the area count.
@@ -83,11 +84,12 @@ def ownership(args: argparse.Namespace) -> dict:
                           outcome=OutcomeRule(), val_fraction=0, test_fraction=0,
                           ownership_playouts=args.playouts, progress=False)
     rows = []
-    gnugo = GtpController(args.gnugo_command.split()) if args.gnugo and shutil.which(args.gnugo_command.split()[0]) \
-        else None
+    if args.gnugo and not shutil.which(args.gnugo_command.split()[0]):
+        raise SystemExit(f"--gnugo: no GNU Go at {args.gnugo_command.split()[0]}")
+    gnugo = GtpController(args.gnugo_command.split(), timeout=args.gnugo_timeout) if args.gnugo else None
     gnugo_rows = []
     for i in range(source.games):
-        setup, moves, facts, name = source._record(i)
+        setup, moves, facts, name = source.record(i)
         if data.result_kind(facts.result) != data.SCORE or not 5.5 <= facts.komi <= 7.5:
             continue
         recorded = float(facts.result[2:]) * (1 if facts.result[0].upper() == "B" else -1)
@@ -95,7 +97,8 @@ def ownership(args: argparse.Namespace) -> dict:
         board = Board(19, facts.komi, superko="none")
         for colour, move in moves:
             board.play(move, colour)
-        rows.append((recorded, float(owner.sum()) - facts.komi, board.score("area")))
+        rows.append((recorded, float(owner.sum()) - facts.komi, float(np.sign(owner).sum()) - facts.komi,
+                     board.score("area")))
         if gnugo is not None and len(gnugo_rows) < args.gnugo:
             dead = _gnugo_dead(gnugo, board, moves, facts.komi)
             judged = board.ownership(dead).reshape(-1)  # +1 black, -1 white, 0 neither (point order row*19+col)
@@ -115,7 +118,7 @@ def ownership(args: argparse.Namespace) -> dict:
                 "within_2": float(np.mean(e <= 2)), "within_5": float(np.mean(e <= 5))}
 
     out = {"games": len(rows), "playouts": args.playouts, "rollout_ownership": errors(r[:, 0], r[:, 1]),
-           "board_as_it_stands": errors(r[:, 0], r[:, 2])}
+           "rollout_ownership_signs": errors(r[:, 0], r[:, 2]), "board_as_it_stands": errors(r[:, 0], r[:, 3])}
     if gnugo_rows:
         g = np.array(gnugo_rows)
         out["gnugo"] = {"games": len(gnugo_rows), "gnugo_dead_removed": errors(g[:, 0], g[:, 1]),
@@ -138,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     o.add_argument("--playouts", type=int, default=32)
     o.add_argument("--gnugo", type=int, default=0, help="also judge the first N games with GNU Go")
     o.add_argument("--gnugo-command", default="/usr/games/gnugo --mode gtp --chinese-rules")
+    o.add_argument("--gnugo-timeout", type=float, default=600, help="seconds GNU Go may take over one command")
     args = parser.parse_args(argv)
     print(json.dumps(forward(args) if args.what == "forward" else ownership(args), indent=1))
     return 0

@@ -15,7 +15,8 @@ where the MSE counts only the positions whose outcome is not 0 (a result that sa
 against the estimated final area for the mover, ``(ownership + 1) / 2``, averaged over the points. Logged: the
 three terms (``policy``, ``mse``, ``ownership``), top-1 and top-5 move accuracy (``acc``, ``top5``), and
 ``own_acc``, the share of points whose owner sign the net gets right among those the estimate is sure of
-(|target| >= 1/2).
+(|target| >= 1/2). ``mse`` is a batch's mean over its positions with an outcome; the trainer's validation then
+weights each batch's by all its positions, a small difference when batches are large and shuffled.
 """
 
 from __future__ import annotations

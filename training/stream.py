@@ -63,10 +63,12 @@ from gogame.mcts import Rollouts
 from training import data
 from training.corpus import read_games
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2
+TEXT_CAP = 32  # characters kept of a result, rank or date (the filters read their start)
 FEATURE_SET = "alphago49"
 DEFAULT_INDEX_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gogame" / "expert-index"
 _TEXT_FIELDS = ("name", "result", "black_rank", "white_rank", "date")
+_LOADED: dict[Path, dict[str, np.ndarray]] = {}  # indexes read in this process (train and val share one)
 
 
 @dataclass(frozen=True)
@@ -110,14 +112,19 @@ def game_index(path: str | os.PathLike, size: int, index_dir: str | os.PathLike 
     (int16), ``move_start`` (int64, games + 1 offsets into ``move`` and ``colour``: int16 flat points
     ``row * size + col``, ``size * size`` for pass, and int8 1 black / 2 white), ``setup_start`` and ``setup``
     (int64 offsets, int16 flat points of AB then AW), ``setup_black`` (int16: how many of a game's setup points
-    are black), and ``skipped`` (a JSON count of the games left out by reason). Built once and cached in
-    ``index_dir`` (default :data:`DEFAULT_INDEX_DIR`) under the file's sha256 (pass ``sha256`` if known).
+    are black), and ``skipped`` (a JSON count of the games left out by reason). Results, ranks and dates are
+    stripped and cut to :data:`TEXT_CAP` characters (numpy keeps every string as wide as the longest). Built
+    once and cached, compressed, in ``index_dir`` (default :data:`DEFAULT_INDEX_DIR`) under the file's sha256
+    (pass ``sha256`` if known); read once per process.
     """
     sha256 = sha256 or data.file_sha256(path)
     cache = Path(index_dir or DEFAULT_INDEX_DIR) / f"{sha256}-{size}-v{INDEX_VERSION}.npz"
+    if cache in _LOADED:
+        return _LOADED[cache]
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+            _LOADED[cache] = {k: z[k] for k in z.files}
+        return _LOADED[cache]
     path = Path(path)
     prefix = str(path)
     text: dict[str, list[str]] = {k: [] for k in _TEXT_FIELDS}
@@ -135,8 +142,9 @@ def game_index(path: str | os.PathLike, size: int, index_dir: str | os.PathLike 
             continue
         facts = data.GameFacts.of(game)
         short = path.name + name[len(prefix):] if name.startswith(prefix) else name
-        for key, value in zip(_TEXT_FIELDS, (short, facts.result, facts.black_rank, facts.white_rank, facts.date)):
-            text[key].append(value)
+        text["name"].append(short)
+        for key, value in zip(_TEXT_FIELDS[1:], (facts.result, facts.black_rank, facts.white_rank, facts.date)):
+            text[key].append(value.strip()[:TEXT_CAP])
         komi.append(game.komi)
         handicap.append(game.handicap)
         moves.append(np.array([coords.to_flat(m, size) for _, m in game.moves], np.int16))
@@ -152,7 +160,8 @@ def game_index(path: str | os.PathLike, size: int, index_dir: str | os.PathLike 
         setup_start=np.concatenate([[0], np.cumsum([p.size for p in setup])]).astype(np.int64),
         setup=np.concatenate(setup or [np.zeros(0, np.int16)]), setup_black=np.array(setup_black, np.int16),
         skipped=np.array(json.dumps(dict(skipped))))
-    write_atomically(cache, lambda f: np.savez(f, **index))
+    write_atomically(cache, lambda f: np.savez_compressed(f, **index))
+    _LOADED[cache] = index
     return index
 
 
@@ -247,7 +256,9 @@ class ExpertStream:
 
     # -- one game -----------------------------------------------------------------------------------------------
 
-    def _record(self, i: int) -> tuple[tuple[list, list], list[tuple[str, coords.Move]], data.GameFacts, str]:
+    def record(self, i: int) -> tuple[tuple[list, list], list[tuple[str, coords.Move]], data.GameFacts, str]:
+        """Game ``i`` of the split (index order) from the index: ``((black setup points, white setup points),
+        (colour, move) list, facts, name)``."""
         index, g = self._games[i]
         size = self.size
         points = index["setup"][index["setup_start"][g]:index["setup_start"][g + 1]]
@@ -261,7 +272,7 @@ class ExpertStream:
     def final_ownership(self, i: int) -> np.ndarray:
         """float64 ``(size * size,)`` in [-1, 1], flat ``row * size + col``: game ``i``'s estimated final owner
         (+1 black), from ``ownership_playouts`` rollouts of its last position (trailing passes dropped)."""
-        setup, moves, facts, name = self._record(i)
+        setup, moves, facts, name = self.record(i)
         while moves and moves[-1][1] is None:
             moves = moves[:-1]
         board = Board(self.size, facts.komi, superko="none")
@@ -274,7 +285,7 @@ class ExpertStream:
     def game_arrays(self, i: int) -> dict[str, np.ndarray]:
         """The per-position arrays of game ``i`` of the split (index order): ``planes``, ``move``, ``outcome``,
         ``move_number``, ``ownership`` as in a batch, before shuffling."""
-        setup, moves, facts, _ = self._record(i)
+        setup, moves, facts, _ = self.record(i)
         size = self.size
         packed = data.encode_moves(size, setup, moves, FEATURE_SET)
         black = np.array([c == "B" for c, _ in moves])
