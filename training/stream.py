@@ -245,7 +245,7 @@ class ExpertStream:
             "seed": self.seed, "split_seed": self.split_seed, "val_fraction": self.val_fraction,
             "test_fraction": self.test_fraction, "games_per_chunk": self.games_per_chunk,
             "ownership_playouts": self.ownership_playouts, "ownership_policy": str(ro.DEFAULT_ROLLOUT.name),
-            "drop_last": self.drop_last, "max_batches": self.max_batches, "index_version": INDEX_VERSION,
+            "drop_last": self.drop_last, "max_batches": self.max_batches,
         }
         return {"inputs": [dict(i) for i in self.inputs], "settings": settings}
 
