@@ -32,7 +32,7 @@ from gogame import features
 from gogame.board import Board, IllegalMove
 from training.corpus import read_games
 
-DEFAULT_ARCHIVE = Path("/work/shared/data/pro19.tar.xz")
+DEFAULT_ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "pro19.tar.xz"  # ../shared/data
 
 
 # -- the reference --------------------------------------------------------------------------

@@ -39,10 +39,11 @@ import torch
 
 from gogame import Board, features, inference, nets
 from gogame.api import Engine
+from gogame.stats import mean_interval
 from training.corpus import read_games
-from training.match import mean_interval
 
-CORPUS = {9: "/work/shared/data/pro9.tar.xz", 19: "/work/shared/data/pro19.tar.xz"}
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data beside the checkout
+CORPUS = {9: str(SHARED_DATA / "pro9.tar.xz"), 19: str(SHARED_DATA / "pro19.tar.xz")}
 Forward = Callable[[np.ndarray], object]
 
 
