@@ -299,7 +299,7 @@ class Campaign:
         segment["positions_per_s"] = round(segment["positions"] / elapsed, 2)
         segment["stop"] = _now()
         val = [r for r in read_metrics(self.workdir) if r["split"] == "val"]
-        segment["val"] = {k: v for k, v in val[-1].items() if k != "split"} if val else None
+        segment["val"] = _held_out(val)
         self._write_segment(segment)
 
     def _write_segment(self, segment: dict[str, Any]) -> None:
@@ -325,7 +325,7 @@ class Campaign:
         return {"name": self.config["name"], "stage": self.config["stage"], "step": step, "total_steps": total,
                 "positions_seen": sum(s.get("positions", 0) for s in segments), "segments": len(segments),
                 "last_segment": segments[-1] if segments else None,
-                "val": {k: v for k, v in val[-1].items() if k != "split"} if val else None,
+                "val": _held_out(val),
                 "eta_hours_at_last_rate": eta_h, "folder_mb": round(size / 2**20, 2)}
 
     def plot(self) -> Path | None:
@@ -338,6 +338,11 @@ class Campaign:
                  f"{status['segments']} segment(s)" + (f", ETA {eta:.1f} h at the last rate" if eta else ""))
         return plot_run(self.folder, self.folder / PLOT_FILE, boundaries=[s["start_step"] for s in self.segments()],
                         title=title, rates=True)
+
+
+def _held_out(rows: list[dict[str, Any]]) -> dict[str, float] | None:
+    """The metrics of the last val row (its step and clock left out), or None."""
+    return {k: v for k, v in rows[-1].items() if k not in ("step", "split", "elapsed_s")} if rows else None
 
 
 def _config_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
