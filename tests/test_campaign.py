@@ -60,6 +60,8 @@ def test_three_segments_in_fresh_folders_make_one_run(tmp_path, capsys):
     assert [(r["step"], r["split"]) for r in read_metrics(folder)] == \
         [(r["step"], r["split"]) for r in read_metrics(whole)]
     assert (folder / "progress.png").stat().st_size > 0
+    assert train_main(["plot", str(folder), "--out", str(tmp_path / "curve.png")]) == 0  # the campaign's plot
+    assert (tmp_path / "curve.png").stat().st_size > 0
     # fp16 weights at each handover: close to the uninterrupted run, not bitwise
     a = load_checkpoint(whole / "state.pt", expect_kind="campaign-state")["model"]
     b = load_checkpoint(folder / "state.pt", expect_kind="campaign-state")["model"]

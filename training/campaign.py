@@ -328,16 +328,17 @@ class Campaign:
                 "val": _held_out(val),
                 "eta_hours_at_last_rate": eta_h, "folder_mb": round(size / 2**20, 2)}
 
-    def plot(self) -> Path | None:
-        """Draw ``progress.png``: every metric over the whole campaign, segment starts marked."""
+    def plot(self, out: str | os.PathLike | None = None) -> Path | None:
+        """Draw ``progress.png`` (or ``out``): every metric over the whole campaign, segment starts marked, the
+        training rate in its own panel; None before the first metrics row."""
         if not read_metrics(self.folder):
             return None
         status = self.status()
         eta = status["eta_hours_at_last_rate"]
         title = (f"campaign {self.config['name']}: step {status['step']} of {status['total_steps']}, "
                  f"{status['segments']} segment(s)" + (f", ETA {eta:.1f} h at the last rate" if eta else ""))
-        return plot_run(self.folder, self.folder / PLOT_FILE, boundaries=[s["start_step"] for s in self.segments()],
-                        title=title, rates=True)
+        return plot_run(self.folder, out or self.folder / PLOT_FILE,
+                        boundaries=[s["start_step"] for s in self.segments()], title=title, rates=True)
 
 
 def _held_out(rows: list[dict[str, Any]]) -> dict[str, float] | None:

@@ -152,10 +152,16 @@ def plot_run(run_dir: str | os.PathLike, out_png: str | os.PathLike | None = Non
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("run_dir", help="a run folder holding metrics.csv")
-    parser.add_argument("--out", default=None, help="PNG path (default: RUN_DIR/metrics.png)")
+    parser.add_argument("run_dir", help="a run folder holding metrics.csv, or a campaign folder (campaigns/NAME)")
+    parser.add_argument("--out", default=None,
+                        help="PNG path (default: RUN_DIR/metrics.png; a campaign's RUN_DIR/progress.png)")
 
 
 def run(args) -> int:
-    print(plot_run(args.run_dir, args.out))
+    from training.campaign import CONFIG_FILE, Campaign  # the campaign module plots through this one
+
+    if (Path(args.run_dir) / CONFIG_FILE).is_file():  # every segment, their boundaries marked, positions/s
+        print(Campaign(args.run_dir).plot(args.out))
+    else:
+        print(plot_run(args.run_dir, args.out))
     return 0
