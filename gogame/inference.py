@@ -31,6 +31,7 @@ skipped (the model is then exported on each load and used from memory).
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import hashlib
 import importlib
@@ -112,7 +113,7 @@ def _outputs(out: torch.Tensor | tuple[torch.Tensor, ...]) -> tuple[torch.Tensor
     return tuple(out) if isinstance(out, (tuple, list)) else (out,)
 
 
-class Runner:
+class Runner(abc.ABC):
     """A network's forward on numpy batches: ``runner(planes)`` -> one float32 array per output, batch first.
 
     ``planes``: ``(batch, planes, rows, cols)``, any real or integer dtype. ``backend`` names what runs it.
@@ -120,8 +121,9 @@ class Runner:
 
     backend: str
 
+    @abc.abstractmethod
     def __call__(self, planes: np.ndarray) -> tuple[np.ndarray, ...]:
-        raise NotImplementedError
+        """The net's outputs for ``planes``."""
 
     def prepare(self, shape: tuple[int, int, int]) -> None:
         """Get ready for inputs of shape ``(batch, *shape)`` now rather than on the first call (a no-op here)."""

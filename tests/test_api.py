@@ -30,13 +30,7 @@ def weights(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny batches on a shared CPU: intra-op threads only wait for each other (restored afterwards)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def engine(weights: Path, **options) -> Engine:

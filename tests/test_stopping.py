@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from gogame.checkpoint import CheckpointError, load_checkpoint
 from tests.test_trainer import assert_same_weights, config, mlp, mse_loss, regression_data

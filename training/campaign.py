@@ -61,7 +61,7 @@ from typing import Any
 import torch
 
 from gogame.atomic import write_atomically
-from gogame.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from gogame.checkpoint import load_checkpoint, save_checkpoint
 from training.metrics import METRICS_FILE, plot_run, read_metrics
 from training.stopping import EXIT_STOPPED, RunStopped, add_stop_arguments
 from training.trainer import LAST, MANIFEST, Trainer
