@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from gogame import nets
+from gogame.checkpoint import CheckpointError
 from training import cli, data
 from training.dual import DualConfig, build_job, dual_loss
 from training.trainer import Trainer
@@ -83,6 +84,25 @@ def test_build_job_trains_and_its_checkpoints_load_as_dual_nets(archive, tmp_pat
     assert set(summary["val"]) >= {"loss", "policy", "acc", "top5", "mse", "ownership", "own_acc"}
     loaded = nets.load(tmp_path / "run" / "last.pt", kind="dual")
     assert loaded.meta["board_sizes"] == [SIZE] and loaded.meta["features"] == "alphago49"
+
+
+def test_value_positions_sample_the_training_games_only(archive, tmp_path):
+    job = build_job(config(archive, tmp_path, value_positions=3))
+    assert job.train.value_positions == 3 and job.val.value_positions == 0  # held-out figures use every position
+
+
+def test_init_starts_from_another_runs_weights_and_refuses_ones_that_do_not_fit(archive, tmp_path):
+    first = build_job(config(archive, tmp_path / "a"))
+    Trainer(first.model, first.loss_fn, first.train, None, config=first.config, extra_meta=first.extra_meta).fit()
+    last = tmp_path / "a" / "run" / "last.pt"
+    job = build_job(config(archive, tmp_path / "b", init=str(last)))
+    trained = nets.load(last).state_dict()
+    assert all(torch.equal(trained[k], v) for k, v in job.model.state_dict().items())
+    assert job.extra_meta["provenance"]["init"] == {"path": str(last), "sha256": data.file_sha256(last)}
+    with pytest.raises(CheckpointError, match="do not fit"):
+        build_job(config(archive, tmp_path / "c", init=str(last), preset="b4c64"))
+    with pytest.raises(CheckpointError):
+        build_job(config(archive, tmp_path / "d", init=str(archive)))
 
 
 def test_a_resumed_run_ends_with_the_weights_of_an_unbroken_one(archive, tmp_path):

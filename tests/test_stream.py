@@ -161,6 +161,29 @@ def test_outcome_is_masked_by_result_kind_komi_and_handicap(archive, index_dir):
         OutcomeRule(results=("resigned",))
 
 
+def test_value_positions_keep_that_many_outcomes_per_game_drawn_the_same_way_each_time(archive, index_dir):
+    every = make(archive, index_dir, val_fraction=0, test_fraction=0)
+    sampled = make(archive, index_dir, val_fraction=0, test_fraction=0, value_positions=5)
+    again = make(archive, index_dir, val_fraction=0, test_fraction=0, value_positions=5)
+    kept_positions = set()
+    for i in range(every.games):
+        full, part = every.game_arrays(i)["outcome"], sampled.game_arrays(i)["outcome"]
+        assert np.array_equal(part, again.game_arrays(i)["outcome"])
+        if full.any():
+            assert np.count_nonzero(part) == min(5, full.size)
+            assert np.array_equal(part[part != 0], full[part != 0])  # a kept outcome is the game's own
+            kept_positions.add(tuple(np.flatnonzero(part)))
+        else:
+            assert not part.any()
+        for key in ("planes", "move", data.OWNERSHIP):  # the moves and owners of every position still teach
+            assert np.array_equal(every.game_arrays(i)[key], sampled.game_arrays(i)[key])
+    assert len(kept_positions) > 1  # drawn per game, not the same move numbers everywhere
+    assert "value_positions" not in every.manifest()["settings"]
+    assert sampled.manifest()["settings"]["value_positions"] == 5
+    with pytest.raises(ValueError, match="value_positions"):
+        make(archive, index_dir, value_positions=-1)
+
+
 def finished_game() -> bytes:
     """9x9: black walls off columns A-E, white F-J, both pass; black's area 45 to 36."""
     moves = []

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from gogame import features, nets
+from gogame.checkpoint import CheckpointError, load_checkpoint, strip_wrapper_prefixes
 from training import data, options, sl
 from training.options import option
 from training.stream import ExpertStream, OutcomeRule
@@ -58,6 +60,8 @@ class DualConfig:
     outcome_handicap: bool = option(False, "value targets from handicap games too")
     ownership_playouts: int = option(32, "rollouts of each game's last position that estimate its final owners")
     games_per_chunk: int = option(64, "games whose positions are shuffled together")
+    value_positions: int = option(0, "positions of each training game whose outcome is a value target (0: all; "
+                                     "the rest teach moves and ownership only)")
     split_seed: int = option(0, "seed of the train/val/test split by game")
     val_fraction: float = option(0.02, "share of games for validation")
     test_fraction: float = option(0.02, "share of games held out for testing")
@@ -66,6 +70,8 @@ class DualConfig:
     preset: str = option("b6c96", f"dual net preset: {', '.join(nets.DUAL_PRESETS)}")
     blocks: int | None = option(None, "residual blocks (overrides the preset's)")
     channels: int | None = option(None, "trunk channels (overrides the preset's)")
+    init: str | None = option(None, "start from these weights: a dual net file, trainer checkpoint or campaign "
+                                    "state of the same shape (the optimizer starts fresh)")
     value_weight: float = option(1.0, "weight of the value MSE in the loss")
     ownership_weight: float = option(1.0, "weight of the ownership BCE in the loss")
     # training
@@ -131,6 +137,21 @@ def dual_loss(size: int, value_weight: float = 1.0, ownership_weight: float = 1.
     return loss_fn
 
 
+def load_weights(model: torch.nn.Module, path: str) -> None:
+    """Copy the weights of ``path`` (any gogame checkpoint holding a ``model`` state dict: a net file, a trainer
+    checkpoint, a campaign's state) into ``model``; raises CheckpointError for a file that is not one or whose
+    weights do not fit the model."""
+    payload = load_checkpoint(path)
+    if not isinstance(payload.get("model"), dict):
+        raise CheckpointError(f"{path} holds no network weights")
+    try:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                               for k, v in strip_wrapper_prefixes(payload["model"]).items()})
+    except RuntimeError as exc:
+        lines = str(exc).strip().splitlines()
+        raise CheckpointError(f"{path}: its weights do not fit this net: {lines[-1].strip()}") from None
+
+
 def _stream(config: DualConfig, split: str) -> ExpertStream:
     game_filter = data.GameFilter(size=config.size, min_moves=config.min_moves, handicap=config.handicap,
                                   min_rank=config.min_rank, since=config.since, until=config.until)
@@ -140,7 +161,8 @@ def _stream(config: DualConfig, split: str) -> ExpertStream:
     return ExpertStream(config.sources, config.batch_size, split=split, game_filter=game_filter, outcome=outcome,
                         seed=config.seed, split_seed=config.split_seed, val_fraction=config.val_fraction,
                         test_fraction=config.test_fraction, games_per_chunk=config.games_per_chunk,
-                        ownership_playouts=config.ownership_playouts, drop_last=training,
+                        ownership_playouts=config.ownership_playouts,
+                        value_positions=config.value_positions if training else 0, drop_last=training,
                         max_batches=0 if training else config.val_batches, index_dir=config.index_dir,
                         progress=config.progress)
 
@@ -160,6 +182,8 @@ def build_job(config: DualConfig) -> TrainingJob:
     torch.manual_seed(config.seed)
     model = nets.build("dual", features.FEATURE_SETS[FEATURES], config.size, config.preset,
                        blocks=config.blocks, channels=config.channels)
+    if config.init:
+        load_weights(model, config.init)
     train_config = TrainConfig(
         out_dir=config.out, steps=config.steps, epochs=config.epochs or (0 if config.steps else 1),
         batch_size=config.batch_size, optimizer=config.optimizer, lr=config.lr, weight_decay=config.weight_decay,
@@ -170,6 +194,7 @@ def build_job(config: DualConfig) -> TrainingJob:
         max_steps_this_run=config.max_steps_this_run, stop_after_minutes=config.stop_after,
         ckpt_every_minutes=config.ckpt_every_minutes, extend_steps=config.extend)
     provenance = {**sl.run_provenance(), "data": train.manifest(), "train_games": train.games,
+                  "init": config.init and {"path": config.init, "sha256": data.file_sha256(Path(config.init))},
                   "train_positions": len(train), "value_weight": config.value_weight,
                   "ownership_weight": config.ownership_weight}
     extra_meta = nets.describe(model, features=FEATURES, provenance=provenance)

@@ -171,6 +171,9 @@ class ExpertStream:
     ``sources``: archives or ``.sgf`` files (one index each). ``split``: ``"train"``, ``"val"`` or ``"test"``,
     by :func:`training.data.split_of` with ``split_seed``, ``val_fraction`` and ``test_fraction``.
     ``game_filter`` picks the games (its ``size`` is the board's); ``outcome`` says which games teach values.
+    ``value_positions`` (0: all) keeps the outcome of only that many positions of each game, drawn by a hash of
+    its name, and sets the others' to 0: AlphaGo's remedy for a value net that learns to recognise a game's
+    positions instead of judging them, since successive positions differ by a stone and share one outcome.
     ``drop_last`` (training) yields only full batches, so every rank gets :meth:`num_batches`; without it the
     partial last batch is dealt out to the ranks (validation). ``max_batches`` (0: no limit) cuts each epoch
     short: a quick validation on a fixed sample. Raises FileNotFoundError for a missing source and ValueError
@@ -180,13 +183,14 @@ class ExpertStream:
     def __init__(self, sources: Sequence[str | os.PathLike], batch_size: int, *, split: str = "train",
                  game_filter: data.GameFilter = data.GameFilter(), outcome: OutcomeRule = OutcomeRule(),
                  seed: int = 0, split_seed: int = 0, val_fraction: float = 0.02, test_fraction: float = 0.02,
-                 games_per_chunk: int = 64, ownership_playouts: int = 32, drop_last: bool = True,
-                 max_batches: int = 0, index_dir: str | os.PathLike | None = None, progress: bool = True) -> None:
+                 games_per_chunk: int = 64, ownership_playouts: int = 32, value_positions: int = 0,
+                 drop_last: bool = True, max_batches: int = 0, index_dir: str | os.PathLike | None = None,
+                 progress: bool = True) -> None:
         if split not in data.SPLITS:
             raise ValueError(f"split must be one of {data.SPLITS}, not {split!r}")
-        if batch_size < 1 or games_per_chunk < 1 or ownership_playouts < 1 or max_batches < 0:
+        if batch_size < 1 or games_per_chunk < 1 or ownership_playouts < 1 or max_batches < 0 or value_positions < 0:
             raise ValueError("batch_size, games_per_chunk and ownership_playouts must be positive, "
-                             "max_batches not negative")
+                             "max_batches and value_positions not negative")
         if not sources:
             raise ValueError("no SGF archive to read")
         self.size = coords.check_size(game_filter.size)
@@ -194,6 +198,7 @@ class ExpertStream:
         self.seed, self.split_seed = seed, split_seed
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.games_per_chunk, self.ownership_playouts = games_per_chunk, ownership_playouts
+        self.value_positions = value_positions
         self.drop_last, self.max_batches = drop_last, max_batches
         self.inputs = []
         self._games: list[tuple[dict[str, np.ndarray], int]] = []  # (index, game) of the split's games, in order
@@ -245,6 +250,7 @@ class ExpertStream:
             "seed": self.seed, "split_seed": self.split_seed, "val_fraction": self.val_fraction,
             "test_fraction": self.test_fraction, "games_per_chunk": self.games_per_chunk,
             "ownership_playouts": self.ownership_playouts, "ownership_policy": str(ro.DEFAULT_ROLLOUT.name),
+            **({"value_positions": self.value_positions} if self.value_positions else {}),
             "drop_last": self.drop_last, "max_batches": self.max_batches,
         }
         return {"inputs": [dict(i) for i in self.inputs], "settings": settings}
@@ -285,13 +291,18 @@ class ExpertStream:
     def game_arrays(self, i: int) -> dict[str, np.ndarray]:
         """The per-position arrays of game ``i`` of the split (index order): ``planes``, ``move``, ``outcome``,
         ``move_number``, ``ownership`` as in a batch, before shuffling."""
-        setup, moves, facts, _ = self.record(i)
+        setup, moves, facts, name = self.record(i)
         size = self.size
         packed = data.encode_moves(size, setup, moves, FEATURE_SET)
         black = np.array([c == "B" for c, _ in moves])
         mover = np.where(black, 1, -1).astype(np.int8)
         winner = self.outcome.winner(facts)
         outcome = np.zeros(len(moves), np.int8) if winner is None else mover * (1 if winner == "B" else -1)
+        if 0 < self.value_positions < len(moves):
+            rng = np.random.default_rng([zlib.crc32(name.encode()), 1])
+            kept = np.zeros(len(moves), bool)
+            kept[rng.choice(len(moves), self.value_positions, replace=False)] = True
+            outcome = np.where(kept, outcome, 0).astype(np.int8)
         owner = self.final_ownership(i).astype(np.float32)
         return {
             "planes": packed,
