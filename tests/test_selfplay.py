@@ -169,6 +169,19 @@ def test_search_player_plays_mcts_moves():
     assert len(game.history) == len(game.moves) == 6 and game.moves[0] != SIZE * SIZE
 
 
+def test_search_player_draws_its_first_moves_by_visits_then_plays_the_most_visited():
+    engine = Engine(tiny_policy(), None, visits=16, threads=1, seed=0)
+    player = selfplay.SearchPlayer(engine, 16, sample_moves=1)
+    rng = np.random.default_rng(0)
+    firsts = {player._move(Board(SIZE), rng) for _ in range(10)}
+    assert len(firsts) > 1  # drawn, not the argmax every time
+    board = Board(SIZE)
+    board.play(sorted(firsts)[0])
+    assert player._move(board, rng) == engine.analyze(board, 16, stop_when_decided=True).move
+    with pytest.raises(ValueError, match="sample_moves"):
+        selfplay.SearchPlayer(engine, 16, sample_moves=-1)
+
+
 def test_games_from_start_boards_continue_them_and_record_none_keeps_only_the_outcome():
     start = Board(SIZE)
     for move in ("C3", "D4", "B2"):

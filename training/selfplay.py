@@ -40,6 +40,7 @@ import torch
 from tqdm import tqdm
 
 from gogame import coords, features, inference, nets, sgf
+from gogame import rollout as ro
 from gogame.api import Engine
 from gogame.atomic import write_atomically
 from gogame.board import Board, format_result
@@ -78,18 +79,30 @@ class NetPlayer:
 
 
 class SearchPlayer:
-    """Plays the most visited move of an MCTS search of ``visits`` visits, one board at a time (may pass); the
-    search stops once that move is decided (:meth:`gogame.mcts.MCTS.search`), which plays the same move sooner."""
+    """Plays the most visited move of an MCTS search of ``visits`` visits, one board at a time (may pass).
 
-    def __init__(self, engine: Engine, visits: int) -> None:
-        if visits < 1:
-            raise ValueError(f"visits must be at least 1, not {visits}")
-        self.engine, self.visits = engine, visits
+    For a game's first ``sample_moves`` moves it plays a move drawn in proportion to the visits instead, after
+    a search of the whole budget (AlphaGo Zero's temperature 1: varied openings, so that the games of one net
+    differ); later the search stops once its move is decided (:meth:`gogame.mcts.MCTS.search`), which plays the
+    same move sooner.
+    """
+
+    def __init__(self, engine: Engine, visits: int, sample_moves: int = 0) -> None:
+        if visits < 1 or sample_moves < 0:
+            raise ValueError(f"visits must be at least 1 and sample_moves not negative, not {visits}, {sample_moves}")
+        self.engine, self.visits, self.sample_moves = engine, visits, sample_moves
 
     def choose(self, boards: Sequence[Board], planes: np.ndarray, sensible: np.ndarray,
                rng: np.random.Generator) -> np.ndarray:
-        moves = [self.engine.analyze(b, self.visits, stop_when_decided=True).move for b in boards]
-        return np.array([coords.to_flat(coords.parse_move(m, b.size), b.size) for m, b in zip(moves, boards)])
+        return np.array([coords.to_flat(coords.parse_move(self._move(b, rng), b.size), b.size) for b in boards])
+
+    def _move(self, board: Board, rng: np.random.Generator) -> str:
+        sampling = board.move_number < self.sample_moves
+        analysis = self.engine.analyze(board, self.visits, stop_when_decided=not sampling)
+        if not (sampling and analysis.candidates):
+            return analysis.move
+        visits = np.array([c.visits for c in analysis.candidates], np.float64)
+        return analysis.candidates[rng.choice(visits.size, p=visits / visits.sum())].move
 
 
 Player = NetPlayer | SearchPlayer
@@ -258,7 +271,9 @@ class GameSpec:
     """What a shard of games is (picklable, for worker processes).
 
     ``policies``: weight files, player 0 first. ``mode``: ``"selfplay"`` (player 0 against itself, every
-    position; at ``visits`` > 0 by MCTS) or ``"value"`` (AlphaGo's value data: U uniform in
+    position; at ``visits`` > 0 by MCTS with the shipped rollout policy, Dirichlet noise of ``dirichlet_alpha``
+    at the root (0: none) and the first ``sample_moves`` moves drawn by visits: :class:`SearchPlayer`) or
+    ``"value"`` (AlphaGo's value data: U uniform in
     ``1..max_u``, ``policies[0]`` (SL) plays moves 1..U-1, move U is uniformly random, ``policies[1]`` (RL)
     plays on; the position after move U is kept; games over before it keep none).
     """
@@ -272,6 +287,8 @@ class GameSpec:
     max_moves: int | None = None
     max_u: int = 0
     val_fraction: float = 0.05
+    dirichlet_alpha: float = 0.0
+    sample_moves: int = 0
 
     def __post_init__(self) -> None:
         if self.mode not in ("selfplay", "value"):
@@ -279,6 +296,8 @@ class GameSpec:
         need = 2 if self.mode == "value" else 1
         if len(self.policies) != need:
             raise ValueError(f"{self.mode} games need {need} policy files, got {len(self.policies)}")
+        if self.dirichlet_alpha < 0 or self.sample_moves < 0:
+            raise ValueError("dirichlet_alpha and sample_moves must not be negative")
         if self.mode == "value" and not 1 <= self.max_u:
             raise ValueError(f"max_u must be at least 1, not {self.max_u}")
 
@@ -299,8 +318,10 @@ def _players(spec: GameSpec, backend: str = "auto") -> list[Player]:
             if net.board_size != spec.size:
                 raise ValueError(f"a {net.board_size}x{net.board_size} policy net cannot play {spec.size}x{spec.size}")
         if spec.visits:
-            # priors from the net, leaves valued by uniform random rollouts (no value net: it comes later)
-            _PLAYERS[spec, backend] = [SearchPlayer(Engine(loaded[0], None, threads=1, backend=backend), spec.visits)]
+            # priors from the net, leaves valued by the shipped rollout policy (no value net: it comes later)
+            engine = Engine(loaded[0], None, ro.RolloutPolicy.load(), threads=1, backend=backend,
+                            dirichlet_alpha=spec.dirichlet_alpha or None)
+            _PLAYERS[spec, backend] = [SearchPlayer(engine, spec.visits, spec.sample_moves)]
         else:
             _PLAYERS[spec, backend] = [NetPlayer(net, spec.temperature, backend) for net in loaded]
     return _PLAYERS[spec, backend]
@@ -455,7 +476,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=19)
     parser.add_argument("--out", required=True, help="folder for shards, SGF files and .done records")
     parser.add_argument("--weights", default=None, help="policy net (default: the shipped one for --size)")
-    parser.add_argument("--visits", type=int, default=0, help="MCTS visits per move, uniform rollouts at the leaves (0: sample the raw net)")
+    parser.add_argument("--visits", type=int, default=0,
+                        help="MCTS visits per move, the shipped rollout policy at the leaves (0: sample the raw net)")
+    parser.add_argument("--dirichlet-alpha", type=float, default=0.0,
+                        help="with --visits: root noise Dir(alpha), weight 0.25 (0: none)")
+    parser.add_argument("--sample-moves", type=int, default=0,
+                        help="with --visits: draw the first this many moves of a game by visit counts")
     parser.add_argument("--temperature", type=float, default=1.0, help="softmax temperature of the raw net")
     add_generation_arguments(parser)
     parser.add_argument("--seed", type=int, default=0)
@@ -466,7 +492,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     weights = args.weights or str(nets.default_weights("policy", args.size))
     spec = GameSpec(args.size, (str(weights),), "selfplay", args.komi, args.visits, args.temperature,
-                    args.max_moves, val_fraction=args.val_fraction)
+                    args.max_moves, val_fraction=args.val_fraction, dirichlet_alpha=args.dirichlet_alpha,
+                    sample_moves=args.sample_moves)
     try:
         summary = generate(args.out, spec, args.games, games_per_shard=args.games_per_shard, workers=args.workers,
                            tag=args.tag, seed=args.seed, progress=not args.no_progress,
