@@ -249,6 +249,19 @@ def test_the_command_line_stops_says_how_to_continue_and_continues(shards, tmp_p
     assert "steps=40, not 50" in capsys.readouterr().err
 
 
+def test_ctrl_c_before_the_training_loop_is_one_line_and_status_130(shards, tmp_path, capsys, monkeypatch):
+    """Ctrl-C while a stage still reads its data (an archive's index, say), before its loop can stop cleanly."""
+    from training import sl
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sl, "run", interrupted)
+    assert train_main(sl_args(shards, tmp_path / "run")) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("gogame-train sl: interrupted before training began") and "Traceback" not in err
+
+
 def test_minutes_are_timed_once_when_the_run_starts(shards, tmp_path, capsys):
     out = tmp_path / "run"
     base = [a for a in sl_args(shards, out) if a not in ("--steps", "40")] + ["--minutes", "0.02"]

@@ -64,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gogame-train {args.command}: {stop}; to continue: {continue_command(argv, args)}",
               file=sys.stderr)
         return EXIT_STOPPED
+    except KeyboardInterrupt:  # Ctrl-C before a stage's loop could stop cleanly (while it reads its data, say)
+        print(f"gogame-train {args.command}: interrupted before training began; every file is written "
+              "atomically, so none is half-written", file=sys.stderr)
+        return 130
 
 
 def continue_command(argv: list[str], args: argparse.Namespace) -> str:
