@@ -182,6 +182,21 @@ def test_search_player_draws_its_first_moves_by_visits_then_plays_the_most_visit
         selfplay.SearchPlayer(engine, 16, sample_moves=-1)
 
 
+def test_a_decided_game_is_finished_by_the_raw_net_to_its_end():
+    engine = Engine(tiny_policy(), None, visits=8, threads=1, seed=0)
+    finisher = selfplay.NetPlayer(tiny_policy())
+    searches = []
+    engine_analyze = engine.analyze
+    engine.analyze = lambda board, *args, **kwargs: searches.append(board.move_number) or engine_analyze(
+        board, *args, **kwargs)
+    player = selfplay.SearchPlayer(engine, 8, decided_below=0.49, finisher=finisher)  # every position is decided
+    game, = selfplay.play_games([player], [selfplay.Plan()], size=SIZE, rng=np.random.default_rng(0))
+    assert searches == [0]  # one search, then the net
+    assert game.history[-2:] == [("B", None), ("W", None)] or game.history[-2:] == [("W", None), ("B", None)]
+    with pytest.raises(ValueError, match="finisher"):
+        selfplay.SearchPlayer(engine, 8, decided_below=0.1)
+
+
 def test_games_from_start_boards_continue_them_and_record_none_keeps_only_the_outcome():
     start = Board(SIZE)
     for move in ("C3", "D4", "B2"):

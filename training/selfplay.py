@@ -30,6 +30,7 @@ import multiprocessing as mp
 import os
 import signal
 import time
+import weakref
 import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -84,21 +85,37 @@ class SearchPlayer:
     For a game's first ``sample_moves`` moves it plays a move drawn in proportion to the visits instead, after
     a search of the whole budget (AlphaGo Zero's temperature 1: varied openings, so that the games of one net
     differ); later the search stops once its move is decided (:meth:`gogame.mcts.MCTS.search`), which plays the
-    same move sooner.
+    same move sooner. Once a search gives the side to move a win rate below ``decided_below`` or above
+    ``1 - decided_below``, the game is decided: ``finisher`` (a fast :class:`NetPlayer`) plays the rest of it,
+    to the end, so that its result and final area come at a fraction of the searches' cost.
     """
 
-    def __init__(self, engine: Engine, visits: int, sample_moves: int = 0) -> None:
+    def __init__(self, engine: Engine, visits: int, sample_moves: int = 0, decided_below: float = 0.0,
+                 finisher: NetPlayer | None = None) -> None:
         if visits < 1 or sample_moves < 0:
             raise ValueError(f"visits must be at least 1 and sample_moves not negative, not {visits}, {sample_moves}")
+        if not 0 <= decided_below < 0.5 or (decided_below and finisher is None):
+            raise ValueError(f"decided_below must be in [0, 0.5) and needs a finisher, not {decided_below}")
         self.engine, self.visits, self.sample_moves = engine, visits, sample_moves
+        self.decided_below, self.finisher = decided_below, finisher
+        self._decided: weakref.WeakSet[Board] = weakref.WeakSet()
 
     def choose(self, boards: Sequence[Board], planes: np.ndarray, sensible: np.ndarray,
                rng: np.random.Generator) -> np.ndarray:
-        return np.array([coords.to_flat(coords.parse_move(self._move(b, rng), b.size), b.size) for b in boards])
+        fast = np.array([b in self._decided for b in boards], bool)
+        chosen = np.zeros(len(boards), np.int64)
+        for k in np.flatnonzero(~fast):
+            chosen[k] = coords.to_flat(coords.parse_move(self._move(boards[k], rng), boards[k].size), boards[k].size)
+        if fast.any():
+            chosen[fast] = self.finisher.choose([b for b, f in zip(boards, fast) if f], planes[fast], sensible[fast],
+                                                rng)
+        return chosen
 
     def _move(self, board: Board, rng: np.random.Generator) -> str:
         sampling = board.move_number < self.sample_moves
         analysis = self.engine.analyze(board, self.visits, stop_when_decided=not sampling)
+        if min(analysis.winrate, 1 - analysis.winrate) < self.decided_below:
+            self._decided.add(board)
         if not (sampling and analysis.candidates):
             return analysis.move
         visits = np.array([c.visits for c in analysis.candidates], np.float64)
@@ -272,7 +289,9 @@ class GameSpec:
 
     ``policies``: weight files, player 0 first. ``mode``: ``"selfplay"`` (player 0 against itself, every
     position; at ``visits`` > 0 by MCTS with the shipped rollout policy, Dirichlet noise of ``dirichlet_alpha``
-    at the root (0: none) and the first ``sample_moves`` moves drawn by visits: :class:`SearchPlayer`) or
+    at the root (0: none), the first ``sample_moves`` moves drawn by visits, and a decided game (a win rate
+    below ``decided_below`` or above ``1 - decided_below``; 0: never) finished by the raw net at
+    ``temperature``: :class:`SearchPlayer`) or
     ``"value"`` (AlphaGo's value data: U uniform in
     ``1..max_u``, ``policies[0]`` (SL) plays moves 1..U-1, move U is uniformly random, ``policies[1]`` (RL)
     plays on; the position after move U is kept; games over before it keep none).
@@ -289,6 +308,7 @@ class GameSpec:
     val_fraction: float = 0.05
     dirichlet_alpha: float = 0.0
     sample_moves: int = 0
+    decided_below: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode not in ("selfplay", "value"):
@@ -296,8 +316,8 @@ class GameSpec:
         need = 2 if self.mode == "value" else 1
         if len(self.policies) != need:
             raise ValueError(f"{self.mode} games need {need} policy files, got {len(self.policies)}")
-        if self.dirichlet_alpha < 0 or self.sample_moves < 0:
-            raise ValueError("dirichlet_alpha and sample_moves must not be negative")
+        if self.dirichlet_alpha < 0 or self.sample_moves < 0 or not 0 <= self.decided_below < 0.5:
+            raise ValueError("dirichlet_alpha and sample_moves must not be negative, decided_below in [0, 0.5)")
         if self.mode == "value" and not 1 <= self.max_u:
             raise ValueError(f"max_u must be at least 1, not {self.max_u}")
 
@@ -321,7 +341,9 @@ def _players(spec: GameSpec, backend: str = "auto") -> list[Player]:
             # priors from the net, leaves valued by the shipped rollout policy (no value net: it comes later)
             engine = Engine(loaded[0], None, ro.RolloutPolicy.load(), threads=1, backend=backend,
                             dirichlet_alpha=spec.dirichlet_alpha or None)
-            _PLAYERS[spec, backend] = [SearchPlayer(engine, spec.visits, spec.sample_moves)]
+            finisher = NetPlayer(loaded[0], spec.temperature, backend) if spec.decided_below else None
+            _PLAYERS[spec, backend] = [SearchPlayer(engine, spec.visits, spec.sample_moves, spec.decided_below,
+                                                    finisher)]
         else:
             _PLAYERS[spec, backend] = [NetPlayer(net, spec.temperature, backend) for net in loaded]
     return _PLAYERS[spec, backend]
@@ -482,7 +504,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --visits: root noise Dir(alpha), weight 0.25 (0: none)")
     parser.add_argument("--sample-moves", type=int, default=0,
                         help="with --visits: draw the first this many moves of a game by visit counts")
-    parser.add_argument("--temperature", type=float, default=1.0, help="softmax temperature of the raw net")
+    parser.add_argument("--decided-below", type=float, default=0.0,
+                        help="with --visits: once a search's win rate is below this (or above 1 - it), the raw net "
+                             "at --temperature plays the game out (0: search every move)")
+    parser.add_argument("--temperature", type=float, default=1.0,
+                        help="softmax temperature of the raw net (its games, or its finish of decided ones)")
     add_generation_arguments(parser)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true")
@@ -493,7 +519,7 @@ def run(args: argparse.Namespace) -> int:
     weights = args.weights or str(nets.default_weights("policy", args.size))
     spec = GameSpec(args.size, (str(weights),), "selfplay", args.komi, args.visits, args.temperature,
                     args.max_moves, val_fraction=args.val_fraction, dirichlet_alpha=args.dirichlet_alpha,
-                    sample_moves=args.sample_moves)
+                    sample_moves=args.sample_moves, decided_below=args.decided_below)
     try:
         summary = generate(args.out, spec, args.games, games_per_shard=args.games_per_shard, workers=args.workers,
                            tag=args.tag, seed=args.seed, progress=not args.no_progress,
