@@ -1,4 +1,4 @@
-"""Tests for training.dual: the dual loss, build_job, the stage end to end on a tiny archive."""
+"""Tests for training.stages.dual: the dual loss, build_job, the stage end to end on a tiny archive."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from gogame import nets
-from training import cli, data
-from training.dual import DualConfig, build_job, dual_loss
+from training import cli
+from training.data import shards
+from training.stages.dual import DualConfig, build_job, dual_loss
 from training.trainer import Trainer
 
 from tests.test_stream import DATA, make_archive

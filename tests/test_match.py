@@ -17,7 +17,7 @@ import pytest
 
 from gogame import sgf
 from gogame.coords import from_gtp
-from training import match
+from training.eval import match
 
 GNUGO = shutil.which("gnugo") or "/usr/games/gnugo"
 GNUGO_CMD = f"{GNUGO} --mode gtp --level 0 --chinese-rules --capture-all-dead"

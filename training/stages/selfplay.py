@@ -16,7 +16,7 @@ or at the move cap (default ``2 * size * size``), when it is scored as it stands
 ``gogame-train selfplay --size 9 --games N --out DIR`` shares the games out in shards of
 ``--games-per-shard`` to ``--workers`` processes. Shard ``j`` of a tag (``--tag``, one per machine when
 several feed one folder) always holds the same games: ``{split}-{tag}-{j}.npz`` in the
-:mod:`training.data` format (alphago49 planes, every position, split by a hash of the game name),
+:mod:`training.data.shards` format (alphago49 planes, every position, split by a hash of the game name),
 ``sgf/{tag}-{j}.sgf`` with its games, then ``{tag}-{j}.done`` with its counts, each written atomically. A
 rerun skips the shards that are done, so a killed run loses at most the shards it was playing and never
 counts a game twice.
@@ -43,7 +43,7 @@ from gogame import coords, features, inference, nets, sgf
 from gogame.api import Engine
 from gogame.atomic import write_atomically
 from gogame.board import Board, format_result
-from training import data
+from training.data import shards
 from training.stopping import RunStopped, StopRequest, add_stop_arguments
 
 FEATURES = "alphago49"  # what the loop computes; policy nets read the first 48 planes
@@ -231,7 +231,7 @@ def play_games(players: Sequence[Player], plans: Sequence[Plan], *, size: int, k
 
 
 def shard_arrays(games: Sequence[tuple[str, PlayedGame]]) -> dict[str, np.ndarray]:
-    """The :mod:`training.data` shard arrays of the kept positions of named games.
+    """The :mod:`training.data.shards` shard arrays of the kept positions of named games.
 
     The outcome, and the final area in ``ownership`` (int8 ``(positions, size * size)``, +1 where the mover's
     area ended), are the mover's.
@@ -243,10 +243,10 @@ def shard_arrays(games: Sequence[tuple[str, PlayedGame]]) -> dict[str, np.ndarra
         keep = np.array(game.positions, np.int64)
         stacked = np.stack(game.planes) if game.planes else np.zeros((0, features.FEATURE_SETS[FEATURES],
                                                                         game.size, game.size), np.uint8)
-        packed = np.packbits(stacked.reshape(len(keep), -1), axis=1)  # the layout of data._pack_bits
+        packed = np.packbits(stacked.reshape(len(keep), -1), axis=1)  # the layout of shards._pack_bits
         encoded.append((name, game.to_sgf(name), keep, packed))
-    arrays = data.assemble_shard(encoded, FEATURES, games[0][1].size)
-    arrays[data.OWNERSHIP] = np.concatenate(owned)
+    arrays = shards.assemble_shard(encoded, FEATURES, games[0][1].size)
+    arrays[shards.OWNERSHIP] = np.concatenate(owned)
     return arrays
 
 
@@ -331,10 +331,10 @@ def play_shard(job: ShardJob) -> dict:
     counts = {"games": len(played), "moves": sum(len(g.history) for g in played), "positions": {}}
     for split in ("train", "val"):
         kept = [(name, game) for name, game in named if game.positions
-                and data.split_of(name, job.seed, spec.val_fraction, 0.0) == split]
+                and shards.split_of(name, job.seed, spec.val_fraction, 0.0) == split]
         counts["positions"][split] = sum(len(g.positions) for _, g in kept)
         if kept:
-            data.save_shard(job.out_dir / f"{split}-{job.stem}.npz", shard_arrays(kept))
+            shards.save_shard(job.out_dir / f"{split}-{job.stem}.npz", shard_arrays(kept))
     names = {"PB": Path(spec.policies[-1]).name, "PW": Path(spec.policies[-1]).name}
     text = sgf.dumps([game.to_sgf(name, names) for name, game in named]).encode()
     write_atomically(job.out_dir / "sgf" / f"{job.stem}.sgf", lambda f: f.write(text))
@@ -352,7 +352,7 @@ def generate(out_dir: str | os.PathLike, spec: GameSpec, games: int, *, games_pe
              stop_after_minutes: float = 0.0, backend: str = "auto") -> dict:
     """Play (or finish playing) ``games`` games into ``out_dir``; returns the summary saved as ``summary.json``.
 
-    The folder's ``meta.json`` makes it a :mod:`training.data` dataset (alphago49, train and val splits);
+    The folder's ``meta.json`` makes it a :mod:`training.data.shards` dataset (alphago49, train and val splits);
     ValueError if it was started with other settings, or for policy nets that cannot play (a missing, corrupt or
     foreign file, another board size), checked before anything is written. Workers > 1 play shards in spawned
     processes. SIGINT, SIGTERM or ``stop_after_minutes`` stop it between shards (the shards in play are

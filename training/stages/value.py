@@ -1,14 +1,14 @@
 """``gogame-train value``: AlphaGo's value data from self-play, and the value net trained on it.
 
 ``gogame-train value DATA --rl RL.pt --games N --out RUN`` first plays ``N`` games into the dataset folder
-``DATA`` (resumable, in worker processes: :func:`training.selfplay.generate` in ``"value"`` mode). For each
+``DATA`` (resumable, in worker processes: :func:`training.stages.selfplay.generate` in ``"value"`` mode). For each
 game, U is drawn uniformly from ``1..--max-u``; the SL policy (``--sl``, default the shipped one) plays
 moves 1..U-1, move U is a uniformly random legal move, and the RL policy plays on to the end. Only the
 position after move U is kept, with the outcome for the side to move there: one position per game, so the
 targets are nearly independent. A game over before move U+1 keeps nothing (with ``--max-u`` at most the
 usual game length that is rare; the summary counts the positions).
 
-Then the value net trains on ``DATA`` through the supervised value stage (:func:`training.sl.train`: MSE,
+Then the value net trains on ``DATA`` through the supervised value stage (:func:`training.stages.sl.train`: MSE,
 one position per game per epoch, the ``val`` split held out, ``--export`` with provenance): the options
 after the generation ones are that stage's. ``--stop-after`` covers both: what the games leave of it is the
 training's.
@@ -21,7 +21,7 @@ import json
 import time
 
 from gogame import nets
-from training import selfplay, sl
+from training.stages import selfplay, sl
 from training.stopping import RunStopped
 
 

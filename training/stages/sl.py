@@ -1,7 +1,7 @@
 """Supervised stages: the policy net on expert moves, the value net on expert outcomes.
 
 ``gogame-train sl DATA --preset medium --out runs/sl19`` trains a policy net
-on a shard dataset (see :mod:`training.data`); ``gogame-train value-sl DATA
+on a shard dataset (see :mod:`training.data.shards`); ``gogame-train value-sl DATA
 --out runs/value19`` trains a value net on the same shards, one position per
 game per epoch, on games with a recorded winner. Both go through the one
 :class:`training.trainer.Trainer` and finish by writing compact fp16 weights
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from gogame import features, nets
-from training import data
+from training.data import shards
 from training.stopping import add_stop_arguments
 from training.trainer import TrainConfig, Trainer, stored_config
 
@@ -44,8 +44,8 @@ def input_planes(dataset_features: str, net_features: str) -> int:
 
 def batch_planes(batch: dict[str, Any], stored_planes: int, in_planes: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Unpack a batch's planes on its device, keep the net's planes, apply the batch's symmetries."""
-    planes = data.unpack_planes(batch["planes"], stored_planes, size)[:, :in_planes]
-    return data.apply_symmetries(planes, batch["move"], batch["symmetry"])
+    planes = shards.unpack_planes(batch["planes"], stored_planes, size)[:, :in_planes]
+    return shards.apply_symmetries(planes, batch["move"], batch["symmetry"])
 
 
 def policy_loss(stored_planes: int, in_planes: int, size: int):
@@ -73,10 +73,10 @@ def value_loss(stored_planes: int, in_planes: int, size: int, ownership_weight: 
     """
 
     def loss_fn(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        planes = data.unpack_planes(batch["planes"], stored_planes, size)[:, :in_planes]
+        planes = shards.unpack_planes(batch["planes"], stored_planes, size)[:, :in_planes]
         if ownership_weight:  # the final area as one more plane, so the symmetry turns it with the position
-            planes = torch.cat([planes, batch[data.OWNERSHIP].view(-1, 1, size, size)], dim=1)
-        planes, _ = data.apply_symmetries(planes, batch["move"], batch["symmetry"])
+            planes = torch.cat([planes, batch[shards.OWNERSHIP].view(-1, 1, size, size)], dim=1)
+        planes, _ = shards.apply_symmetries(planes, batch["move"], batch["symmetry"])
         target = batch["outcome"]
         value, logits = model(planes[:, :in_planes], ownership=True) if ownership_weight else (model(planes), None)
         mse = F.mse_loss(value.float(), target)
@@ -145,7 +145,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 class _Limited:
     """At most ``n`` batches of a batch source (for a quick validation)."""
 
-    def __init__(self, source: data.PositionBatches, n: int) -> None:
+    def __init__(self, source: shards.PositionBatches, n: int) -> None:
         self.source, self.n = source, n
 
     def num_batches(self, world_size: int = 1) -> int:
@@ -160,7 +160,7 @@ class _Limited:
 
 def train(args: argparse.Namespace, kind: str) -> dict:
     """Train a policy (``kind="policy"``) or value net from the parsed command line; returns the summary."""
-    meta = data.dataset_meta(args.data)
+    meta = shards.dataset_meta(args.data)
     size = meta["size"]
     net_features = "alphago49" if kind == "value" else ("alphago48" if meta["features"] == "alphago49" else meta["features"])
     in_planes = input_planes(meta["features"], net_features)
@@ -168,18 +168,18 @@ def train(args: argparse.Namespace, kind: str) -> dict:
     # the length it was given (--minutes is not timed again).
     stored = stored_config(args.out) if args.resume else None
     manifest = (stored or {}).get("manifest") or {}
-    train_paths, val_paths = (data.manifest_paths(manifest[split]) if split in manifest
-                              else data.shard_paths(args.data, split) for split in ("train", "val"))
+    train_paths, val_paths = (shards.manifest_paths(manifest[split]) if split in manifest
+                              else shards.shard_paths(args.data, split) for split in ("train", "val"))
     if not train_paths:
         raise SystemExit(f"{args.data} has no train shards")
     # The value net sees one position per decided game per epoch (AlphaGo's
     # answer to the correlation of positions within a game) unless --all-positions.
     sampling = {"one_per_game": not args.all_positions, "decided_only": True, "cache": args.cache} \
         if kind == "value" else {"cache": args.cache}
-    train_src = data.PositionBatches(train_paths, args.batch_size, seed=args.seed,
-                                     shards_in_memory=args.shards_in_memory, **sampling)
-    val_src = data.PositionBatches(val_paths, args.batch_size, seed=args.seed, shuffle=False, drop_last=False,
-                                   shards_in_memory=args.shards_in_memory, **sampling) if val_paths else None
+    train_src = shards.PositionBatches(train_paths, args.batch_size, seed=args.seed,
+                                       shards_in_memory=args.shards_in_memory, **sampling)
+    val_src = shards.PositionBatches(val_paths, args.batch_size, seed=args.seed, shuffle=False, drop_last=False,
+                                     shards_in_memory=args.shards_in_memory, **sampling) if val_paths else None
     if args.ownership_weight:
         if kind != "value" or args.ownership_weight < 0:
             raise SystemExit("--ownership-weight is a positive weight, for value nets")

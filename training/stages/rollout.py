@@ -2,9 +2,9 @@
 
 The pipeline, top to bottom:
 
-1. read SGF records from folders, files and archives (:func:`training.corpus.iter_sgf`), keeping the games of
+1. read SGF records from folders, files and archives (:func:`training.data.corpus.iter_sgf`), keeping the games of
    one board size and setting aside the held-out games: the ``test`` split of the dataset builder
-   (:func:`training.data.split_of`), so the held-out games are the same whatever ``--games`` says, for the
+   (:func:`training.data.shards.split_of`), so the held-out games are the same whatever ``--games`` says, for the
    benchmark and for the policy networks;
 2. replay the training games in numba and harvest the pattern keys of the expert moves; keys seen at least
    ``--min-count`` times get a weight (:func:`harvest`);
@@ -42,8 +42,8 @@ from gogame import rollout as ro
 from gogame import sgf
 from gogame.fastboard import BLACK, PASS, WHITE, FastBoard
 from gogame.atomic import write_atomically
-from training.corpus import iter_sgf
-from training.data import split_of
+from training.data.corpus import iter_sgf
+from training.data.shards import split_of
 from training.stopping import RunStopped, StopRequest, add_stop_arguments
 
 CHUNK_GAMES = 2000  # games swept between two looks at the clock and the signals
@@ -124,7 +124,7 @@ def load_games(sources: Iterable[str | Path], size: int = 19, *, games: int | No
                seed: int = 0, val: float = 0.02, test: float = 0.02) -> tuple[GameSet, GameSet]:
     """Up to ``games`` training games and ``eval_games`` held-out games of board ``size``, in source order.
 
-    Games go to the two sets by :func:`training.data.split_of` with ``seed``, ``val`` and ``test``: training games
+    Games go to the two sets by :func:`training.data.shards.split_of` with ``seed``, ``val`` and ``test``: training games
     from its ``train`` split, held-out ones from its ``test`` split, so a run of the dataset builder with the same
     values holds out the same games. Files that do not parse are skipped, and so are games with setup stones
     after the first node (the packed form has setup only at the start).
@@ -419,6 +419,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="python -m training.rollout_train", description=__doc__)
+    _parser = argparse.ArgumentParser(prog="python -m training.stages.rollout", description=__doc__)
     add_arguments(_parser)
     sys.exit(run(_parser.parse_args()))

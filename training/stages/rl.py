@@ -2,7 +2,7 @@
 
 Each iteration plays ``--games`` games of the current policy (the learner) against an opponent drawn
 uniformly from the pool, the learner black in half of them, all moves sampled at temperature 1 with
-:func:`training.selfplay.play_games` (its pass rule: no pass while a sensible move is left). The update is
+:func:`training.stages.selfplay.play_games` (its pass rule: no pass while a sensible move is left). The update is
 REINFORCE: the loss is ``-sum over the learner's chosen moves of log pi(a|s) * (z - b) / games``, with ``z``
 the game's outcome for the learner (+1 / -1) and ``b`` the baseline: 0, with ``--baseline mean`` the
 batch's mean outcome (a variance reducer; the gradient stays unbiased up to the 1/games term), or with
@@ -46,7 +46,7 @@ import torch
 from gogame import inference, nets
 from gogame.api import NetEvaluator
 from gogame.checkpoint import CheckpointError
-from training.selfplay import NetPlayer, Plan, PlayedGame, play_games
+from training.stages.selfplay import NetPlayer, Plan, PlayedGame, play_games
 from training.stopping import add_stop_arguments
 from training.trainer import TrainConfig, Trainer
 
