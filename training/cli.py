@@ -3,7 +3,10 @@
 Each sub-command lives in the module that does the work; this file only
 builds the parser from the table below and dispatches. A module named here
 provides ``add_arguments(parser)`` and the named run function
-(``run(args) -> int`` unless the table says otherwise).
+(``run(settings) -> int`` unless the table says otherwise). A stage's module
+also names its typed configuration, ``CONFIG`` (a dataclass whose fields are
+its options, see :mod:`training.options`): its run function gets that
+dataclass, the others the parsed namespace.
 """
 
 from __future__ import annotations
@@ -13,7 +16,10 @@ import importlib
 import shlex
 import sys
 
+from typing import Any
+
 from gogame.checkpoint import CheckpointError
+from training import options
 from training.stopping import EXIT_STOPPED, RunStopped
 
 # name -> (module, run function, one-line help)
@@ -57,26 +63,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+def parse(argv: list[str]) -> tuple[str, Any]:
+    """The command and its settings from command-line words: the command's ``CONFIG`` dataclass where its module
+    has one, else the parsed namespace. SystemExit (argparse's message on stderr) for words that do not fit."""
     args = build_parser().parse_args(argv)
+    config_class = getattr(importlib.import_module(args.module), "CONFIG", None)
+    return args.command, options.from_arguments(config_class, args) if config_class else args
+
+
+def execute(command: str, settings: Any, argv: list[str]) -> int:
+    """Run ``command`` with its settings (see :func:`parse`); its exit status. Bad input is a one-line message
+    (status 2), a stopped run says how to continue (``argv``, the words that started it; :data:`EXIT_STOPPED`)."""
+    module, function, _ = COMMANDS[command]
     try:
-        return int(getattr(importlib.import_module(args.module), args.function)(args) or 0)
+        return int(getattr(importlib.import_module(module), function)(settings) or 0)
     except (CheckpointError, FileNotFoundError, ValueError) as exc:
         # Bad input named on the command line, or settings that do not fit it: a clear message, not a traceback.
-        print(f"gogame-train {args.command}: {exc}", file=sys.stderr)
+        print(f"gogame-train {command}: {exc}", file=sys.stderr)
         return 2
     except RunStopped as stop:
-        print(f"gogame-train {args.command}: {stop}; to continue: {continue_command(argv, args)}",
-              file=sys.stderr)
+        print(f"gogame-train {command}: {stop}; to continue: {continue_command(argv, settings)}", file=sys.stderr)
         return EXIT_STOPPED
 
 
-def continue_command(argv: list[str], args: argparse.Namespace) -> str:
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command, settings = parse(argv)
+    return execute(command, settings, argv)
+
+
+def continue_command(argv: list[str], settings: Any) -> str:
     """The command line that continues a stopped run: the same one, with ``--resume`` where the command has it
     (a command without it, such as ``selfplay``, resumes when run again as it was)."""
     words = list(argv)
-    if hasattr(args, "resume") and "--resume" not in words:
+    if hasattr(settings, "resume") and "--resume" not in words:
         words.append("--resume")
     return " ".join(["gogame-train", *map(shlex.quote, words)])
 

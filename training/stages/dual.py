@@ -179,12 +179,14 @@ def build_job(config: DualConfig) -> TrainingJob:
     return TrainingJob(model, loss, train, val, train_config, extra_meta)
 
 
+CONFIG = DualConfig
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_arguments(parser, DualConfig, positional=("sources",), required=("out",))
 
 
-def run(args: argparse.Namespace) -> int:
-    config = options.from_arguments(DualConfig, args)
+def run(config: DualConfig) -> int:
     if config.threads:
         torch.set_num_threads(config.threads)
     job = build_job(config)

@@ -43,8 +43,10 @@ from gogame import coords, features, inference, nets, sgf
 from gogame.api import Engine
 from gogame.atomic import write_atomically
 from gogame.board import Board, format_result
+from training import options
 from training.data import shards
-from training.stopping import RunStopped, StopRequest, add_stop_arguments
+from training.options import REQUIRED, option
+from training.stopping import RunStopped, StopOptions, StopRequest
 
 FEATURES = "alphago49"  # what the loop computes; policy nets read the first 48 planes
 SENSIBLE = features.plane_slice("alphago48", "sensibleness").start
@@ -438,39 +440,48 @@ def generate(out_dir: str | os.PathLike, spec: GameSpec, games: int, *, games_pe
 # -- the command --------------------------------------------------------------------------------------------
 
 
-def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options selfplay and the value stage share: how many games, where, and how fast."""
-    parser.add_argument("--games", type=int, required=True, help="games to play in all (a rerun finishes them)")
-    parser.add_argument("--games-per-shard", type=int, default=64, help="games played at once and written together")
-    parser.add_argument("--workers", type=int, default=1, help="processes playing shards")
-    parser.add_argument("--tag", default="sp", help="shard name prefix: one per machine feeding one folder")
-    parser.add_argument("--max-moves", type=int, default=None, help="move cap (default 2 * size * size)")
-    parser.add_argument("--komi", type=float, default=7.5)
-    parser.add_argument("--val-fraction", type=float, default=0.05, help="share of games in the val split")
-    parser.add_argument("--backend", choices=inference.BACKENDS, default="auto",
-                        help="what runs the nets (default auto: see gogame.inference)")
+@dataclass(kw_only=True)
+class GenerationConfig:
+    """The settings selfplay and the value stage share: how many games, where, and how fast."""
+
+    games: int = option(REQUIRED, "games to play in all (a rerun finishes them)")
+    games_per_shard: int = option(64, "games played at once and written together")
+    workers: int = option(1, "processes playing shards")
+    tag: str = option("sp", "shard name prefix: one per machine feeding one folder")
+    max_moves: int | None = option(None, "move cap (default 2 * size * size)")
+    komi: float = option(7.5, "komi of the games")
+    val_fraction: float = option(0.05, "share of games in the val split")
+    backend: str = option("auto", "what runs the nets (auto: see gogame.inference)", choices=inference.BACKENDS)
+
+
+@dataclass(kw_only=True)
+class SelfplayConfig(GenerationConfig, StopOptions):
+    """Every setting of ``gogame-train selfplay``, with its default."""
+
+    size: int = option(19, "board size")
+    out: str = option(REQUIRED, "folder for shards, SGF files and .done records")
+    weights: str | None = option(None, "policy net (default: the shipped one for --size)")
+    visits: int = option(0, "MCTS visits per move, uniform rollouts at the leaves (0: sample the raw net)")
+    temperature: float = option(1.0, "softmax temperature of the raw net")
+    seed: int = option(0, "seed of the games")
+    progress: bool = option(True, "progress bar")
+
+
+CONFIG = SelfplayConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", type=int, default=19)
-    parser.add_argument("--out", required=True, help="folder for shards, SGF files and .done records")
-    parser.add_argument("--weights", default=None, help="policy net (default: the shipped one for --size)")
-    parser.add_argument("--visits", type=int, default=0, help="MCTS visits per move, uniform rollouts at the leaves (0: sample the raw net)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="softmax temperature of the raw net")
-    add_generation_arguments(parser)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-progress", action="store_true")
-    add_stop_arguments(parser, checkpoints=False)
+    options.add_arguments(parser, SelfplayConfig)
 
 
-def run(args: argparse.Namespace) -> int:
-    weights = args.weights or str(nets.default_weights("policy", args.size))
-    spec = GameSpec(args.size, (str(weights),), "selfplay", args.komi, args.visits, args.temperature,
-                    args.max_moves, val_fraction=args.val_fraction)
+def run(config: SelfplayConfig) -> int:
+    weights = config.weights or str(nets.default_weights("policy", config.size))
+    spec = GameSpec(config.size, (str(weights),), "selfplay", config.komi, config.visits, config.temperature,
+                    config.max_moves, val_fraction=config.val_fraction)
     try:
-        summary = generate(args.out, spec, args.games, games_per_shard=args.games_per_shard, workers=args.workers,
-                           tag=args.tag, seed=args.seed, progress=not args.no_progress,
-                           stop_after_minutes=args.stop_after, backend=args.backend)
+        summary = generate(config.out, spec, config.games, games_per_shard=config.games_per_shard,
+                           workers=config.workers, tag=config.tag, seed=config.seed, progress=config.progress,
+                           stop_after_minutes=config.stop_after, backend=config.backend)
     except ValueError as exc:  # settings that do not fit: the net's size, an existing folder's settings
         raise SystemExit(f"gogame-train selfplay: {exc}") from None
     print(json.dumps({k: summary[k] for k in ("games", "moves", "positions", "games_per_s", "moves_per_s")}))
