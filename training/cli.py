@@ -86,9 +86,19 @@ def execute(command: str, settings: Any, argv: list[str]) -> int:
         return EXIT_STOPPED
 
 
+TRAIN_EXTRA = ("tqdm",)  # the top-level packages of the [train] extra (pyproject.toml)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    command, settings = parse(argv)
+    try:
+        command, settings = parse(argv)
+    except ModuleNotFoundError as exc:  # the core install: the engine without the training tools
+        if (exc.name or "").split(".")[0] not in TRAIN_EXTRA:
+            raise
+        print(f'gogame-train needs the [train] extra ({exc.name} is missing): pip install "gogame-engine[train]"',
+              file=sys.stderr)
+        return 1
     return execute(command, settings, argv)
 
 
