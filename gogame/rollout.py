@@ -2,7 +2,7 @@
 
 Scope: the pattern features, their incremental upkeep as stones are played, the softmax over legal moves, and
 rollouts that play a position out to the end and score it by area. Learning the weights is
-:mod:`training.rollout_train`; the search that calls these is elsewhere.
+:mod:`training.stages.rollout`; the search that calls these is elsewhere.
 
 Features of a candidate move ``q`` for the mover ``c`` (each a binary feature with one learned weight):
 

@@ -11,9 +11,9 @@ import torch
 
 from gogame.checkpoint import load_checkpoint
 from tests.test_trainer import assert_same_weights
-from training.campaign import Campaign, CampaignError, compact, expand
 from training.cli import main as train_main
 from training.metrics import read_metrics
+from training.stages.campaign import Campaign, CampaignError, compact, expand
 
 CONFIG = """name = "regression"
 stage = "tests.campaign_stage:Config"

@@ -14,7 +14,7 @@ from sgfmill import sgf as sgfmill_sgf
 from gogame.board import IllegalMove
 from gogame.sgf import loads
 from tests.shared import shared_archive
-from training.corpus import PARSE_ERROR, UNREADABLE, WRONG_SIZE, iter_sgf, read_games
+from training.data.corpus import PARSE_ERROR, UNREADABLE, WRONG_SIZE, iter_sgf, read_games
 
 
 NINE = b"(;SZ[9]KM[7];B[ee];W[cc])"

@@ -19,11 +19,20 @@ from training.trainer import Trainer, TrainConfig
 
 
 @pytest.fixture(scope="module")
-def dejavu_sans() -> glyphs.FontFace:
-    faces = [f for f in glyphs.installed_faces() if f.path.endswith("/DejaVuSans.ttf")]
-    if not faces:
-        pytest.skip("fonts-dejavu-core is not installed")
-    return faces[0]
+def quick_fonts() -> None:
+    """The font packages of the glyph demos' quick runs (.ci/run installs them): a missing one fails the test
+    with its name, since the quick runs' figures depend on the faces they find."""
+    paths = [f.path for f in glyphs.installed_faces()]
+    missing = [package for package, folder in zip(glyphs.QUICK_PACKAGES, glyphs.QUICK_FOLDERS)
+               if not any(folder in path for path in paths)]
+    if missing:
+        pytest.fail(f"the glyph demos' quick runs need the fonts of {', '.join(missing)}: "
+                    f"apt-get install {' '.join(missing)} (.ci/run installs them)")
+
+
+@pytest.fixture(scope="module")
+def dejavu_sans(quick_fonts) -> glyphs.FontFace:
+    return next(f for f in glyphs.installed_faces() if f.path.endswith("/DejaVuSans.ttf"))
 
 
 # -- glyphs.py ---------------------------------------------------------------
@@ -50,7 +59,7 @@ def test_distinct_faces_drops_identical_and_near_identical_faces():
     assert glyphs.distinct_faces(sheets).tolist() == [0, 1]
 
 
-def test_load_faces_caches_its_render(tmp_path):
+def test_load_faces_caches_its_render(quick_fonts, tmp_path):
     first = glyphs.load_faces(quick=True, cache_dir=tmp_path)
     assert len(list(tmp_path.glob("glyphs-quick-32px-*.npz"))) == 1
     again = glyphs.load_faces(quick=True, cache_dir=tmp_path)
@@ -155,22 +164,24 @@ def assert_loss_falls(run_dir) -> None:
     assert len(losses) >= 3 and losses[-1] < losses[0], run_dir
 
 
-def test_fonts_quick_reconstructs_held_out_fonts_better_than_the_mean_face(tmp_path):
+def test_fonts_quick_reconstructs_held_out_fonts_better_than_the_mean_face(quick_fonts, tmp_path):
     results = run_quick("fonts", tmp_path)
     assert_loss_falls(tmp_path / "train")
     assert results["heldout_faces"] >= 2
     assert results["heldout_mse"] < 0.95 * results["baseline_mean_face_mse"]
 
 
-def test_pix2pix_quick_trains_both_models_on_both_tasks(tmp_path):
+def test_pix2pix_quick_trains_both_models_on_both_tasks(quick_fonts, tmp_path):
     results = run_quick("pix2pix", tmp_path)
     for task in ("sketch", "glyph"):
         for kind in ("l1", "pix2pix"):
             assert_loss_falls(tmp_path / f"{task}-{kind}")
-            assert results[f"{task}_heldout_l1_{kind}"] < results[f"{task}_heldout_l1_mean_picture"]
+        # The L1-only U-Net minimises the held-out measure itself, so even a quick run beats the mean picture; the
+        # GAN trades L1 for crisper pictures, and how much after a few steps is no robust claim.
+        assert results[f"{task}_heldout_l1_l1"] < results[f"{task}_heldout_l1_mean_picture"]
 
 
-def test_handwriting_quick_beats_a_single_gaussian(tmp_path):
+def test_handwriting_quick_beats_a_single_gaussian(quick_fonts, tmp_path):
     results = run_quick("handwriting", tmp_path)
     assert_loss_falls(tmp_path / "train")
     assert results["heldout_nll_per_point"] < results["baseline_gaussian_nll_per_point"] - 1.0

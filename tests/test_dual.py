@@ -1,4 +1,4 @@
-"""Tests for training.dual: the dual loss, build_job, the stage end to end on a tiny archive."""
+"""Tests for training.stages.dual: the dual loss, build_job, the stage end to end on a tiny archive."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import torch
 
 from gogame import nets
 from gogame.checkpoint import CheckpointError
-from training import cli, data
-from training.dual import DualConfig, build_job, dual_loss
+from training import cli
+from training.data import shards
+from training.stages.dual import DualConfig, build_job, dual_loss
 from training.trainer import Trainer
 
 from tests.test_stream import DATA, make_archive
@@ -98,7 +99,7 @@ def test_init_starts_from_another_runs_weights_and_refuses_ones_that_do_not_fit(
     job = build_job(config(archive, tmp_path / "b", init=str(last)))
     trained = nets.load(last).state_dict()
     assert all(torch.equal(trained[k], v) for k, v in job.model.state_dict().items())
-    assert job.extra_meta["provenance"]["init"] == {"path": str(last), "sha256": data.file_sha256(last)}
+    assert job.extra_meta["provenance"]["init"] == {"path": str(last), "sha256": shards.file_sha256(last)}
     with pytest.raises(CheckpointError, match="do not fit"):
         build_job(config(archive, tmp_path / "c", init=str(last), preset="b4c64"))
     with pytest.raises(CheckpointError):

@@ -1,4 +1,5 @@
-"""The core install: the GTP engine and the Python API run with none of the extras importable.
+"""The core install: the GTP engine and the Python API run with none of the extras importable, and
+``gogame-train`` says in one line which extra it needs.
 
 Each test runs a fresh interpreter whose ``sitecustomize`` puts a meta path finder first that refuses every
 package of the ``[train]``, ``[plot]`` and ``[demos]`` extras, as on a machine with only
@@ -52,6 +53,25 @@ def test_the_extras_are_blocked(core_env):
     proc = run_python(core_env, "-c", "import tqdm")
     assert proc.returncode != 0
     assert "No module named 'tqdm' (blocked by tests/test_install.py)" in proc.stderr
+
+
+def test_every_engine_module_imports_without_extras(core_env):
+    script = ("import importlib, pkgutil, gogame, gtp\n"
+              "for package in (gogame, gtp):\n"
+              "    for module in pkgutil.walk_packages(package.__path__, package.__name__ + '.'):\n"
+              "        importlib.import_module(module.name)\n"
+              "        print(module.name)\n")
+    proc = run_python(core_env, "-c", script)
+    assert proc.returncode == 0, proc.stderr
+    assert {"gogame.api", "gogame.mcts", "gtp.engine", "gtp.session", "gtp.__main__"} <= set(proc.stdout.split())
+
+
+@pytest.mark.parametrize("command", [["--help"], ["sl", "data", "--out", "run"], ["selfplay", "--help"]])
+def test_gogame_train_without_the_train_extra_names_it_in_one_line(core_env, command):
+    proc = run_python(core_env, "-m", "training.cli", *command)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert 'pip install "gogame-engine[train]"' in proc.stderr and "tqdm" in proc.stderr
 
 
 def test_gtp_help_without_extras(core_env):

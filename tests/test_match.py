@@ -8,6 +8,7 @@ import json
 import re
 import shlex
 import shutil
+import signal
 import sys
 import textwrap
 import time
@@ -17,7 +18,7 @@ import pytest
 
 from gogame import sgf
 from gogame.coords import from_gtp
-from training import match
+from training.eval import match
 
 GNUGO = shutil.which("gnugo") or "/usr/games/gnugo"
 GNUGO_CMD = f"{GNUGO} --mode gtp --level 0 --chinese-rules --capture-all-dead"
@@ -120,11 +121,11 @@ def test_controller_distinguishes_failures(fake):
             engine.send("boardsize 9")
         with pytest.raises(match.GtpChannelClosed):
             engine.send("clear_board")
-    start = time.monotonic()
     with match.GtpController(shlex.split(fake("silent")), timeout=0.5) as engine:
         with pytest.raises(match.GtpTimeout):
             engine.send("boardsize 9")
-    assert time.monotonic() - start < 10  # timed out, and the silent engine was killed, not waited for
+        assert engine.closed  # out of step with the engine: no 'quit' to wait on, it is killed at once
+    assert engine.process.returncode == -signal.SIGKILL
 
 
 @pytest.mark.parametrize("mode, error", [("garbage", "not a GTP response"), ("exit", "closed its pipe"),
@@ -164,7 +165,7 @@ def test_gnugo_match_writes_sgf_reports_json_and_resumes(tmp_path, capsys):
     assert 0 <= lo <= summary["winrate_a"] <= hi <= 1
     assert set(summary) == {"games", "wins_a", "wins_b", "draws", "winrate_a", "ci95", "elo", "elo_ci95",
                             "disagreements", "seconds_per_move"}
-    assert all(t > 0 for t in summary["seconds_per_move"])
+    assert len(summary["seconds_per_move"]) == 2  # one figure per engine
     games = [sgf.load(out / f"game-000{i}.sgf")[0] for i in (1, 2)]
     assert [g.get("PB") for g in games] == ["GNU Go (A)", "GNU Go (B)"]  # colours alternate
     for game in games:

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import pytest
 
 from training import options
-from training.dual import DualConfig
 from training.options import option
+from training.stages.dual import DualConfig
 
 
 @dataclass

@@ -13,7 +13,7 @@ from gogame import fastboard as fb
 from gogame.sgf import loads
 from tests.gnugo import GnuGo
 from tests.shared import shared_archive
-from training.corpus import iter_sgf
+from training.data.corpus import iter_sgf
 
 
 

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from gogame import nets
-from training import data, pipeline, selfplay
 from training.cli import main as train_main
+from training.data import shards
+from training.stages import pipeline, selfplay
 
 SIZE = 5
 REPO = Path(__file__).resolve().parents[1]
@@ -36,7 +37,7 @@ def test_value_stage_keeps_one_position_per_game_and_reports_held_out_mse(polici
             "--max-u", "6", "--val-fraction", "0.25", "--out", str(out), "--preset", "tiny", "--steps", "6",
             "--batch-size", "4", "--warmup-steps", "1", "--val-every", "3", "--no-progress", "--export", str(export)]
     assert train_main(args) == 0
-    arrays = [data.load_shard(p) for p in data.shard_paths(games, "train") + data.shard_paths(games, "val")]
+    arrays = [shards.load_shard(p) for p in shards.shard_paths(games, "train") + shards.shard_paths(games, "val")]
     names = [str(n) for a in arrays for n in a["game_name"]]
     assert len(names) == len(set(names)) == 24  # every game reached move U here
     for a in arrays:
@@ -55,7 +56,7 @@ def test_value_stage_trains_an_ownership_head_on_the_final_area(policies, tmp_pa
             "--batch-size", "4", "--warmup-steps", "1", "--val-every", "3", "--ownership-weight", "1.5",
             "--no-progress", "--export", str(export)]
     assert train_main(args) == 0
-    assert all(data.OWNERSHIP in data.load_shard(p) for p in data.shard_paths(games, "train"))
+    assert all(shards.OWNERSHIP in shards.load_shard(p) for p in shards.shard_paths(games, "train"))
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert all(0 < float(r["ownership"]) < 2 for r in rows)  # logged beside the MSE, in train and val rows
     assert {r["split"] for r in rows} == {"train", "val"}
@@ -164,7 +165,7 @@ def test_the_gpu_value_script_trains_and_scores_a_net_from_packed_value_data(pol
     packed = tmp_path / "data.tar.xz"
     subprocess.run(["tar", "cJf", str(packed), "-C", str(tmp_path), "--exclude", "sgf", "value-data"], check=True)
     report = run_gpu_value_script(str(packed), tmp_path / "out")
-    held_out = sum(data.load_shard(p)["outcome"].size for p in data.shard_paths(tmp_path / "value-data", "val"))
+    held_out = sum(shards.load_shard(p)["outcome"].size for p in shards.shard_paths(tmp_path / "value-data", "val"))
     assert 0 <= report["mse"] <= 4 and report["positions"] == held_out
 
 

@@ -10,8 +10,8 @@ import torch
 
 from gogame import nets
 from training.cli import main as train_main
-from training.policy_match import parse_seeds, summarise
-from training.rl import WinRateGames
+from training.eval.policy_match import parse_seeds, summarise
+from training.stages.rl import WinRateGames
 
 SIZE = 5
 

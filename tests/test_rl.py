@@ -11,8 +11,8 @@ import torch
 from gogame import nets
 from gogame.checkpoint import CheckpointError
 from tests.torchrun import run_two_ranks
-from training import rl
 from training.cli import main as train_main
+from training.stages import rl
 
 SIZE = 5
 

@@ -6,8 +6,8 @@ import pytest
 from gogame import Board, coords, sgf
 from gogame import fastboard as fb
 from gogame import rollout as ro
-from training import rollout_train as rt
-from training.data import split_of
+from training.data.shards import split_of
+from training.stages import rollout as rt
 from training.stopping import RunStopped
 
 NO_KEYS = np.zeros(0, np.int64)

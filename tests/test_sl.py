@@ -13,10 +13,10 @@ import torch
 from gogame import nets
 from gogame.sgf import load
 from tests.torchrun import run_two_ranks
-from training import data
 from training.cli import main as train_main
-from training.sl import value_loss
-from training.eval_value import stage_of
+from training.data import shards
+from training.eval.value import stage_of
+from training.stages.sl import value_loss
 
 FIXTURES = Path(__file__).parent / "data"
 
@@ -24,9 +24,9 @@ FIXTURES = Path(__file__).parent / "data"
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("sl9")
-    data.build_dataset([str(p) for p in sorted(FIXTURES.glob("pro9-*.sgf"))], out, feature_set="alphago49",
-                       game_filter=data.GameFilter(size=9, min_moves=10), workers=1, games_per_chunk=12,
-                       val_fraction=0.25, test_fraction=0.0)
+    shards.build_dataset([str(p) for p in sorted(FIXTURES.glob("pro9-*.sgf"))], out, feature_set="alphago49",
+                         game_filter=shards.GameFilter(size=9, min_moves=10), workers=1, games_per_chunk=12,
+                         val_fraction=0.25, test_fraction=0.0)
     return out
 
 
@@ -57,9 +57,9 @@ def test_value_sl_trains_on_one_position_per_game(dataset, tmp_path):
 
 @pytest.mark.parametrize("all_positions", [False, True])
 def test_value_sl_epoch_is_one_position_per_game_or_every_position(dataset, tmp_path, all_positions):
-    shards = [data.load_shard(p) for p in data.shard_paths(dataset, "train")]
-    decided = [s["outcome"] != 0 for s in shards]
-    per_epoch = sum(int(d.sum()) if all_positions else np.unique(s["game"][d]).size for s, d in zip(shards, decided))
+    loaded = [shards.load_shard(p) for p in shards.shard_paths(dataset, "train")]
+    decided = [s["outcome"] != 0 for s in loaded]
+    per_epoch = sum(int(d.sum()) if all_positions else np.unique(s["game"][d]).size for s, d in zip(loaded, decided))
     args = ["value-sl", str(dataset), "--out", str(tmp_path / "v"), "--preset", "tiny", "--epochs", "1",
             "--batch-size", "4", "--val-every", "1000", "--no-progress"] + ["--all-positions"] * all_positions
     assert train_main(args) == 0
@@ -78,7 +78,7 @@ def test_sl_resume_continues_the_run(dataset, tmp_path):
 
 
 def test_input_planes_nest():
-    from training.sl import input_planes
+    from training.stages.sl import input_planes
 
     assert input_planes("alphago49", "alphago48") == 48
     assert input_planes("zero17", "zero17") == 17
@@ -162,7 +162,7 @@ def _positions(size: int = 9, count: int = 6):
 
 
 def test_policy_log_probs_without_ensemble_is_the_masked_softmax_of_the_net():
-    from training.evaluate import policy_log_probs
+    from training.eval.policy import policy_log_probs
 
     torch.manual_seed(0)
     net = nets.build("policy", 48, 9, "tiny").eval()
@@ -175,7 +175,7 @@ def test_policy_log_probs_without_ensemble_is_the_masked_softmax_of_the_net():
 def test_policy_ensemble_is_equivariant_under_the_board_symmetries():
     """The mean over all 8 views of a rotated position is the rotated mean: the inverse transforms are right."""
     from gogame import features
-    from training.evaluate import policy_log_probs
+    from training.eval.policy import policy_log_probs
 
     torch.manual_seed(1)
     net = nets.build("policy", 48, 9, "tiny").eval()
@@ -223,8 +223,8 @@ def test_eval_value_scores_a_net_that_knows_nothing_at_mse_one(dataset, tmp_path
     nets.save(net, tmp_path / "zero.pt", features="alphago49")
     assert train_main(["eval-value", str(tmp_path / "zero.pt"), str(dataset), "--split", "val", "--json"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    shards = [data.load_shard(p) for p in data.shard_paths(dataset, "val")]
-    outcomes = np.concatenate([s["outcome"] for s in shards])
+    loaded = [shards.load_shard(p) for p in shards.shard_paths(dataset, "val")]
+    outcomes = np.concatenate([s["outcome"] for s in loaded])
     decided = outcomes[outcomes != 0]
     assert report["positions"] == decided.size
     assert report["mse"] == pytest.approx(1.0) and report["mse_alphago_scale"] == pytest.approx(0.5)
@@ -241,7 +241,7 @@ def test_eval_value_scores_a_net_that_knows_nothing_at_mse_one(dataset, tmp_path
     lo, hi = paired["baseline"]["difference_95"]
     assert lo <= paired["baseline"]["difference"] <= hi
 
-    games = sum(np.unique(s["game"][s["outcome"] != 0]).size for s in shards)  # game ids count within a shard
+    games = sum(np.unique(s["game"][s["outcome"] != 0]).size for s in loaded)  # game ids count within a shard
     assert train_main(["eval-value", str(tmp_path / "zero.pt"), str(dataset), "--one-per-game", "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["positions"] == games
 
@@ -259,7 +259,7 @@ def _area_batch(size: int, symmetry: int, transposed: bool) -> dict:
     stones = planes[:, 0].transpose(0, 2, 1) if transposed else planes[:, 0]
     batch = {"planes": torch.from_numpy(np.packbits(planes.reshape(16, -1), axis=1)),
              "move": torch.zeros(16, dtype=torch.int64), "outcome": torch.ones(16), "symmetry": symmetry,
-             data.OWNERSHIP: torch.from_numpy(2.0 * stones.reshape(16, -1) - 1)}
+             shards.OWNERSHIP: torch.from_numpy(2.0 * stones.reshape(16, -1) - 1)}
     return batch
 
 
@@ -277,7 +277,7 @@ def test_value_loss_turns_the_final_area_with_the_position(symmetry):
 
 
 def test_ownership_weight_needs_shards_with_the_final_area(dataset, tmp_path, capsys):
-    assert not data.PositionBatches(data.shard_paths(dataset, "train"), 4).ownership  # expert records: no area
+    assert not shards.PositionBatches(shards.shard_paths(dataset, "train"), 4).ownership  # expert records: no area
     args = ["value-sl", str(dataset), "--out", str(tmp_path / "v"), "--preset", "tiny", "--steps", "2",
             "--ownership-weight", "1", "--no-progress"]
     with pytest.raises(SystemExit, match="final area"):

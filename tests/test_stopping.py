@@ -20,10 +20,10 @@ import pytest
 
 from gogame.checkpoint import CheckpointError, load_checkpoint
 from tests.test_trainer import assert_same_weights, config, mlp, mse_loss, regression_data
-from training import data
 from training.cli import main as train_main
+from training.data import shards
 from training.metrics import read_metrics
-from training.selfplay import GameSpec, generate
+from training.stages.selfplay import GameSpec, generate
 from training.stopping import EXIT_STOPPED, RunStopped, StopRequest
 from training.trainer import Trainer, manifest_difference, stored_config
 
@@ -188,83 +188,83 @@ def test_stop_request_reasons():
 
 
 @pytest.fixture()
-def shards(tmp_path) -> Path:
+def shard_dir(tmp_path) -> Path:
     out = tmp_path / "shards"
-    data.build_dataset([str(p) for p in sorted(FIXTURES.glob("pro9-*.sgf"))], out, feature_set="alphago49",
-                       game_filter=data.GameFilter(size=9, min_moves=10), workers=1, games_per_chunk=2,
-                       val_fraction=0.0, test_fraction=0.0)
+    shards.build_dataset([str(p) for p in sorted(FIXTURES.glob("pro9-*.sgf"))], out, feature_set="alphago49",
+                         game_filter=shards.GameFilter(size=9, min_moves=10), workers=1, games_per_chunk=2,
+                         val_fraction=0.0, test_fraction=0.0)
     return out
 
 
-def test_position_batches_manifest_names_each_shard_with_its_size_and_hash(shards):
-    paths = data.shard_paths(shards, "train")
+def test_position_batches_manifest_names_each_shard_with_its_size_and_hash(shard_dir):
+    paths = shards.shard_paths(shard_dir, "train")
     assert len(paths) >= 2
-    manifest = data.PositionBatches(paths, 8, seed=3).manifest()
+    manifest = shards.PositionBatches(paths, 8, seed=3).manifest()
     assert [i["path"] for i in manifest["inputs"]] == [str(p) for p in paths]
     assert all(i["bytes"] == p.stat().st_size and len(i["sha256"]) == 64 for i, p in zip(manifest["inputs"], paths))
     assert manifest["settings"]["seed"] == 3
-    other = data.PositionBatches(paths, 8, seed=4).manifest()
+    other = shards.PositionBatches(paths, 8, seed=4).manifest()
     assert manifest_difference(manifest, other) == "settings: seed was 3, is 4"
-    assert manifest_difference(manifest, data.PositionBatches(paths[::-1], 8, seed=3).manifest()) == \
+    assert manifest_difference(manifest, shards.PositionBatches(paths[::-1], 8, seed=3).manifest()) == \
         "the inputs are listed in another order"
-    assert manifest_difference(manifest, data.PositionBatches(paths[1:], 8, seed=3).manifest()) == \
+    assert manifest_difference(manifest, shards.PositionBatches(paths[1:], 8, seed=3).manifest()) == \
         f"input {paths[0]} is missing"
 
 
-def sl_args(shards: Path, out: Path, *extra: str) -> list[str]:
-    return ["sl", str(shards), "--out", str(out), "--preset", "tiny", "--steps", "40", "--batch-size", "8",
+def sl_args(shard_dir: Path, out: Path, *extra: str) -> list[str]:
+    return ["sl", str(shard_dir), "--out", str(out), "--preset", "tiny", "--steps", "40", "--batch-size", "8",
             "--val-every", "1000", "--ckpt-every", "1000", "--no-progress", *extra]
 
 
-def test_sl_refuses_to_resume_over_a_changed_shard_and_ignores_new_ones(shards, tmp_path, capsys):
+def test_sl_refuses_to_resume_over_a_changed_shard_and_ignores_new_ones(shard_dir, tmp_path, capsys):
     out = tmp_path / "run"
-    assert train_main(sl_args(shards, out, "--max-steps-this-run", "5")) == 0
-    paths = data.shard_paths(shards, "train")
+    assert train_main(sl_args(shard_dir, out, "--max-steps-this-run", "5")) == 0
+    paths = shards.shard_paths(shard_dir, "train")
     # a shard added to the folder is not part of this run: the resumed run reads the shards it started with
-    extra = shards / "train-99999.npz"
+    extra = shard_dir / "train-99999.npz"
     extra.write_bytes(paths[0].read_bytes())
-    assert train_main(sl_args(shards, out, "--max-steps-this-run", "5", "--resume")) == 0
+    assert train_main(sl_args(shard_dir, out, "--max-steps-this-run", "5", "--resume")) == 0
     assert stored_config(out)["manifest"]["train"]["inputs"][-1]["path"] == str(paths[-1])
     # a shard that changed is named
-    arrays = data.load_shard(paths[1])
+    arrays = shards.load_shard(paths[1])
     arrays["move"] = np.roll(arrays["move"], 1)
-    data.save_shard(paths[1], arrays)
-    assert train_main(sl_args(shards, out, "--resume")) == 2
+    shards.save_shard(paths[1], arrays)
+    assert train_main(sl_args(shard_dir, out, "--resume")) == 2
     assert f"input {paths[1]} changed" in capsys.readouterr().err
     paths[1].unlink()
-    assert train_main(sl_args(shards, out, "--resume")) == 2
+    assert train_main(sl_args(shard_dir, out, "--resume")) == 2
     assert f"shard {paths[1]} is missing" in capsys.readouterr().err
 
 
-def test_the_command_line_stops_says_how_to_continue_and_continues(shards, tmp_path, capsys):
+def test_the_command_line_stops_says_how_to_continue_and_continues(shard_dir, tmp_path, capsys):
     out = tmp_path / "run"
-    assert train_main(sl_args(shards, out, "--stop-after", "0.00001")) == EXIT_STOPPED
+    assert train_main(sl_args(shard_dir, out, "--stop-after", "0.00001")) == EXIT_STOPPED
     err = capsys.readouterr().err
     assert "stopped at step" in err and "(time limit)" in err
     command = err.split("to continue: ")[1].strip()
     assert command.startswith("gogame-train sl ") and command.endswith("--resume")
     assert train_main(command.split()[1:-3] + ["--resume"]) == 0  # without --stop-after: to the end
     assert stored_config(out)["total_steps"] == 40 and checkpoint_step(out) == 40
-    assert train_main(sl_args(shards, out, "--resume", "--steps", "50")) == 2
+    assert train_main(sl_args(shard_dir, out, "--resume", "--steps", "50")) == 2
     assert "steps=40, not 50" in capsys.readouterr().err
 
 
-def test_ctrl_c_before_the_training_loop_is_one_line_and_status_130(shards, tmp_path, capsys, monkeypatch):
+def test_ctrl_c_before_the_training_loop_is_one_line_and_status_130(shard_dir, tmp_path, capsys, monkeypatch):
     """Ctrl-C while a stage still reads its data (an archive's index, say), before its loop can stop cleanly."""
-    from training import sl
+    from training.stages import sl
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(sl, "run", interrupted)
-    assert train_main(sl_args(shards, tmp_path / "run")) == 130
+    assert train_main(sl_args(shard_dir, tmp_path / "run")) == 130
     err = capsys.readouterr().err
     assert err.startswith("gogame-train sl: interrupted before training began") and "Traceback" not in err
 
 
-def test_minutes_are_timed_once_when_the_run_starts(shards, tmp_path, capsys):
+def test_minutes_are_timed_once_when_the_run_starts(shard_dir, tmp_path, capsys):
     out = tmp_path / "run"
-    base = [a for a in sl_args(shards, out) if a not in ("--steps", "40")] + ["--minutes", "0.02"]
+    base = [a for a in sl_args(shard_dir, out) if a not in ("--steps", "40")] + ["--minutes", "0.02"]
     assert train_main(base + ["--max-steps-this-run", "2"]) == 0
     steps = int(capsys.readouterr().err.split("--minutes 0.02: ")[1].split()[0])
     assert train_main(base + ["--resume", "--max-steps-this-run", "1"]) == 0

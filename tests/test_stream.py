@@ -1,4 +1,4 @@
-"""Tests for training.stream: the expert-game batch source read straight from SGF archives."""
+"""Tests for training.data.stream: the expert-game batch source read straight from SGF archives."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from gogame import sgf
-from training import data, stream
-from training.stream import ExpertStream, OutcomeRule
+from training.data import shards, stream
+from training.data.stream import ExpertStream, OutcomeRule
 
 DATA = Path(__file__).resolve().parent / "data"
 SIZE = 9
@@ -43,7 +43,7 @@ def index_dir(tmp_path_factory) -> Path:
 
 
 def make(archive: Path, index_dir: Path, batch_size: int = 32, **options) -> ExpertStream:
-    options.setdefault("game_filter", data.GameFilter(size=SIZE))
+    options.setdefault("game_filter", shards.GameFilter(size=SIZE))
     options.setdefault("val_fraction", 0.2)
     options.setdefault("test_fraction", 0.2)
     options.setdefault("ownership_playouts", 4)
@@ -102,7 +102,7 @@ def test_without_drop_last_an_epoch_is_every_position_once(archive, index_dir):
 
 
 def test_splits_are_disjoint_by_game_and_cover_the_kept_games(archive, index_dir):
-    names = {split: set(make(archive, index_dir, split=split).names) for split in data.SPLITS}
+    names = {split: set(make(archive, index_dir, split=split).names) for split in shards.SPLITS}
     assert all(names.values())
     assert not (names["train"] & names["val"] or names["train"] & names["test"] or names["val"] & names["test"])
     assert len(set().union(*names.values())) == 24
@@ -134,7 +134,7 @@ def test_manifest_names_the_inputs_and_every_setting(archive, index_dir):
                                           ("B+F", "forfeit"), ("0", "draw"), ("Jigo", "draw"), ("Void", "void"),
                                           ("?", "unknown"), ("", "unknown"), ("B+x", "unknown")])
 def test_result_kinds(result, kind):
-    assert data.result_kind(result) == kind
+    assert shards.result_kind(result) == kind
 
 
 def test_outcome_is_masked_by_result_kind_komi_and_handicap(archive, index_dir):
@@ -143,7 +143,7 @@ def test_outcome_is_masked_by_result_kind_komi_and_handicap(archive, index_dir):
     for i in range(source.games):
         facts = source.record(i)[2]
         arrays = source.game_arrays(i)
-        kind = data.result_kind(facts.result)
+        kind = shards.result_kind(facts.result)
         mover = np.where(np.arange(len(arrays["move"])) % 2 == 0, 1, -1)  # no handicap here: black first
         if kind in ("time", "forfeit") or not 5.5 <= facts.komi <= 7.5:  # one fixture game has komi 0
             assert not arrays["outcome"].any()
@@ -155,7 +155,7 @@ def test_outcome_is_masked_by_result_kind_komi_and_handicap(archive, index_dir):
     strict = make(archive, index_dir, outcome=OutcomeRule(min_komi=7.0))  # the fixture games: komi 0 to 6.5
     assert not any(strict.game_arrays(i)["outcome"].any() for i in range(strict.games))
     rule = OutcomeRule()
-    handicap = data.GameFacts(100, 2, 2, 6.5, "B+R", "", "", "")
+    handicap = shards.GameFacts(100, 2, 2, 6.5, "B+R", "", "", "")
     assert rule.winner(handicap) is None and OutcomeRule(handicap=True).winner(handicap) == "B"
     with pytest.raises(ValueError, match="unknown result kinds"):
         OutcomeRule(results=("resigned",))
@@ -175,7 +175,7 @@ def test_value_positions_keep_that_many_outcomes_per_game_drawn_the_same_way_eac
             kept_positions.add(tuple(np.flatnonzero(part)))
         else:
             assert not part.any()
-        for key in ("planes", "move", data.OWNERSHIP):  # the moves and owners of every position still teach
+        for key in ("planes", "move", shards.OWNERSHIP):  # the moves and owners of every position still teach
             assert np.array_equal(every.game_arrays(i)[key], sampled.game_arrays(i)[key])
     assert len(kept_positions) > 1  # drawn per game, not the same move numbers everywhere
     assert "value_positions" not in every.manifest()["settings"]
@@ -195,7 +195,7 @@ def finished_game() -> bytes:
 
 def test_ownership_agrees_with_a_finished_game(tmp_path):
     path = make_archive(tmp_path / "one.tar.xz", {"walls.sgf": finished_game()})
-    source = ExpertStream([path], 4, game_filter=data.GameFilter(size=SIZE), val_fraction=0, test_fraction=0,
+    source = ExpertStream([path], 4, game_filter=shards.GameFilter(size=SIZE), val_fraction=0, test_fraction=0,
                           ownership_playouts=8, index_dir=tmp_path, progress=False)
     owner = source.final_ownership(0).reshape(SIZE, SIZE)
     # the rollouts sometimes live inside the other side's territory: the sign holds everywhere, the mean is high
@@ -212,7 +212,7 @@ def test_bad_sources_and_settings(archive, index_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match="no such"):
         make(tmp_path / "missing.tar.xz", index_dir)
     with pytest.raises(ValueError, match="no game of the train split"):
-        make(archive, index_dir, game_filter=data.GameFilter(size=19))
+        make(archive, index_dir, game_filter=shards.GameFilter(size=19))
     with pytest.raises(ValueError, match="split must be"):
         make(archive, index_dir, split="dev")
     with pytest.raises(ValueError, match="positive"):

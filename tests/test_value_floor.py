@@ -10,7 +10,7 @@ import torch
 
 from gogame import nets
 from gogame.board import Board
-from training import bench_value_floor as floor
+from training.bench import value_floor as floor
 
 SIZE = 5
 

@@ -3,7 +3,10 @@
 Each sub-command lives in the module that does the work; this file only
 builds the parser from the table below and dispatches. A module named here
 provides ``add_arguments(parser)`` and the named run function
-(``run(args) -> int`` unless the table says otherwise).
+(``run(settings) -> int`` unless the table says otherwise). A stage's module
+also names its typed configuration, ``CONFIG`` (a dataclass whose fields are
+its options, see :mod:`training.options`): its run function gets that
+dataclass, the others the parsed namespace.
 """
 
 from __future__ import annotations
@@ -13,27 +16,36 @@ import importlib
 import shlex
 import sys
 
+from typing import Any
+
 from gogame.checkpoint import CheckpointError
+from training import options
 from training.stopping import EXIT_STOPPED, RunStopped
 
 # name -> (module, run function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "dataset": ("training.data", "run", "replay SGF games into bit-packed feature shards"),
-    "sl": ("training.sl", "run", "train a policy net on expert moves (supervised)"),
-    "value-sl": ("training.sl", "run_value", "train a value net on expert game outcomes"),
-    "dual": ("training.dual", "run", "train a dual net (policy, value, ownership) on expert games in SGF archives"),
-    "eval-policy": ("training.evaluate", "run", "accuracy of a policy net on held-out expert games"),
-    "eval-value": ("training.eval_value", "run", "mean squared error of a value net on a dataset's held-out positions"),
-    "rollout": ("training.rollout_train", "run", "learn the rollout or tree policy's pattern weights from expert games"),
-    "match": ("training.match", "run", "play two GTP engines against each other: win rate, Elo, SGF records"),
-    "resignations": ("training.resignations", "run", "check a match's resignations: a judge engine plays each one out"),
+    "dataset": ("training.data.shards", "run", "replay SGF games into bit-packed feature shards"),
+    "sl": ("training.stages.sl", "run", "train a policy net on expert moves (supervised)"),
+    "value-sl": ("training.stages.sl", "run_value", "train a value net on expert game outcomes"),
+    "dual": ("training.stages.dual", "run",
+             "train a dual net (policy, value, ownership) on expert games in SGF archives"),
+    "eval-policy": ("training.eval.policy", "run", "accuracy of a policy net on held-out expert games"),
+    "eval-value": ("training.eval.value", "run", "mean squared error of a value net on a dataset's held-out positions"),
+    "rollout": ("training.stages.rollout", "run",
+                "learn the rollout or tree policy's pattern weights from expert games"),
+    "match": ("training.eval.match", "run", "play two GTP engines against each other: win rate, Elo, SGF records"),
+    "resignations": ("training.eval.resignations", "run",
+                     "check a match's resignations: a judge engine plays each one out"),
     "plot": ("training.metrics", "run", "plot a run's metrics.csv to PNG"),
-    "selfplay": ("training.selfplay", "run", "play policy (or MCTS) games in worker processes into shards and SGF"),
-    "rl": ("training.rl", "run", "RL policy by REINFORCE against a pool of its earlier checkpoints"),
-    "policy-match": ("training.policy_match", "run", "two policy nets head to head in raw-policy games: win rate"),
-    "value": ("training.value", "run", "value data from SL/random/RL games (one position each), then the value net"),
-    "pipeline": ("training.pipeline", "run", "run the training stages of a TOML config, skipping finished ones"),
-    "campaign": ("training.campaign", "run", "a training run over many machines' turns: start, continue, status"),
+    "selfplay": ("training.stages.selfplay", "run",
+                 "play policy (or MCTS) games in worker processes into shards and SGF"),
+    "rl": ("training.stages.rl", "run", "RL policy by REINFORCE against a pool of its earlier checkpoints"),
+    "policy-match": ("training.eval.policy_match", "run", "two policy nets head to head in raw-policy games: win rate"),
+    "value": ("training.stages.value", "run",
+              "value data from SL/random/RL games (one position each), then the value net"),
+    "pipeline": ("training.stages.pipeline", "run", "run the training stages of a TOML config, skipping finished ones"),
+    "campaign": ("training.stages.campaign", "run",
+                 "a training run over many machines' turns: start, continue, status"),
     "demo": ("training.demos.command", "run", "run a lecture demo (--list) on the shared trainer"),
 }
 
@@ -51,30 +63,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+def parse(argv: list[str]) -> tuple[str, Any]:
+    """The command and its settings from command-line words: the command's ``CONFIG`` dataclass where its module
+    has one, else the parsed namespace. SystemExit (argparse's message on stderr) for words that do not fit."""
     args = build_parser().parse_args(argv)
+    config_class = getattr(importlib.import_module(args.module), "CONFIG", None)
+    return args.command, options.from_arguments(config_class, args) if config_class else args
+
+
+def execute(command: str, settings: Any, argv: list[str]) -> int:
+    """Run ``command`` with its settings (see :func:`parse`); its exit status. Bad input is a one-line message
+    (status 2), a stopped run says how to continue (``argv``, the words that started it; :data:`EXIT_STOPPED`)."""
+    module, function, _ = COMMANDS[command]
     try:
-        return int(getattr(importlib.import_module(args.module), args.function)(args) or 0)
+        return int(getattr(importlib.import_module(module), function)(settings) or 0)
     except (CheckpointError, FileNotFoundError, ValueError) as exc:
         # Bad input named on the command line, or settings that do not fit it: a clear message, not a traceback.
-        print(f"gogame-train {args.command}: {exc}", file=sys.stderr)
+        print(f"gogame-train {command}: {exc}", file=sys.stderr)
         return 2
     except RunStopped as stop:
-        print(f"gogame-train {args.command}: {stop}; to continue: {continue_command(argv, args)}",
-              file=sys.stderr)
+        print(f"gogame-train {command}: {stop}; to continue: {continue_command(argv, settings)}", file=sys.stderr)
         return EXIT_STOPPED
     except KeyboardInterrupt:  # Ctrl-C before a stage's loop could stop cleanly (while it reads its data, say)
-        print(f"gogame-train {args.command}: interrupted before training began; every file is written "
+        print(f"gogame-train {command}: interrupted before training began; every file is written "
               "atomically, so none is half-written", file=sys.stderr)
         return 130
 
 
-def continue_command(argv: list[str], args: argparse.Namespace) -> str:
+TRAIN_EXTRA = ("tqdm",)  # the top-level packages of the [train] extra (pyproject.toml)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        command, settings = parse(argv)
+    except ModuleNotFoundError as exc:  # the core install: the engine without the training tools
+        if (exc.name or "").split(".")[0] not in TRAIN_EXTRA:
+            raise
+        print(f'gogame-train needs the [train] extra ({exc.name} is missing): pip install "gogame-engine[train]"',
+              file=sys.stderr)
+        return 1
+    return execute(command, settings, argv)
+
+
+def continue_command(argv: list[str], settings: Any) -> str:
     """The command line that continues a stopped run: the same one, with ``--resume`` where the command has it
     (a command without it, such as ``selfplay``, resumes when run again as it was)."""
     words = list(argv)
-    if hasattr(args, "resume") and "--resume" not in words:
+    if hasattr(settings, "resume") and "--resume" not in words:
         words.append("--resume")
     return " ".join(["gogame-train", *map(shlex.quote, words)])
 

@@ -158,7 +158,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from training.campaign import CONFIG_FILE, Campaign  # the campaign module plots through this one
+    from training.stages.campaign import CONFIG_FILE, Campaign  # the campaign module plots through this one
 
     if (Path(args.run_dir) / CONFIG_FILE).is_file():  # every segment, their boundaries marked, positions/s
         print(Campaign(args.run_dir).plot(args.out))

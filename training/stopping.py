@@ -20,11 +20,16 @@ Example::
 
 from __future__ import annotations
 
+import argparse
 import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from types import FrameType
+
+from training import options
+from training.options import option
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 EXIT_STOPPED = 75  # sysexits' EX_TEMPFAIL: not finished, run it again to go on (`a && b` does not run b)
@@ -89,13 +94,22 @@ class StopRequest:
         return None
 
 
-def add_stop_arguments(parser, *, checkpoints: bool = True) -> None:
-    """The command-line options of a job that stops cleanly: ``--stop-after`` and, for one that checkpoints on a
-    clock, ``--ckpt-every-minutes`` (SIGINT and SIGTERM need no option)."""
-    parser.add_argument("--stop-after", type=float, default=0.0, metavar="MINUTES",
-                        help="stop cleanly after this many minutes of wall-clock time, state saved, to go on later "
-                             "(SIGINT and SIGTERM stop the same way; default 0: no limit)")
-    if checkpoints:
-        parser.add_argument("--ckpt-every-minutes", type=float, default=5.0, metavar="MINUTES",
-                            help="also write last.pt whenever this many minutes passed since the last one, so a "
-                                 "kill -9 loses at most that much work (default 5; 0: by steps only)")
+@dataclass(kw_only=True)
+class StopOptions:
+    """The settings of a job that stops cleanly (SIGINT and SIGTERM need none)."""
+
+    stop_after: float = option(0.0, "stop cleanly after this many minutes of wall-clock time, state saved, to go on "
+                                    "later (SIGINT and SIGTERM stop the same way; 0: no limit)")
+
+
+@dataclass(kw_only=True)
+class CheckpointStopOptions(StopOptions):
+    """The settings of a job that stops cleanly and also checkpoints on a clock."""
+
+    ckpt_every_minutes: float = option(5.0, "also write a checkpoint whenever this many minutes passed since the "
+                                            "last one, so a kill -9 loses at most that much work (0: by steps only)")
+
+
+def add_stop_arguments(parser: argparse.ArgumentParser, *, checkpoints: bool = True) -> None:
+    """The command-line options of :class:`CheckpointStopOptions` (``checkpoints`` False: of :class:`StopOptions`)."""
+    options.add_arguments(parser, CheckpointStopOptions if checkpoints else StopOptions)

@@ -15,7 +15,7 @@ START=$(date +%s)
 log() { echo "### [+$(( $(date +%s) - START ))s] $*"; }
 T="python -m training.cli"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU"
-python -c "from gogame.sgf import load; from training import data; data.encode_game(load('tests/data/pro19-00.sgf')[0], 'alphago49')"
+python -c "from gogame.sgf import load; from training.data import shards; shards.encode_game(load('tests/data/pro19-00.sgf')[0], 'alphago49')"
 log "numba kernels compiled, $W cores"
 timeout 200 $T dataset "$DATA/pro19.tar.xz" /tmp/ds19 --features alphago49 --workers "$W" --games-per-chunk 200 --max-games "$G19" 2>&1 | tr '\r' '\n' | grep -v "^dataset: "
 timeout 200 $T dataset "$DATA/pro19.tar.xz" /tmp/value19 --features alphago49 --positions-per-game 8 --require-result \

@@ -1,6 +1,6 @@
 """Board speed benchmark: random playouts per second, and the cost of play and copy.
 
-Run: ``python -m training.bench_board [--seconds 5]``. Everything is measured
+Run: ``python -m training.bench.board [--seconds 5]``. Everything is measured
 side by side in one run, on one core. The baseline is a plain pure-Python
 board written here (dict of points, flood fill for liberties), which plays the
 same kind of random games (no filling of one's own single-point eyes).

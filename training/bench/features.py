@@ -1,6 +1,6 @@
 """Feature speed benchmark: the 48 AlphaGo planes of real 19x19 positions, kernel against a plain reference.
 
-Run: ``taskset -c 0 python -m training.bench_features [--games 300] [--reference-every 100] [--repeat 3]``.
+Run: ``taskset -c 0 python -m training.bench.features [--games 300] [--reference-every 100] [--repeat 3]``.
 It replays the first ``--games`` games of a 19x19 archive (professional games by
 default) and times, for the position before every move, a call of
 :func:`gogame.features.compute_alphago` into a preallocated array and one of
@@ -30,7 +30,7 @@ import numpy as np
 from gogame import fastboard as fb
 from gogame import features
 from gogame.board import Board, IllegalMove
-from training.corpus import read_games
+from training.data.corpus import read_games
 
 DEFAULT_ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "pro19.tar.xz"  # ../shared/data
 

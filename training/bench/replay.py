@@ -1,6 +1,6 @@
 """Replay every game of a corpus through the Board and check it against sgfmill.
 
-Run: ``python -m training.bench_replay ../shared/data/*.tar.xz [--workers 2]``.
+Run: ``python -m training.bench.replay ../shared/data/*.tar.xz [--workers 2]``.
 Every recorded move must be legal (simple ko, as records are replayed) and
 the stones after every move must equal those of sgfmill's independent board.
 Prints games, moves, disagreements (with the first few named) and the rate.
@@ -19,7 +19,7 @@ from sgfmill import boards
 from tqdm import tqdm
 
 from gogame.board import IllegalMove
-from training.corpus import iter_sgf, parse_games
+from training.data.corpus import iter_sgf, parse_games
 
 
 def check_game(name: str, data: bytes) -> tuple[str, int, str | None]:

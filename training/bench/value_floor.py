@@ -1,6 +1,6 @@
 """The lowest MSE a value net can reach on AlphaGo's value data, measured by playing each position many times.
 
-Run: ``python -m training.bench_value_floor --rl RL.pt [--sl SL.pt] [--value VALUE.pt ...] [--positions 400]
+Run: ``python -m training.bench.value_floor --rl RL.pt [--sl SL.pt] [--value VALUE.pt ...] [--positions 400]
 [--continuations 16] [--json]``.
 
 The positions are drawn as ``gogame-train value`` draws them (U uniform in ``1..size*size``, the SL policy
@@ -29,7 +29,7 @@ from gogame import nets
 from gogame.api import NetEvaluator
 from gogame.board import Board
 from gogame.stats import mean_interval
-from training.selfplay import GameSpec, NetPlayer, Plan, play_games
+from training.stages.selfplay import GameSpec, NetPlayer, Plan, play_games
 
 CHUNK_GAMES = 512  # continuations played at once
 
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     drawn = value_positions(sl, rl, args.positions, komi=args.komi, rng=rng)
     if len(drawn) < 2:
-        raise SystemExit(f"bench_value_floor: only {len(drawn)} of the games lasted past move U; draw more")
+        raise SystemExit(f"training.bench.value_floor: only {len(drawn)} of the games lasted past move U; draw more")
     u = np.array([n for n, _, _ in drawn])
     boards = [board for _, board, _ in drawn]
     outcomes = continuation_outcomes(rl, boards, args.continuations, komi=args.komi, rng=rng,

@@ -18,7 +18,7 @@ array          dtype, shape             meaning
 ============== ======================== ========================================
 
 plus per game ``game_name`` (``archive:member``) and ``game_komi``. Self-play
-shards (:mod:`training.selfplay`) add ``ownership``, int8 (n, S*S): +1 where
+shards (:mod:`training.stages.selfplay`) add ``ownership``, int8 (n, S*S): +1 where
 the final area of the game was the mover's, -1 the opponent's, 0 neither
 (expert records stop before the end, so theirs have none). Shards are
 ``.npz`` files written atomically; a finished chunk leaves a ``.done`` record
@@ -63,7 +63,7 @@ from gogame import fastboard as fb
 from gogame.board import Board, IllegalMove
 from gogame.atomic import write_atomically
 from gogame.sgf import Game
-from training.corpus import iter_sgf, parse_games
+from training.data.corpus import iter_sgf, parse_games
 
 SPLITS = ("train", "val", "test")
 ARRAYS = ("planes", "move", "outcome", "move_number", "game")

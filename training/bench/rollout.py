@@ -1,12 +1,12 @@
 """Benchmark of the rollout and tree policies: held-out accuracy and rollout speed.
 
 Figures, one per line: top-1 accuracy and log loss of each policy on held-out expert games (the ``test`` split of
-:func:`training.data.split_of`, which training never sees), microseconds per rollout move
+:func:`training.data.shards.split_of`, which training never sees), microseconds per rollout move
 and full rollouts per second per core on an empty board (19x19 unless ``--size``), rollouts per second with
 ``--threads`` threads, and uniformly random playouts per second for scale. The numba kernels are compiled (or
 loaded from the cache) before any timing.
 
-    python -m training.bench_rollout --data /work/shared/data/pro19.tar.xz
+    python -m training.bench.rollout --data /work/shared/data/pro19.tar.xz
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 
 from gogame import Board, random_playouts
 from gogame import rollout as ro
-from training import rollout_train as rt
+from training.stages import rollout as rt
 
 
 def accuracy_lines(policies: dict[str, ro.RolloutPolicy], args: argparse.Namespace) -> list[str]:
@@ -64,7 +64,7 @@ def speed_lines(policy: ro.RolloutPolicy, size: int, n: int, threads: int) -> li
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.bench_rollout", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m training.bench.rollout", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", nargs="*", default=[], help="SGF sources for the accuracy figures (19x19)")
     parser.add_argument("--games", type=int, default=500, help="held-out games to score")
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rollouts", type=int, default=200, help="rollouts to time")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
-    print("command: python -m training.bench_rollout " + " ".join(sys.argv[1:] if argv is None else argv))
+    print("command: python -m training.bench.rollout " + " ".join(sys.argv[1:] if argv is None else argv))
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}")
     rollout = ro.RolloutPolicy.load(args.rollout)
     policies = {"rollout": rollout}

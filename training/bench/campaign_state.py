@@ -1,7 +1,7 @@
 """What a campaign's compact state costs: one run in a single segment against the same run handed over from
 its committed state (fp16 weights, bf16 optimizer moments) at every segment boundary, as on a fresh clone.
 
-    python -m training.bench_campaign_state training/campaigns/bench-dual9.toml --segments 6 --out runs/bench-state
+    python -m training.bench.campaign_state training/campaigns/bench-dual9.toml --segments 6 --out runs/bench-state
 
 Both runs are the campaign of the given config (same seed, same data order); the handed-over one starts each
 segment from an empty live folder, so it resumes from ``state.pt`` alone. Prints both runs' held-out metrics at
@@ -15,8 +15,8 @@ import json
 import shutil
 from pathlib import Path
 
-from training.campaign import STATE_FILE, Campaign
 from training.metrics import read_metrics
+from training.stages.campaign import STATE_FILE, Campaign
 
 
 def run_campaign(config: Path, folder: Path, segments: int, steps: int) -> list[dict]:

@@ -2,9 +2,9 @@
 
 The pipeline, top to bottom:
 
-1. read SGF records from folders, files and archives (:func:`training.corpus.iter_sgf`), keeping the games of
+1. read SGF records from folders, files and archives (:func:`training.data.corpus.iter_sgf`), keeping the games of
    one board size and setting aside the held-out games: the ``test`` split of the dataset builder
-   (:func:`training.data.split_of`), so the held-out games are the same whatever ``--games`` says, for the
+   (:func:`training.data.shards.split_of`), so the held-out games are the same whatever ``--games`` says, for the
    benchmark and for the policy networks;
 2. replay the training games in numba and harvest the pattern keys of the expert moves; keys seen at least
    ``--min-count`` times get a weight (:func:`harvest`);
@@ -42,9 +42,11 @@ from gogame import rollout as ro
 from gogame import sgf
 from gogame.fastboard import BLACK, PASS, WHITE, FastBoard
 from gogame.atomic import write_atomically
-from training.corpus import iter_sgf
-from training.data import split_of
-from training.stopping import RunStopped, StopRequest, add_stop_arguments
+from training import options
+from training.data.corpus import iter_sgf
+from training.data.shards import split_of
+from training.options import REQUIRED, option
+from training.stopping import CheckpointStopOptions, RunStopped, StopRequest
 
 CHUNK_GAMES = 2000  # games swept between two looks at the clock and the signals
 
@@ -124,7 +126,7 @@ def load_games(sources: Iterable[str | Path], size: int = 19, *, games: int | No
                seed: int = 0, val: float = 0.02, test: float = 0.02) -> tuple[GameSet, GameSet]:
     """Up to ``games`` training games and ``eval_games`` held-out games of board ``size``, in source order.
 
-    Games go to the two sets by :func:`training.data.split_of` with ``seed``, ``val`` and ``test``: training games
+    Games go to the two sets by :func:`training.data.shards.split_of` with ``seed``, ``val`` and ``test``: training games
     from its ``train`` split, held-out ones from its ``test`` split, so a run of the dataset builder with the same
     values holds out the same games. Files that do not parse are skipped, and so are games with setup stones
     after the first node (the packed form has setup only at the start).
@@ -372,21 +374,31 @@ def train(games: GameSet, *, tree: bool = False, epochs: int = 1, lr: float = 0.
 
 # ------------------------------------------------------------------------------------------------ command line
 
+@dataclass(kw_only=True)
+class RolloutConfig(CheckpointStopOptions):
+    """Every setting of ``gogame-train rollout``, with its default."""
+
+    data: tuple[str, ...] = option(REQUIRED, "SGF files, folders or archives (.tar.xz, .tar.gz, .zip)",
+                                   positional=True)
+    out: str = option(REQUIRED, "the .npz to write")
+    policy: str = option("rollout", "which feature set", choices=("rollout", "tree"))
+    games: int | None = option(None, "training games to use (default: all)")
+    eval_games: int = option(500, "held-out games to report accuracy on")
+    seed: int = option(0, "seed of the train/val/test split (and of the shuffle)")
+    val: float = option(0.02, "share of games in the val split (not used)")
+    test: float = option(0.02, "share of games held out (the test split)")
+    size: int = option(19, "board size of the games to use")
+    epochs: int = option(2, "passes over the training games")
+    lr: float = option(0.1, "AdaGrad learning rate")
+    min_count: int = option(2, "keep patterns seen at least this often")
+    resume: bool = option(False, "go on from OUT.partial.npz, left by a stopped run")
+
+
+CONFIG = RolloutConfig
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("data", nargs="+", help="SGF files, folders or archives (.tar.xz, .tar.gz, .zip)")
-    parser.add_argument("--out", required=True, help="the .npz to write")
-    parser.add_argument("--policy", choices=("rollout", "tree"), default="rollout", help="which feature set")
-    parser.add_argument("--games", type=int, default=None, help="training games to use (default: all)")
-    parser.add_argument("--eval-games", type=int, default=500, help="held-out games to report accuracy on")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the train/val/test split (and of the shuffle)")
-    parser.add_argument("--val", type=float, default=0.02, help="share of games in the val split (not used)")
-    parser.add_argument("--test", type=float, default=0.02, help="share of games held out (the test split)")
-    parser.add_argument("--size", type=int, default=19, help="board size of the games to use")
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--lr", type=float, default=0.1, help="AdaGrad learning rate")
-    parser.add_argument("--min-count", type=int, default=2, help="keep patterns seen at least this often")
-    parser.add_argument("--resume", action="store_true", help="go on from OUT.partial.npz, left by a stopped run")
-    add_stop_arguments(parser)
+    options.add_arguments(parser, RolloutConfig)
 
 
 def partial_path(out: str | Path) -> Path:
@@ -395,30 +407,28 @@ def partial_path(out: str | Path) -> Path:
     return out.with_name(out.name.removesuffix(".npz") + ".partial.npz")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(config: RolloutConfig) -> int:
     start = time.perf_counter()
-    train_set, held = load_games(args.data, args.size, games=args.games, eval_games=args.eval_games,
-                                 seed=args.seed, val=args.val, test=args.test)
-    print(f"read {len(train_set)} training and {len(held)} held-out {args.size}x{args.size} games "
+    train_set, held = load_games(config.data, config.size, games=config.games, eval_games=config.eval_games,
+                                 seed=config.seed, val=config.val, test=config.test)
+    print(f"read {len(train_set)} training and {len(held)} held-out {config.size}x{config.size} games "
           f"({time.perf_counter() - start:.0f} s)", flush=True)
     if not len(train_set):
         print("no training games", file=sys.stderr)
         return 1
-    policy = train(train_set, tree=args.policy == "tree", epochs=args.epochs, lr=args.lr,
-                   min_count=args.min_count, seed=args.seed, log=lambda line: print(line, flush=True),
-                   partial=partial_path(args.out), resume=args.resume, stop_after_minutes=args.stop_after,
-                   ckpt_every_minutes=args.ckpt_every_minutes)
+    policy = train(train_set, tree=config.policy == "tree", epochs=config.epochs, lr=config.lr,
+                   min_count=config.min_count, seed=config.seed, log=lambda line: print(line, flush=True),
+                   partial=partial_path(config.out), resume=config.resume, stop_after_minutes=config.stop_after,
+                   ckpt_every_minutes=config.ckpt_every_minutes)
     if len(held):
         accuracy, loss, positions = evaluate(policy, held)
         policy.info.update(heldout_accuracy=accuracy, heldout_loss=loss, heldout_positions=positions)
         print(f"held-out: top-1 accuracy {accuracy:.4f}, log loss {loss:.4f} over {positions} positions "
               f"of {len(held)} games")
-    policy.save(args.out)
-    print(f"wrote {args.out} ({policy.keys.size} patterns, {time.perf_counter() - start:.0f} s)")
+    policy.save(config.out)
+    print(f"wrote {config.out} ({policy.keys.size} patterns, {time.perf_counter() - start:.0f} s)")
     return 0
 
 
 if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="python -m training.rollout_train", description=__doc__)
-    add_arguments(_parser)
-    sys.exit(run(_parser.parse_args()))
+    sys.exit(run(options.parse(RolloutConfig, sys.argv[1:], prog="python -m training.stages.rollout")))

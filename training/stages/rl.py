@@ -2,7 +2,7 @@
 
 Each iteration plays ``--games`` games of the current policy (the learner) against an opponent drawn
 uniformly from the pool, the learner black in half of them, all moves sampled at temperature 1 with
-:func:`training.selfplay.play_games` (its pass rule: no pass while a sensible move is left). The update is
+:func:`training.stages.selfplay.play_games` (its pass rule: no pass while a sensible move is left). The update is
 REINFORCE: the loss is ``-sum over the learner's chosen moves of log pi(a|s) * (z - b) / games``, with ``z``
 the game's outcome for the learner (+1 / -1) and ``b`` the baseline: 0, with ``--baseline mean`` the
 batch's mean outcome (a variance reducer; the gradient stays unbiased up to the 1/games term), or with
@@ -33,10 +33,12 @@ so under ``torchrun`` each rank plays its own games.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +48,10 @@ import torch
 from gogame import inference, nets
 from gogame.api import NetEvaluator
 from gogame.checkpoint import CheckpointError
-from training.selfplay import NetPlayer, Plan, PlayedGame, play_games
-from training.stopping import add_stop_arguments
+from training import options
+from training.options import REQUIRED, option
+from training.stages.selfplay import NetPlayer, Plan, PlayedGame, play_games
+from training.stopping import CheckpointStopOptions
 from training.trainer import TrainConfig, Trainer
 
 BASELINES = ("none", "mean", "value")
@@ -243,45 +247,51 @@ def reinforce_loss(baseline: str = "mean", entropy_bonus: float = 0.0, kl_penalt
     return loss_fn
 
 
+@dataclass(kw_only=True)
+class RLConfig(CheckpointStopOptions):
+    """Every setting of ``gogame-train rl``, with its default."""
+
+    out: str = option(REQUIRED, "run folder: metrics.csv, last.pt, best.pt, pool/")
+    weights: str | None = option(None, "the SL policy to start from (default: the shipped one for --size)")
+    reference: str | None = option(None, "the policy the win rate is measured against (default: --weights, the "
+                                         "start); another than the start also joins the opponent pool")
+    size: int = option(19, "board size")
+    iterations: int = option(REQUIRED, "updates (each on a fresh batch of games)")
+    games: int = option(64, "games per iteration")
+    pool_every: int = option(50, "add the learner to the pool this often")
+    eval_every: int = option(50, "measure the win rate against the SL policy")
+    eval_games: int = option(200, "games of each win-rate measurement")
+    baseline: str = option("mean", "subtracted from the outcome: none, the batch mean, or --value-net's value",
+                           choices=BASELINES)
+    value_net: str | None = option(None, "the value net of --baseline value")
+    entropy_bonus: float = option(0.0, "weight of the move distributions' entropy in the objective (keeps play "
+                                       "varied)")
+    kl_penalty: float = option(0.0, "weight of the move distributions' KL divergence from --reference's in the "
+                                    "objective (keeps play among the reference's moves)")
+    optimizer: str = option("sgd", "the optimizer", choices=("sgd", "adam", "adamw"))
+    lr: float = option(0.01, "learning rate")
+    schedule: str = option("constant", "learning rate over the iterations: constant (AlphaGo's) or cosine down to "
+                                       "--min-lr", choices=("constant", "cosine"))
+    min_lr: float = option(0.0, "where the cosine schedule ends")
+    grad_clip: float = option(0.0, "max gradient norm (0: none)")
+    komi: float = option(7.5, "komi of the games")
+    max_moves: int | None = option(None, "move cap (default 2 * size * size)")
+    ckpt_every: int = option(10, "write last.pt after every this many iterations")
+    seed: int = option(0, "seed of the games")
+    device: str | None = option(None, "cuda, mps or cpu (default: the best available)")
+    backend: str = option("auto", "what runs the fixed nets: opponents, value net, reference (auto: see "
+                                  "gogame.inference); the learner runs on torch", choices=inference.BACKENDS)
+    resume: bool = option(False, "continue the run in --out")
+    max_steps_this_run: int = option(0, "stop after this many iterations (resume later); 0 no limit")
+    export: str | None = option(None, "write the final policy here (fp16), with provenance")
+    progress: bool = option(True, "progress bars")
+
+
+CONFIG = RLConfig
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, help="run folder: metrics.csv, last.pt, best.pt, pool/")
-    parser.add_argument("--weights", default=None, help="the SL policy to start from (default: shipped, --size)")
-    parser.add_argument("--reference", default=None,
-                        help="the policy the win rate is measured against (default: --weights, the start); "
-                             "another than the start also joins the opponent pool")
-    parser.add_argument("--size", type=int, default=19)
-    parser.add_argument("--iterations", type=int, required=True, help="updates (each on a fresh batch of games)")
-    parser.add_argument("--games", type=int, default=64, help="games per iteration")
-    parser.add_argument("--pool-every", type=int, default=50, help="add the learner to the pool this often")
-    parser.add_argument("--eval-every", type=int, default=50, help="measure the win rate against the SL policy")
-    parser.add_argument("--eval-games", type=int, default=200, help="games of each win-rate measurement")
-    parser.add_argument("--baseline", default="mean", choices=BASELINES,
-                        help="subtracted from the outcome: none, the batch mean, or --value-net's value")
-    parser.add_argument("--value-net", default=None, help="the value net of --baseline value")
-    parser.add_argument("--entropy-bonus", type=float, default=0.0,
-                        help="weight of the move distributions' entropy in the objective (keeps play varied)")
-    parser.add_argument("--kl-penalty", type=float, default=0.0,
-                        help="weight of the move distributions' KL divergence from --reference's in the "
-                             "objective (keeps play among the reference's moves)")
-    parser.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw"])
-    parser.add_argument("--lr", type=float, default=0.01)
-    parser.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
-                        help="learning rate over the iterations: constant (AlphaGo's) or cosine down to --min-lr")
-    parser.add_argument("--min-lr", type=float, default=0.0)
-    parser.add_argument("--grad-clip", type=float, default=0.0)
-    parser.add_argument("--komi", type=float, default=7.5)
-    parser.add_argument("--max-moves", type=int, default=None, help="move cap (default 2 * size * size)")
-    parser.add_argument("--ckpt-every", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
-    parser.add_argument("--backend", choices=inference.BACKENDS, default="auto",
-                        help="what runs the fixed nets: opponents, value net, reference (default auto: see "
-                             "gogame.inference); the learner runs on torch")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
-    parser.add_argument("--max-steps-this-run", type=int, default=0, help="stop after this many iterations")
-    add_stop_arguments(parser)
-    parser.add_argument("--export", default=None, help="write the final policy here (fp16), with provenance")
-    parser.add_argument("--no-progress", action="store_true")
+    options.add_arguments(parser, RLConfig)
 
 
 def load_for_size(path: str, kind: str, size: int, role: str) -> nets.PolicyNet | nets.ValueNet:
@@ -293,47 +303,49 @@ def load_for_size(path: str, kind: str, size: int, role: str) -> nets.PolicyNet 
     return net
 
 
-def run(args: argparse.Namespace) -> int:
-    weights = args.weights or str(nets.default_weights("policy", args.size))
-    start_net = load_for_size(weights, "policy", args.size, "start")
-    if (args.baseline == "value") != (args.value_net is not None):
+def run(config: RLConfig) -> int:
+    weights = config.weights or str(nets.default_weights("policy", config.size))
+    start_net = load_for_size(weights, "policy", config.size, "start")
+    if (config.baseline == "value") != (config.value_net is not None):
         raise SystemExit("gogame-train rl: --baseline value and --value-net go together")
-    value_net = load_for_size(args.value_net, "value", args.size, "value net") if args.value_net else None
-    reference = load_for_size(args.reference or weights, "policy", args.size, "reference")
+    value_net = load_for_size(config.value_net, "value", config.size, "value net") if config.value_net else None
+    reference = load_for_size(config.reference or weights, "policy", config.size, "reference")
     # A reference other than the start (the SL policy, going on from an RL snapshot) joins the pool.
-    ancestors = [args.reference] if args.reference and Path(args.reference).resolve() != Path(weights).resolve() else []
-    pool = Pool(Path(args.out) / "pool", ancestors=ancestors)
+    ancestors = [config.reference] if config.reference and Path(config.reference).resolve() != Path(weights).resolve() \
+        else []
+    pool = Pool(Path(config.out) / "pool", ancestors=ancestors)
     if not pool.snapshots():
         pool.add(start_net, 0)
     learner = start_net.train()
-    common = {"size": args.size, "komi": args.komi, "max_moves": args.max_moves, "value_net": value_net,
-              "backend": args.backend}
-    train_src = ReinforceGames(learner, pool, iterations=args.iterations, games=args.games,
-                               pool_every=args.pool_every, seed=args.seed,
-                               reference_net=reference if args.kl_penalty else None, **common)
-    val_src = WinRateGames(learner, reference, games=args.eval_games, batch=args.games, kl=bool(args.kl_penalty),
-                           **common)
-    config = TrainConfig(out_dir=args.out, steps=args.iterations, batch_size=args.games, optimizer=args.optimizer,
-                         lr=args.lr, momentum=0.0 if args.optimizer == "sgd" else 0.9, grad_clip=args.grad_clip,
-                         schedule=args.schedule, min_lr=args.min_lr,
-                         val_every=args.eval_every, val_metric="win_rate", val_mode="max",
-                         ckpt_every=args.ckpt_every, log_every=1, seed=args.seed, device=args.device,
-                         resume=args.resume, max_steps_this_run=args.max_steps_this_run,
-                         progress=not args.no_progress, stop_after_minutes=args.stop_after,
-                         ckpt_every_minutes=args.ckpt_every_minutes)
-    settings = {k: v for k, v in vars(args).items() if k not in ("module", "function")}
-    provenance = {"command": " ".join(["gogame-train", *sys.argv[1:]]), "settings": settings, "start": str(weights),
+    common = {"size": config.size, "komi": config.komi, "max_moves": config.max_moves, "value_net": value_net,
+              "backend": config.backend}
+    train_src = ReinforceGames(learner, pool, iterations=config.iterations, games=config.games,
+                               pool_every=config.pool_every, seed=config.seed,
+                               reference_net=reference if config.kl_penalty else None, **common)
+    val_src = WinRateGames(learner, reference, games=config.eval_games, batch=config.games,
+                           kl=bool(config.kl_penalty), **common)
+    train_config = TrainConfig(out_dir=config.out, steps=config.iterations, batch_size=config.games,
+                               optimizer=config.optimizer, lr=config.lr,
+                               momentum=0.0 if config.optimizer == "sgd" else 0.9, grad_clip=config.grad_clip,
+                               schedule=config.schedule, min_lr=config.min_lr,
+                               val_every=config.eval_every, val_metric="win_rate", val_mode="max",
+                               ckpt_every=config.ckpt_every, log_every=1, seed=config.seed, device=config.device,
+                               resume=config.resume, max_steps_this_run=config.max_steps_this_run,
+                               progress=config.progress, stop_after_minutes=config.stop_after,
+                               ckpt_every_minutes=config.ckpt_every_minutes)
+    provenance = {"command": " ".join(["gogame-train", *sys.argv[1:]]), "settings": dataclasses.asdict(config),
+                  "start": str(weights),
                   "pool_ancestors": [str(p) for p in ancestors],
                   "stage": "rl (REINFORCE against a pool of earlier policies)", "date": time.strftime("%Y-%m-%d")}
-    loss_fn = reinforce_loss(args.baseline, args.entropy_bonus, args.kl_penalty)
-    trainer = Trainer(learner, loss_fn, train_src, val_src, config=config,
+    loss_fn = reinforce_loss(config.baseline, config.entropy_bonus, config.kl_penalty)
+    trainer = Trainer(learner, loss_fn, train_src, val_src, config=train_config,
                       extra_meta=nets.describe(learner, features="alphago48", provenance=provenance))
     summary = trainer.fit()
-    if args.export:
-        provenance.update(iterations=summary["step"], games_per_iteration=args.games,
+    if config.export:
+        provenance.update(iterations=summary["step"], games_per_iteration=config.games,
                           win_rate_vs_reference=summary["val"] and summary["val"]["win_rate"],
-                          reference=str(args.reference or weights),
-                          eval_games=args.eval_games)
-        nets.save(learner, args.export, half=True, features="alphago48", provenance=provenance)
+                          reference=str(config.reference or weights),
+                          eval_games=config.eval_games)
+        nets.save(learner, config.export, half=True, features="alphago48", provenance=provenance)
     print(json.dumps(summary, default=str))
     return 0

@@ -31,7 +31,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from training import cli
+from training import cli, options
+from training.options import REQUIRED, option
 from training.stopping import EXIT_STOPPED
 
 DATA_PARALLEL = ("sl", "value-sl", "rl")  # the commands whose training runs as several torchrun ranks
@@ -110,30 +111,43 @@ def run_stages(stages: list[Stage], dry_run: bool = False, only: set[str] | None
 
 
 def run_stage(stage: Stage) -> int:
-    """Run one stage: in this process, or as ``stage.processes`` torchrun ranks; its exit status."""
+    """Run one stage: in this process, with its settings parsed into the command's config dataclass (see
+    :func:`training.cli.parse`), or as ``stage.processes`` torchrun ranks; its exit status."""
+    argv = [stage.command, *stage.args]
     if stage.processes > 1:
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-                   str(stage.processes), "-m", "training.cli", stage.command, *stage.args]
+                   str(stage.processes), "-m", "training.cli", *argv]
         return subprocess.run(command).returncode
     try:
-        return cli.main([stage.command, *stage.args])
+        command, settings = cli.parse(argv)
+        return cli.execute(command, settings, argv)
     except SystemExit as exc:  # argparse and the stages exit this way on bad input
         if isinstance(exc.code, str):
             print(exc.code, file=sys.stderr)
         return exc.code if isinstance(exc.code, int) else 1
 
 
+@dataclass(kw_only=True)
+class PipelineConfig:
+    """The settings of ``gogame-train pipeline``."""
+
+    config: str = option(REQUIRED, "the pipeline's TOML file")
+    root: str | None = option(None, "run folder, instead of the file's root")
+    only: str | None = option(None, "comma-separated stage names: run just these")
+    dry_run: bool = option(False, "print the stages that would run")
+
+
+CONFIG = PipelineConfig
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="the pipeline's TOML file")
-    parser.add_argument("--root", default=None, help="run folder, instead of the file's root")
-    parser.add_argument("--only", default=None, help="comma-separated stage names: run just these")
-    parser.add_argument("--dry-run", action="store_true", help="print the stages that would run")
+    options.add_arguments(parser, PipelineConfig)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(config: PipelineConfig) -> int:
     try:
-        stages = load_config(args.config, args.root)
-        return run_stages(stages, args.dry_run, set(args.only.split(",")) if args.only else None)
+        stages = load_config(config.config, config.root)
+        return run_stages(stages, config.dry_run, set(config.only.split(",")) if config.only else None)
     except ValueError as exc:
         print(f"gogame-train pipeline: {exc}", file=sys.stderr)
         return 2

@@ -66,7 +66,7 @@ from training.metrics import METRICS_FILE, plot_run, read_metrics
 from training.stopping import EXIT_STOPPED, RunStopped, add_stop_arguments
 from training.trainer import LAST, MANIFEST, Trainer
 
-STAGES: dict[str, str] = {"dual": "training.dual:DualConfig"}  # name -> module:config class (with build_job)
+STAGES: dict[str, str] = {"dual": "training.stages.dual:DualConfig"}  # name -> module:config class (with build_job)
 CONFIG_FILE = "campaign.toml"
 STATE_FILE = "state.pt"
 SEGMENTS_FILE = "segments.json"

@@ -16,7 +16,7 @@ or at the move cap (default ``2 * size * size``), when it is scored as it stands
 ``gogame-train selfplay --size 9 --games N --out DIR`` shares the games out in shards of
 ``--games-per-shard`` to ``--workers`` processes. Shard ``j`` of a tag (``--tag``, one per machine when
 several feed one folder) always holds the same games: ``{split}-{tag}-{j}.npz`` in the
-:mod:`training.data` format (alphago49 planes, every position, split by a hash of the game name),
+:mod:`training.data.shards` format (alphago49 planes, every position, split by a hash of the game name),
 ``sgf/{tag}-{j}.sgf`` with its games, then ``{tag}-{j}.done`` with its counts, each written atomically. A
 rerun skips the shards that are done, so a killed run loses at most the shards it was playing and never
 counts a game twice.
@@ -45,8 +45,10 @@ from gogame import rollout as ro
 from gogame.api import Engine
 from gogame.atomic import write_atomically
 from gogame.board import Board, format_result
-from training import data
-from training.stopping import RunStopped, StopRequest, add_stop_arguments
+from training import options
+from training.data import shards
+from training.options import REQUIRED, option
+from training.stopping import RunStopped, StopOptions, StopRequest
 
 FEATURES = "alphago49"  # what the loop computes; policy nets read the first 48 planes
 SENSIBLE = features.plane_slice("alphago48", "sensibleness").start
@@ -261,7 +263,7 @@ def play_games(players: Sequence[Player], plans: Sequence[Plan], *, size: int, k
 
 
 def shard_arrays(games: Sequence[tuple[str, PlayedGame]]) -> dict[str, np.ndarray]:
-    """The :mod:`training.data` shard arrays of the kept positions of named games.
+    """The :mod:`training.data.shards` shard arrays of the kept positions of named games.
 
     The outcome, and the final area in ``ownership`` (int8 ``(positions, size * size)``, +1 where the mover's
     area ended), are the mover's.
@@ -273,10 +275,10 @@ def shard_arrays(games: Sequence[tuple[str, PlayedGame]]) -> dict[str, np.ndarra
         keep = np.array(game.positions, np.int64)
         stacked = np.stack(game.planes) if game.planes else np.zeros((0, features.FEATURE_SETS[FEATURES],
                                                                         game.size, game.size), np.uint8)
-        packed = np.packbits(stacked.reshape(len(keep), -1), axis=1)  # the layout of data._pack_bits
+        packed = np.packbits(stacked.reshape(len(keep), -1), axis=1)  # the layout of shards._pack_bits
         encoded.append((name, game.to_sgf(name), keep, packed))
-    arrays = data.assemble_shard(encoded, FEATURES, games[0][1].size)
-    arrays[data.OWNERSHIP] = np.concatenate(owned)
+    arrays = shards.assemble_shard(encoded, FEATURES, games[0][1].size)
+    arrays[shards.OWNERSHIP] = np.concatenate(owned)
     return arrays
 
 
@@ -374,10 +376,10 @@ def play_shard(job: ShardJob) -> dict:
     counts = {"games": len(played), "moves": sum(len(g.history) for g in played), "positions": {}}
     for split in ("train", "val"):
         kept = [(name, game) for name, game in named if game.positions
-                and data.split_of(name, job.seed, spec.val_fraction, 0.0) == split]
+                and shards.split_of(name, job.seed, spec.val_fraction, 0.0) == split]
         counts["positions"][split] = sum(len(g.positions) for _, g in kept)
         if kept:
-            data.save_shard(job.out_dir / f"{split}-{job.stem}.npz", shard_arrays(kept))
+            shards.save_shard(job.out_dir / f"{split}-{job.stem}.npz", shard_arrays(kept))
     names = {"PB": Path(spec.policies[-1]).name, "PW": Path(spec.policies[-1]).name}
     text = sgf.dumps([game.to_sgf(name, names) for name, game in named]).encode()
     write_atomically(job.out_dir / "sgf" / f"{job.stem}.sgf", lambda f: f.write(text))
@@ -395,7 +397,7 @@ def generate(out_dir: str | os.PathLike, spec: GameSpec, games: int, *, games_pe
              stop_after_minutes: float = 0.0, backend: str = "auto") -> dict:
     """Play (or finish playing) ``games`` games into ``out_dir``; returns the summary saved as ``summary.json``.
 
-    The folder's ``meta.json`` makes it a :mod:`training.data` dataset (alphago49, train and val splits);
+    The folder's ``meta.json`` makes it a :mod:`training.data.shards` dataset (alphago49, train and val splits);
     ValueError if it was started with other settings, or for policy nets that cannot play (a missing, corrupt or
     foreign file, another board size), checked before anything is written. Workers > 1 play shards in spawned
     processes. SIGINT, SIGTERM or ``stop_after_minutes`` stop it between shards (the shards in play are
@@ -481,49 +483,53 @@ def generate(out_dir: str | os.PathLike, spec: GameSpec, games: int, *, games_pe
 # -- the command --------------------------------------------------------------------------------------------
 
 
-def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options selfplay and the value stage share: how many games, where, and how fast."""
-    parser.add_argument("--games", type=int, required=True, help="games to play in all (a rerun finishes them)")
-    parser.add_argument("--games-per-shard", type=int, default=64, help="games played at once and written together")
-    parser.add_argument("--workers", type=int, default=1, help="processes playing shards")
-    parser.add_argument("--tag", default="sp", help="shard name prefix: one per machine feeding one folder")
-    parser.add_argument("--max-moves", type=int, default=None, help="move cap (default 2 * size * size)")
-    parser.add_argument("--komi", type=float, default=7.5)
-    parser.add_argument("--val-fraction", type=float, default=0.05, help="share of games in the val split")
-    parser.add_argument("--backend", choices=inference.BACKENDS, default="auto",
-                        help="what runs the nets (default auto: see gogame.inference)")
+@dataclass(kw_only=True)
+class GenerationConfig:
+    """The settings selfplay and the value stage share: how many games, where, and how fast."""
+
+    games: int = option(REQUIRED, "games to play in all (a rerun finishes them)")
+    games_per_shard: int = option(64, "games played at once and written together")
+    workers: int = option(1, "processes playing shards")
+    tag: str = option("sp", "shard name prefix: one per machine feeding one folder")
+    max_moves: int | None = option(None, "move cap (default 2 * size * size)")
+    komi: float = option(7.5, "komi of the games")
+    val_fraction: float = option(0.05, "share of games in the val split")
+    backend: str = option("auto", "what runs the nets (auto: see gogame.inference)", choices=inference.BACKENDS)
+
+
+@dataclass(kw_only=True)
+class SelfplayConfig(GenerationConfig, StopOptions):
+    """Every setting of ``gogame-train selfplay``, with its default."""
+
+    size: int = option(19, "board size")
+    out: str = option(REQUIRED, "folder for shards, SGF files and .done records")
+    weights: str | None = option(None, "policy net (default: the shipped one for --size)")
+    visits: int = option(0, "MCTS visits per move, the shipped rollout policy at the leaves (0: sample the raw net)")
+    dirichlet_alpha: float = option(0.0, "with --visits: root noise Dir(alpha), weight 0.25 (0: none)")
+    sample_moves: int = option(0, "with --visits: draw the first this many moves of a game by visit counts")
+    decided_below: float = option(0.0, "with --visits: once a search's win rate is below this (or above 1 - it), "
+                                       "the raw net at --temperature plays the game out (0: search every move)")
+    temperature: float = option(1.0, "softmax temperature of the raw net (its games, or its finish of decided ones)")
+    seed: int = option(0, "seed of the games")
+    progress: bool = option(True, "progress bar")
+
+
+CONFIG = SelfplayConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", type=int, default=19)
-    parser.add_argument("--out", required=True, help="folder for shards, SGF files and .done records")
-    parser.add_argument("--weights", default=None, help="policy net (default: the shipped one for --size)")
-    parser.add_argument("--visits", type=int, default=0,
-                        help="MCTS visits per move, the shipped rollout policy at the leaves (0: sample the raw net)")
-    parser.add_argument("--dirichlet-alpha", type=float, default=0.0,
-                        help="with --visits: root noise Dir(alpha), weight 0.25 (0: none)")
-    parser.add_argument("--sample-moves", type=int, default=0,
-                        help="with --visits: draw the first this many moves of a game by visit counts")
-    parser.add_argument("--decided-below", type=float, default=0.0,
-                        help="with --visits: once a search's win rate is below this (or above 1 - it), the raw net "
-                             "at --temperature plays the game out (0: search every move)")
-    parser.add_argument("--temperature", type=float, default=1.0,
-                        help="softmax temperature of the raw net (its games, or its finish of decided ones)")
-    add_generation_arguments(parser)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-progress", action="store_true")
-    add_stop_arguments(parser, checkpoints=False)
+    options.add_arguments(parser, SelfplayConfig)
 
 
-def run(args: argparse.Namespace) -> int:
-    weights = args.weights or str(nets.default_weights("policy", args.size))
-    spec = GameSpec(args.size, (str(weights),), "selfplay", args.komi, args.visits, args.temperature,
-                    args.max_moves, val_fraction=args.val_fraction, dirichlet_alpha=args.dirichlet_alpha,
-                    sample_moves=args.sample_moves, decided_below=args.decided_below)
+def run(config: SelfplayConfig) -> int:
+    weights = config.weights or str(nets.default_weights("policy", config.size))
+    spec = GameSpec(config.size, (str(weights),), "selfplay", config.komi, config.visits, config.temperature,
+                    config.max_moves, val_fraction=config.val_fraction, dirichlet_alpha=config.dirichlet_alpha,
+                    sample_moves=config.sample_moves, decided_below=config.decided_below)
     try:
-        summary = generate(args.out, spec, args.games, games_per_shard=args.games_per_shard, workers=args.workers,
-                           tag=args.tag, seed=args.seed, progress=not args.no_progress,
-                           stop_after_minutes=args.stop_after, backend=args.backend)
+        summary = generate(config.out, spec, config.games, games_per_shard=config.games_per_shard,
+                           workers=config.workers, tag=config.tag, seed=config.seed, progress=config.progress,
+                           stop_after_minutes=config.stop_after, backend=config.backend)
     except ValueError as exc:  # settings that do not fit: the net's size, an existing folder's settings
         raise SystemExit(f"gogame-train selfplay: {exc}") from None
     print(json.dumps({k: summary[k] for k in ("games", "moves", "positions", "games_per_s", "moves_per_s")}))

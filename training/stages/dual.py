@@ -1,7 +1,7 @@
 """The dual network's stage: one trunk learns expert moves, outcomes and final ownership together.
 
 ``gogame-train dual SOURCES... --out RUN`` trains a :class:`gogame.nets.DualNet` on expert games streamed from
-their SGF archives (:class:`training.stream.ExpertStream`: no dataset step) through the one
+their SGF archives (:class:`training.data.stream.ExpertStream`: no dataset step) through the one
 :class:`training.trainer.Trainer`, and with ``--export`` writes fp16 weights with their provenance. Every option
 is a field of :class:`DualConfig`; :func:`build_job` turns a config into what the trainer takes, so a campaign
 can run the stage from a config read elsewhere (a TOML file) with no command line at all.
@@ -11,7 +11,7 @@ The loss (:func:`dual_loss`) of a batch is
     cross-entropy(policy, expert move) + value_weight * MSE(value, outcome) + ownership_weight * BCE(ownership)
 
 where the MSE counts only the positions whose outcome is not 0 (a result that says nothing about the board:
-:class:`training.stream.OutcomeRule`), and the ownership term is the binary cross-entropy of the per-point logits
+:class:`training.data.stream.OutcomeRule`), and the ownership term is the binary cross-entropy of the per-point logits
 against the estimated final area for the mover, ``(ownership + 1) / 2``, averaged over the points. Logged: the
 three terms (``policy``, ``mse``, ``ownership``), top-1 and top-5 move accuracy (``acc``, ``top5``), and
 ``own_acc``, the share of points whose owner sign the net gets right among those the estimate is sure of
@@ -33,9 +33,11 @@ import torch.nn.functional as F
 
 from gogame import features, nets
 from gogame.checkpoint import CheckpointError, load_checkpoint, strip_wrapper_prefixes
-from training import data, options, sl
+from training import options
+from training.data import shards
+from training.data.stream import ExpertStream, OutcomeRule
 from training.options import option
-from training.stream import ExpertStream, OutcomeRule
+from training.stages import sl
 from training.trainer import LossFn, TrainConfig, Trainer, TrainingJob
 
 FEATURES = "alphago49"
@@ -53,7 +55,7 @@ class DualConfig:
     min_rank: str | None = option(None, 'skip games with a player below this rank, e.g. "6d" or "1p"')
     since: int | None = option(None, "first year kept (DT)")
     until: int | None = option(None, "last year kept (DT)")
-    outcome_results: tuple[str, ...] = option((data.RESIGN, data.SCORE, data.WIN),
+    outcome_results: tuple[str, ...] = option((shards.RESIGN, shards.SCORE, shards.WIN),
                                               "result kinds whose winner is a value target (others: outcome 0)")
     outcome_min_komi: float | None = option(5.5, "no value target from games with a smaller komi")
     outcome_max_komi: float | None = option(7.5, "no value target from games with a larger komi")
@@ -106,14 +108,14 @@ class DualConfig:
 
 
 def dual_loss(size: int, value_weight: float = 1.0, ownership_weight: float = 1.0) -> LossFn:
-    """The dual loss (see the module docstring) of batches of :class:`training.stream.ExpertStream`."""
+    """The dual loss (see the module docstring) of batches of :class:`training.data.stream.ExpertStream`."""
     n_planes = features.FEATURE_SETS[FEATURES]
 
     def loss_fn(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        planes = data.unpack_planes(batch["planes"], n_planes, size)
+        planes = shards.unpack_planes(batch["planes"], n_planes, size)
         # the final owners as one more plane, so that the symmetry turns them with the position
-        planes = torch.cat([planes, batch[data.OWNERSHIP].view(-1, 1, size, size)], dim=1)
-        planes, moves = data.apply_symmetries(planes, batch["move"], batch["symmetry"])
+        planes = torch.cat([planes, batch[shards.OWNERSHIP].view(-1, 1, size, size)], dim=1)
+        planes, moves = shards.apply_symmetries(planes, batch["move"], batch["symmetry"])
         logits, value, ownership = model(planes[:, :n_planes])
         policy = F.cross_entropy(logits.float(), moves)
         target = batch["outcome"]
@@ -153,8 +155,8 @@ def load_weights(model: torch.nn.Module, path: str) -> None:
 
 
 def _stream(config: DualConfig, split: str) -> ExpertStream:
-    game_filter = data.GameFilter(size=config.size, min_moves=config.min_moves, handicap=config.handicap,
-                                  min_rank=config.min_rank, since=config.since, until=config.until)
+    game_filter = shards.GameFilter(size=config.size, min_moves=config.min_moves, handicap=config.handicap,
+                                    min_rank=config.min_rank, since=config.since, until=config.until)
     outcome = OutcomeRule(config.outcome_results, config.outcome_min_komi, config.outcome_max_komi,
                           config.outcome_handicap)
     training = split == "train"
@@ -194,7 +196,7 @@ def build_job(config: DualConfig) -> TrainingJob:
         max_steps_this_run=config.max_steps_this_run, stop_after_minutes=config.stop_after,
         ckpt_every_minutes=config.ckpt_every_minutes, extend_steps=config.extend)
     provenance = {**sl.run_provenance(), "data": train.manifest(), "train_games": train.games,
-                  "init": config.init and {"path": config.init, "sha256": data.file_sha256(Path(config.init))},
+                  "init": config.init and {"path": config.init, "sha256": shards.file_sha256(Path(config.init))},
                   "train_positions": len(train), "value_weight": config.value_weight,
                   "ownership_weight": config.ownership_weight}
     extra_meta = nets.describe(model, features=FEATURES, provenance=provenance)
@@ -202,12 +204,14 @@ def build_job(config: DualConfig) -> TrainingJob:
     return TrainingJob(model, loss, train, val, train_config, extra_meta)
 
 
+CONFIG = DualConfig
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_arguments(parser, DualConfig, positional=("sources",), required=("out",))
 
 
-def run(args: argparse.Namespace) -> int:
-    config = options.from_arguments(DualConfig, args)
+def run(config: DualConfig) -> int:
     if config.threads:
         torch.set_num_threads(config.threads)
     job = build_job(config)

@@ -1,12 +1,12 @@
 """Measurements for the dual network: its forward cost, and how good the stream's ownership targets are.
 
-``python -m training.bench_dual forward``: positions per second of dual presets against the shipped policy19
+``python -m training.bench.dual forward``: positions per second of dual presets against the shipped policy19
 (12 plain 3x3 layers of 128), at one batch size on 19x19, on one torch thread by default, side by side in one
 run: every round times each net in turn (``--forwards`` forwards each), and the medians over the rounds are
 reported with a 95% interval of each median (order statistics) and the median per-round ratio to policy19.
 
-``python -m training.bench_dual ownership ARCHIVE``: on games that ended by counting (``RE`` like ``W+3.5``),
-the margin implied by the rollout ownership of the final position (:meth:`training.stream.ExpertStream.
+``python -m training.bench.dual ownership ARCHIVE``: on games that ended by counting (``RE`` like ``W+3.5``),
+the margin implied by the rollout ownership of the final position (:meth:`training.data.stream.ExpertStream.
 final_ownership`: the sum of the mean owners minus komi, and the sum of their signs: each point to the side that
 owns it in most playouts) against the recorded one; beside it the board scored as
 it stands (every stone alive) and, for the first ``--gnugo`` games, the board scored with GNU Go's
@@ -27,9 +27,9 @@ import torch
 
 from gogame import coords, nets
 from gogame.board import Board
-from training import data
-from training.match import GtpController
-from training.stream import ExpertStream, OutcomeRule
+from training.data import shards
+from training.data.stream import ExpertStream, OutcomeRule
+from training.eval.match import GtpController
 
 
 def median_interval(x: np.ndarray) -> tuple[float, float]:
@@ -80,7 +80,7 @@ def _gnugo_dead(controller: GtpController, board: Board, moves: list, komi: floa
 
 
 def ownership(args: argparse.Namespace) -> dict:
-    source = ExpertStream([args.archive], 1, game_filter=data.GameFilter(size=19, handicap=False),
+    source = ExpertStream([args.archive], 1, game_filter=shards.GameFilter(size=19, handicap=False),
                           outcome=OutcomeRule(), val_fraction=0, test_fraction=0,
                           ownership_playouts=args.playouts, progress=False)
     rows = []
@@ -90,7 +90,7 @@ def ownership(args: argparse.Namespace) -> dict:
     gnugo_rows = []
     for i in range(source.games):
         setup, moves, facts, name = source.record(i)
-        if data.result_kind(facts.result) != data.SCORE or not 5.5 <= facts.komi <= 7.5:
+        if shards.result_kind(facts.result) != shards.SCORE or not 5.5 <= facts.komi <= 7.5:
             continue
         recorded = float(facts.result[2:]) * (1 if facts.result[0].upper() == "B" else -1)
         owner = source.final_ownership(i)
@@ -127,7 +127,7 @@ def ownership(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.bench_dual", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training.bench.dual", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
     f = sub.add_parser("forward", help="positions per second of dual presets against policy19")
     f.add_argument("--presets", nargs="+", default=["b4c64", "b6c96", "b10c128"])

@@ -23,8 +23,8 @@ from tqdm import tqdm
 from gogame import features, inference, nets
 from gogame.board import IllegalMove
 from gogame.sgf import SGFError
-from training.corpus import read_games
-from training.data import SPLITS, split_of
+from training.data.corpus import read_games
+from training.data.shards import SPLITS, split_of
 
 BUCKETS = (0, 50, 100, 150, 200, 250)
 
@@ -144,9 +144,10 @@ ROLLOUT_DEFAULTS = {"default-rollout": False, "default-tree": True}
 
 
 def evaluate_pattern_policy(args: argparse.Namespace, keep) -> dict:
-    """Top-1 accuracy, log loss and microseconds per move of a rollout or tree policy (see :mod:`training.rollout_train`)."""
+    """Top-1 accuracy, log loss and microseconds per move of a rollout or tree policy (see
+    :mod:`training.stages.rollout`)."""
     from gogame.rollout import RolloutPolicy
-    from training import rollout_train
+    from training.stages import rollout
 
     if args.checkpoint in ROLLOUT_DEFAULTS:
         policy = RolloutPolicy.load(tree=ROLLOUT_DEFAULTS[args.checkpoint])
@@ -155,10 +156,10 @@ def evaluate_pattern_policy(args: argparse.Namespace, keep) -> dict:
     size = args.size or 19
     skipped = defaultdict(int)
     games = [g for name, g in islice(read_games(args.sources, size=size, skipped=skipped), args.max_games) if keep(name)]
-    packed = rollout_train.GameSet.from_games(games, size)
-    rollout_train.evaluate(policy, rollout_train.GameSet.from_games(games[:1], size))  # compile outside the timing
+    packed = rollout.GameSet.from_games(games, size)
+    rollout.evaluate(policy, rollout.GameSet.from_games(games[:1], size))  # compile outside the timing
     start = time.perf_counter()
-    top1, loss, positions = rollout_train.evaluate(policy, packed)
+    top1, loss, positions = rollout.evaluate(policy, packed)
     seconds = time.perf_counter() - start
     return {"positions": positions, "top1": top1, "loglik": -loss, "us_per_move": 1e6 * seconds / max(positions, 1),
             "policy": "tree" if policy.tree else "rollout", "skipped": dict(skipped)}

@@ -1,9 +1,9 @@
 """``gogame-train resignations``: was each resignation of a match right? A judge engine plays the game on.
 
-For every record in the given folders, files or archives (read by :func:`training.corpus.read_games`) that ended
+For every record in the given folders, files or archives (read by :func:`training.data.corpus.read_games`) that ended
 in a resignation (``RE[B+R]``/``RE[W+R]``), two copies of the judge engine (GNU Go by default) take the position
 where the loser resigned and play it out against each other, the resigner to move, to two passes or the move
-cap; the match referee (:func:`training.match.play_game`) scores the end. A resignation stands when the judge's
+cap; the match referee (:func:`training.eval.match.play_game`) scores the end. A resignation stands when the judge's
 play-out wins for the other side; it was premature when the resigner wins the play-out. One line per
 resignation, then the counts (``--json``: a JSON line too).
 
@@ -20,8 +20,8 @@ import sys
 
 from gogame import sgf
 from gogame.coords import Move, opponent
-from training.corpus import read_games
-from training.match import GtpController, GtpError, GtpTransportError, Player, play_game
+from training.data.corpus import read_games
+from training.eval.match import GtpController, GtpError, GtpTransportError, Player, play_game
 
 GNUGO = "/usr/games/gnugo --mode gtp --level 10 --chinese-rules --capture-all-dead --seed {seed}"
 

@@ -1,6 +1,6 @@
 """Time use of a move: the visits a time budget buys, and what the early stop saves at a visit budget.
 
-Run: ``python -m training.bench_genmove SGF... [--size 9] [--moves 8 20 34] [--budget 5] [--visits 10000]``.
+Run: ``python -m training.bench.genmove SGF... [--size 9] [--moves 8 20 34] [--budget 5] [--visits 10000]``.
 Positions are the boards after each of ``--moves`` in each record (records that end before a move number
 are skipped). For each position, on the shipped engine for ``--size`` (the GTP engine's defaults: 2 rollout threads,
 batches of 16) and from a fresh tree:
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
         game = sgf.load(path)[0]
         played = len(game.moves_of(game.main_line()))
         boards += [(path, n, game.board_at(n)) for n in args.moves if n < played]
-    print("command: python -m training.bench_genmove " + " ".join(sys.argv[1:] if argv is None else argv))
+    print("command: python -m training.bench.genmove " + " ".join(sys.argv[1:] if argv is None else argv))
     print(f"{len(boards)} positions from {len(args.records)} records")
 
     def engine(**options) -> Engine:

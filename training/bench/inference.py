@@ -1,6 +1,6 @@
 """Inference backends side by side: network positions per second, and the shipped engines' visits per second.
 
-Run: ``python -m training.bench_inference [--nets policy9 policy19] [--batches 1 8 16 32] [--rounds 7]
+Run: ``python -m training.bench.inference [--nets policy9 policy19] [--batches 1 8 16 32] [--rounds 7]
 [--threads 1] [--extra openvino int8] [--engine-sizes 9 19] [--positions 4] [--engine-onnx-threads 1 2]
 [--engine-torch-threads N]``.
 
@@ -40,7 +40,7 @@ import torch
 from gogame import Board, features, inference, nets
 from gogame.api import Engine
 from gogame.stats import mean_interval
-from training.corpus import read_games
+from training.data.corpus import read_games
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data beside the checkout
 CORPUS = {9: str(SHARED_DATA / "pro9.tar.xz"), 19: str(SHARED_DATA / "pro19.tar.xz")}
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> None:
     args.engine_torch_threads = args.engine_torch_threads or None  # None: the Engine leaves torch's setting
     default_threads = args.engine_torch_threads or torch.get_num_threads()
 
-    print("command: python -m training.bench_inference " + " ".join(sys.argv[1:] if argv is None else argv))
+    print("command: python -m training.bench.inference " + " ".join(sys.argv[1:] if argv is None else argv))
     print(f"torch {torch.__version__}, native bf16 {nets.bf16_native('cpu')}; networks: {args.threads} intra-op "
           f"thread(s) each; engines: torch {default_threads} threads")
     if args.nets:

@@ -2,7 +2,7 @@
 
 Every move is sampled from the distribution of the net to move (temperature 1: the RL stage's games), A black
 in every other game. Seed ``S`` plays exactly the games of the RL stage's own measure
-(:class:`training.rl.WinRateGames` with that seed), so ``--seeds 1-8`` measures an RL policy against the SL
+(:class:`training.stages.rl.WinRateGames` with that seed), so ``--seeds 1-8`` measures an RL policy against the SL
 policy on 4,000 games no training run saw (the stage itself measures on one fixed seed). Seeds run in worker
 processes, one core each. Reports A's wins, win rate with its 95% Wilson interval, the Elo difference, and the
 split by A's colour.
@@ -20,7 +20,7 @@ import torch
 
 from gogame import nets
 from gogame.stats import elo_difference, wilson_interval
-from training.rl import WinRateGames
+from training.stages.rl import WinRateGames
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -26,8 +26,8 @@ from tqdm import tqdm
 
 from gogame import nets
 from gogame.stats import mean_interval
-from training import data
-from training.sl import batch_planes, input_planes
+from training.data import shards
+from training.stages.sl import batch_planes, input_planes
 
 
 def stage_of(move_number: int, size: int) -> str:
@@ -37,7 +37,7 @@ def stage_of(move_number: int, size: int) -> str:
     return f"{lo}+" if lo == 4 * width else f"{lo}-{lo + width - 1}"
 
 
-def evaluate_value(net: nets.ValueNet, source: data.PositionBatches, stored_planes: int, size: int,
+def evaluate_value(net: nets.ValueNet, source: shards.PositionBatches, stored_planes: int, size: int,
                    device: str = "cpu", progress: bool = False, baseline: nets.ValueNet | None = None) -> dict:
     """MSE and sign accuracy of ``net`` on every batch of ``source``, overall and by :func:`stage_of`; with a
     ``baseline`` net also its MSE on the same inputs and the paired difference (``net``'s less its)."""
@@ -81,7 +81,7 @@ def evaluate_value(net: nets.ValueNet, source: data.PositionBatches, stored_plan
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="a value net file or trainer checkpoint")
     parser.add_argument("data", help="a dataset folder (expert games or self-play value data)")
-    parser.add_argument("--split", choices=list(data.SPLITS), default="val")
+    parser.add_argument("--split", choices=list(shards.SPLITS), default="val")
     parser.add_argument("--one-per-game", action="store_true",
                         help="one random position of each game (seeded), as the value stages validate")
     parser.add_argument("--seed", type=int, default=0, help="seeds --one-per-game's draw and the symmetries")
@@ -95,17 +95,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     net = nets.load(args.checkpoint, kind="value")
     baseline = nets.load(args.against, kind="value") if args.against else None
-    meta = data.dataset_meta(args.data)
+    meta = shards.dataset_meta(args.data)
     size = meta["size"]
     for scored in [n for n in (net, baseline) if n is not None]:
         if scored.board_size != size:
             raise ValueError(f"the net is for {scored.board_size}x{scored.board_size}, the data for {size}x{size}")
         input_planes(meta["features"], scored.meta["features"])  # the data must carry the net's planes
-    paths = data.shard_paths(args.data, args.split)
+    paths = shards.shard_paths(args.data, args.split)
     if not paths:
         raise ValueError(f"{args.data} has no {args.split} shards")
-    source = data.PositionBatches(paths, args.batch_size, seed=args.seed, shuffle=False, drop_last=False,
-                                  one_per_game=args.one_per_game, decided_only=True)
+    source = shards.PositionBatches(paths, args.batch_size, seed=args.seed, shuffle=False, drop_last=False,
+                                    one_per_game=args.one_per_game, decided_only=True)
     report = evaluate_value(net, source, meta["planes"], size, args.device, progress=not args.json, baseline=baseline)
     report.update(checkpoint=args.checkpoint, data=str(args.data), split=args.split, one_per_game=args.one_per_game)
     if baseline is not None:

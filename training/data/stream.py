@@ -9,7 +9,7 @@ The first use of an archive builds its *index* (:func:`game_index`): per game it
 handicap, result, ranks and date, with a tqdm bar (about 80 s for the 66,000 games of ``pro19``), written
 atomically to ``index_dir`` under the archive's sha256; later uses read it back in a fraction of a second. Games
 that do not parse or replay are left out of the index (and counted in it). Everything after that reads the index
-only: filtering (:class:`training.data.GameFilter`), the split by game (:func:`training.data.split_of` on the
+only: filtering (:class:`training.data.shards.GameFilter`), the split by game (:func:`training.data.shards.split_of` on the
 name ``ARCHIVE_FILE_NAME/MEMBER``, so the split does not depend on where the archive lies), the order of an
 epoch, and the position of any batch in it.
 
@@ -20,18 +20,18 @@ batches of ``batch_size * world_size`` positions, rank ``r`` taking the ``r``-th
 chunk sizes come from the index, so ``batches(e, start, ...)`` starts replaying at the chunk that holds batch
 ``start``: skipping costs no replay of earlier games.
 
-A batch is a dict as :class:`training.data.PositionBatches` gives, plus ``ownership``:
+A batch is a dict as :class:`training.data.shards.PositionBatches` gives, plus ``ownership``:
 
 =============== =================================== ===========================================================
 key             type                                meaning
 =============== =================================== ===========================================================
-``planes``      uint8 (B, ceil(49*S*S/8))           packed alphago49 planes (:func:`training.data.unpack_planes`)
+``planes``      uint8 (B, ceil(49*S*S/8))           packed alphago49 planes (:func:`training.data.shards.unpack_planes`)
 ``move``        int64 (B,)                          the move played, ``row * S + col``, ``S * S`` for pass
 ``outcome``     float32 (B,)                        +1 the mover won, -1 lost, 0 where the result says nothing
                                                     about the position (:class:`OutcomeRule`)
 ``move_number`` int64 (B,)                          moves before this one in the game
 ``ownership``   float32 (B, S*S)                    the final owner of each point for the mover, in [-1, 1]
-``symmetry``    int                                 the batch's symmetry offset (:func:`training.data.apply_symmetries`)
+``symmetry``    int                                 the batch's symmetry offset (:func:`training.data.shards.apply_symmetries`)
 =============== =================================== ===========================================================
 
 Ownership. Most records end by resignation, long before the board is settled, so the final owner of each point
@@ -60,8 +60,8 @@ from gogame import rollout as ro
 from gogame.atomic import write_atomically
 from gogame.board import Board, IllegalMove
 from gogame.mcts import Rollouts
-from training import data
-from training.corpus import read_games
+from training.data import shards
+from training.data.corpus import read_games
 
 INDEX_VERSION = 2
 TEXT_CAP = 32  # characters kept of a result, rank or date (the filters read their start)
@@ -75,33 +75,33 @@ _LOADED: dict[Path, dict[str, np.ndarray]] = {}  # indexes read in this process 
 class OutcomeRule:
     """Which games' results become value targets; elsewhere the outcome is 0 (masked out of the value loss).
 
-    ``results``: the result kinds (:data:`training.data.RESULT_KINDS`) whose winner the position's outcome is:
+    ``results``: the result kinds (:data:`training.data.shards.RESULT_KINDS`) whose winner the position's outcome is:
     by default resignation, a counted score, or a win with no reason given; never time or forfeit (they say
     nothing about the board), nor draws, void or unknown results. ``min_komi`` / ``max_komi``: komi range
     (None: no bound): an outcome under a komi far from the one the net plays at teaches the wrong value.
     ``handicap``: whether handicap games (HA above 1 or setup stones) teach outcomes.
     """
 
-    results: tuple[str, ...] = (data.RESIGN, data.SCORE, data.WIN)
+    results: tuple[str, ...] = (shards.RESIGN, shards.SCORE, shards.WIN)
     min_komi: float | None = 5.5
     max_komi: float | None = 7.5
     handicap: bool = False
 
     def __post_init__(self) -> None:
-        unknown = set(self.results) - set(data.RESULT_KINDS)
+        unknown = set(self.results) - set(shards.RESULT_KINDS)
         if unknown:
-            raise ValueError(f"unknown result kinds {sorted(unknown)}; kinds: {', '.join(data.RESULT_KINDS)}")
+            raise ValueError(f"unknown result kinds {sorted(unknown)}; kinds: {', '.join(shards.RESULT_KINDS)}")
 
-    def winner(self, facts: data.GameFacts) -> str | None:
+    def winner(self, facts: shards.GameFacts) -> str | None:
         """``"B"`` or ``"W"`` when the game's result teaches an outcome, else None."""
-        if data.result_kind(facts.result) not in self.results:
+        if shards.result_kind(facts.result) not in self.results:
             return None
         if (self.min_komi is not None and facts.komi < self.min_komi) or \
                 (self.max_komi is not None and facts.komi > self.max_komi):
             return None
         if not self.handicap and (facts.handicap > 1 or facts.setup_stones):
             return None
-        return data.winner_of(facts.result)
+        return shards.winner_of(facts.result)
 
 
 def game_index(path: str | os.PathLike, size: int, index_dir: str | os.PathLike | None = None, *,
@@ -117,7 +117,7 @@ def game_index(path: str | os.PathLike, size: int, index_dir: str | os.PathLike 
     once and cached, compressed, in ``index_dir`` (default :data:`DEFAULT_INDEX_DIR`) under the file's sha256
     (pass ``sha256`` if known); read once per process.
     """
-    sha256 = sha256 or data.file_sha256(path)
+    sha256 = sha256 or shards.file_sha256(path)
     cache = Path(index_dir or DEFAULT_INDEX_DIR) / f"{sha256}-{size}-v{INDEX_VERSION}.npz"
     if cache in _LOADED:
         return _LOADED[cache]
@@ -133,14 +133,14 @@ def game_index(path: str | os.PathLike, size: int, index_dir: str | os.PathLike 
     for name, game in tqdm(read_games(path, size, skipped), desc=f"indexing {path.name}", unit="game",
                            disable=not progress):
         try:
-            data.encode_game(game, FEATURE_SET, np.empty(0, np.int64))  # replays the moves: legality only
+            shards.encode_game(game, FEATURE_SET, np.empty(0, np.int64))  # replays the moves: legality only
         except IllegalMove:
-            skipped[data.ILLEGAL] += 1
+            skipped[shards.ILLEGAL] += 1
             continue
         except ValueError:
-            skipped[data.MID_GAME_SETUP] += 1
+            skipped[shards.MID_GAME_SETUP] += 1
             continue
-        facts = data.GameFacts.of(game)
+        facts = shards.GameFacts.of(game)
         short = path.name + name[len(prefix):] if name.startswith(prefix) else name
         text["name"].append(short)
         for key, value in zip(_TEXT_FIELDS[1:], (facts.result, facts.black_rank, facts.white_rank, facts.date)):
@@ -169,7 +169,7 @@ class ExpertStream:
     """A resumable batch source of expert positions from SGF archives (see the module docstring).
 
     ``sources``: archives or ``.sgf`` files (one index each). ``split``: ``"train"``, ``"val"`` or ``"test"``,
-    by :func:`training.data.split_of` with ``split_seed``, ``val_fraction`` and ``test_fraction``.
+    by :func:`training.data.shards.split_of` with ``split_seed``, ``val_fraction`` and ``test_fraction``.
     ``game_filter`` picks the games (its ``size`` is the board's); ``outcome`` says which games teach values.
     ``value_positions`` (0: all) keeps the outcome of only that many positions of each game, drawn by a hash of
     its name, and sets the others' to 0: AlphaGo's remedy for a value net that learns to recognise a game's
@@ -181,13 +181,13 @@ class ExpertStream:
     """
 
     def __init__(self, sources: Sequence[str | os.PathLike], batch_size: int, *, split: str = "train",
-                 game_filter: data.GameFilter = data.GameFilter(), outcome: OutcomeRule = OutcomeRule(),
+                 game_filter: shards.GameFilter = shards.GameFilter(), outcome: OutcomeRule = OutcomeRule(),
                  seed: int = 0, split_seed: int = 0, val_fraction: float = 0.02, test_fraction: float = 0.02,
                  games_per_chunk: int = 64, ownership_playouts: int = 32, value_positions: int = 0,
                  drop_last: bool = True, max_batches: int = 0, index_dir: str | os.PathLike | None = None,
                  progress: bool = True) -> None:
-        if split not in data.SPLITS:
-            raise ValueError(f"split must be one of {data.SPLITS}, not {split!r}")
+        if split not in shards.SPLITS:
+            raise ValueError(f"split must be one of {shards.SPLITS}, not {split!r}")
         if batch_size < 1 or games_per_chunk < 1 or ownership_playouts < 1 or max_batches < 0 or value_positions < 0:
             raise ValueError("batch_size, games_per_chunk and ownership_playouts must be positive, "
                              "max_batches and value_positions not negative")
@@ -206,13 +206,13 @@ class ExpertStream:
             path = Path(source)
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: no such SGF archive or file")
-            digest = data.file_sha256(path)
+            digest = shards.file_sha256(path)
             # the path as given (relative to where the run is started), so another clone's manifest is the same
             self.inputs.append({"path": str(path), "bytes": path.stat().st_size, "sha256": digest})
             index = game_index(path, self.size, index_dir, sha256=digest, progress=progress)
             for g in range(index["name"].size):
                 if game_filter.reason_to_skip_facts(self._facts(index, g)) is None and \
-                        data.split_of(str(index["name"][g]), split_seed, val_fraction, test_fraction) == split:
+                        shards.split_of(str(index["name"][g]), split_seed, val_fraction, test_fraction) == split:
                     self._games.append((index, g))
         if not self._games:
             raise ValueError(f"no game of the {split} split passes the filter in {', '.join(map(str, sources))}")
@@ -220,11 +220,11 @@ class ExpertStream:
         self._rollouts = Rollouts(ro.RolloutPolicy.load(), threads=1)
 
     @staticmethod
-    def _facts(index: dict[str, np.ndarray], g: int) -> data.GameFacts:
+    def _facts(index: dict[str, np.ndarray], g: int) -> shards.GameFacts:
         start, stop = index["setup_start"][g], index["setup_start"][g + 1]
-        return data.GameFacts(int(index["move_start"][g + 1] - index["move_start"][g]), int(index["handicap"][g]),
-                              int(stop - start), float(index["komi"][g]), str(index["result"][g]),
-                              str(index["black_rank"][g]), str(index["white_rank"][g]), str(index["date"][g]))
+        return shards.GameFacts(int(index["move_start"][g + 1] - index["move_start"][g]), int(index["handicap"][g]),
+                                int(stop - start), float(index["komi"][g]), str(index["result"][g]),
+                                str(index["black_rank"][g]), str(index["white_rank"][g]), str(index["date"][g]))
 
     # -- what the stream is -----------------------------------------------------------------------------------
 
@@ -262,7 +262,7 @@ class ExpertStream:
 
     # -- one game -----------------------------------------------------------------------------------------------
 
-    def record(self, i: int) -> tuple[tuple[list, list], list[tuple[str, coords.Move]], data.GameFacts, str]:
+    def record(self, i: int) -> tuple[tuple[list, list], list[tuple[str, coords.Move]], shards.GameFacts, str]:
         """Game ``i`` of the split (index order) from the index: ``((black setup points, white setup points),
         (colour, move) list, facts, name)``."""
         index, g = self._games[i]
@@ -293,7 +293,7 @@ class ExpertStream:
         ``move_number``, ``ownership`` as in a batch, before shuffling."""
         setup, moves, facts, name = self.record(i)
         size = self.size
-        packed = data.encode_moves(size, setup, moves, FEATURE_SET)
+        packed = shards.encode_moves(size, setup, moves, FEATURE_SET)
         black = np.array([c == "B" for c, _ in moves])
         mover = np.where(black, 1, -1).astype(np.int8)
         winner = self.outcome.winner(facts)
@@ -309,7 +309,7 @@ class ExpertStream:
             "move": np.array([coords.to_flat(m, size) for _, m in moves], np.int64),
             "outcome": outcome.astype(np.float32),
             "move_number": np.arange(len(moves), dtype=np.int64),
-            data.OWNERSHIP: mover[:, None].astype(np.float32) * owner[None, :],
+            shards.OWNERSHIP: mover[:, None].astype(np.float32) * owner[None, :],
         }
 
     # -- epochs ---------------------------------------------------------------------------------------------------

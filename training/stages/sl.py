@@ -1,7 +1,7 @@
 """Supervised stages: the policy net on expert moves, the value net on expert outcomes.
 
 ``gogame-train sl DATA --preset medium --out runs/sl19`` trains a policy net
-on a shard dataset (see :mod:`training.data`); ``gogame-train value-sl DATA
+on a shard dataset (see :mod:`training.data.shards`); ``gogame-train value-sl DATA
 --out runs/value19`` trains a value net on the same shards, one position per
 game per epoch, on games with a recorded winner. Both go through the one
 :class:`training.trainer.Trainer` and finish by writing compact fp16 weights
@@ -21,6 +21,7 @@ import platform
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,10 @@ import torch
 import torch.nn.functional as F
 
 from gogame import features, nets
-from training import data
-from training.stopping import add_stop_arguments
+from training import options
+from training.data import shards
+from training.options import REQUIRED, option
+from training.stopping import CheckpointStopOptions
 from training.trainer import TrainConfig, Trainer, stored_config
 
 
@@ -44,8 +47,8 @@ def input_planes(dataset_features: str, net_features: str) -> int:
 
 def batch_planes(batch: dict[str, Any], stored_planes: int, in_planes: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Unpack a batch's planes on its device, keep the net's planes, apply the batch's symmetries."""
-    planes = data.unpack_planes(batch["planes"], stored_planes, size)[:, :in_planes]
-    return data.apply_symmetries(planes, batch["move"], batch["symmetry"])
+    planes = shards.unpack_planes(batch["planes"], stored_planes, size)[:, :in_planes]
+    return shards.apply_symmetries(planes, batch["move"], batch["symmetry"])
 
 
 def policy_loss(stored_planes: int, in_planes: int, size: int):
@@ -73,10 +76,10 @@ def value_loss(stored_planes: int, in_planes: int, size: int, ownership_weight: 
     """
 
     def loss_fn(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        planes = data.unpack_planes(batch["planes"], stored_planes, size)[:, :in_planes]
+        planes = shards.unpack_planes(batch["planes"], stored_planes, size)[:, :in_planes]
         if ownership_weight:  # the final area as one more plane, so the symmetry turns it with the position
-            planes = torch.cat([planes, batch[data.OWNERSHIP].view(-1, 1, size, size)], dim=1)
-        planes, _ = data.apply_symmetries(planes, batch["move"], batch["symmetry"])
+            planes = torch.cat([planes, batch[shards.OWNERSHIP].view(-1, 1, size, size)], dim=1)
+        planes, _ = shards.apply_symmetries(planes, batch["move"], batch["symmetry"])
         target = batch["outcome"]
         value, logits = model(planes[:, :in_planes], ownership=True) if ownership_weight else (model(planes), None)
         mse = F.mse_loss(value.float(), target)
@@ -91,61 +94,65 @@ def value_loss(stored_planes: int, in_planes: int, size: int, ownership_weight: 
     return loss_fn
 
 
+@dataclass(kw_only=True)
+class SLConfig(CheckpointStopOptions):
+    """Every setting of the supervised stages (``sl``, ``value-sl``), with its default."""
+
+    data: str = option(REQUIRED, "a dataset folder built by gogame-train dataset", positional=True)
+    out: str = option(REQUIRED, "run folder (metrics.csv, last.pt, best.pt)")
+    preset: str = option("small", "net preset", choices=nets.PRESETS)
+    layers: int | None = option(None, "override the preset's layers")
+    filters: int | None = option(None, "override the preset's filters")
+    steps: int = option(0, "optimizer steps (or --epochs, or --minutes)")
+    minutes: float = option(0.0, "choose --steps to train for about this long, from the speed of a short probe run")
+    epochs: int = option(0, "passes over the training shards")
+    batch_size: int = option(128, "positions per step")
+    optimizer: str = option("sgd", "the optimizer", choices=("sgd", "adam", "adamw"))
+    lr: float = option(0.05, "peak learning rate")
+    weight_decay: float = option(1e-4, "on conv kernels and weight matrices")
+    schedule: str = option("cosine", "learning rate over the run", choices=("constant", "cosine", "step"))
+    warmup_steps: int = option(200, "linear warmup steps")
+    grad_clip: float = option(1.0, "max gradient norm (0: none)")
+    val_every: int = option(1000, "validate after every this many steps")
+    val_batches: int = option(0, "validate on at most this many batches (0: all)")
+    ckpt_every: int = option(1000, "write last.pt after every this many steps")
+    shards_in_memory: int = option(8, "shards read at once, whose positions are shuffled together")
+    cache: bool = option(False, "keep all shards in memory after the first epoch")
+    all_positions: bool = option(False, "value: train on every position of each game, not one random position per "
+                                        "game and epoch (the correlated targets overfit: AlphaGo's expert-game "
+                                        "baseline)")
+    prefetch: int = option(4, "batches read ahead in a background thread, so the device never waits on the shards "
+                              "(0 reads between steps)")
+    seed: int = option(0, "seed of the net's initialisation, the data order and the symmetries")
+    amp: bool = option(False, "bf16 autocast (CUDA, or a CPU with AVX-512 BF16/AMX; ignored elsewhere)")
+    device: str | None = option(None, "cuda, mps or cpu (default: the best available)")
+    resume: bool = option(False, "continue the run in --out: its length, schedule and shards are the ones it "
+                                 "started with (a conflicting option is an error)")
+    extend: int = option(0, "with --resume: lengthen the run to this many steps in all; the cosine schedule is "
+                            "recomputed for the new length from the current step on")
+    max_steps_this_run: int = option(0, "stop after this many steps (resume later); 0 no limit")
+    init_from: str | None = option(None, "value-sl: start the value net's hidden layers from this policy net (its "
+                                         "layers and filters replace the preset's)")
+    frozen_layers: int = option(0, "keep the first N hidden convolutions fixed (with --init-from: train only the "
+                                   "top)")
+    ownership_weight: float = option(0.0, "value: give the net an ownership head and add this weight times its loss "
+                                          "against the final area (self-play data only; KataGo's auxiliary target; "
+                                          "0: off)")
+    export: str | None = option(None, "write the final weights here (fp16), with provenance")
+    progress: bool = option(True, "progress bars")
+
+
+CONFIG = SLConfig
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("data", help="a dataset folder built by gogame-train dataset")
-    parser.add_argument("--out", required=True, help="run folder (metrics.csv, last.pt, best.pt)")
-    parser.add_argument("--preset", default="small", choices=list(nets.PRESETS))
-    parser.add_argument("--layers", type=int, default=None, help="override the preset's layers")
-    parser.add_argument("--filters", type=int, default=None, help="override the preset's filters")
-    parser.add_argument("--steps", type=int, default=0, help="optimizer steps (or --epochs, or --minutes)")
-    parser.add_argument("--minutes", type=float, default=0,
-                        help="choose --steps to train for about this long, from the speed of a short probe run")
-    parser.add_argument("--epochs", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw"])
-    parser.add_argument("--lr", type=float, default=0.05)
-    parser.add_argument("--weight-decay", type=float, default=1e-4)
-    parser.add_argument("--schedule", default="cosine", choices=["constant", "cosine", "step"])
-    parser.add_argument("--warmup-steps", type=int, default=200)
-    parser.add_argument("--grad-clip", type=float, default=1.0)
-    parser.add_argument("--val-every", type=int, default=1000)
-    parser.add_argument("--val-batches", type=int, default=0, help="validate on at most this many batches (0: all)")
-    parser.add_argument("--ckpt-every", type=int, default=1000)
-    parser.add_argument("--shards-in-memory", type=int, default=8)
-    parser.add_argument("--cache", action="store_true", help="keep all shards in memory after the first epoch")
-    parser.add_argument("--all-positions", action="store_true",
-                        help="value: train on every position of each game, not one random position per game and "
-                             "epoch (the correlated targets overfit: AlphaGo's expert-game baseline)")
-    parser.add_argument("--prefetch", type=int, default=4,
-                        help="batches read ahead in a background thread, so the device never waits on the shards "
-                             "(default 4; 0 reads between steps)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA, or a CPU with AVX-512 BF16/AMX; ignored elsewhere)")
-    parser.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --out: its length, schedule and shards are the ones it started "
-                             "with (a conflicting option is an error)")
-    parser.add_argument("--extend", type=int, default=0, metavar="STEPS",
-                        help="with --resume: lengthen the run to STEPS steps in all; the cosine schedule is "
-                             "recomputed for the new length from the current step on")
-    parser.add_argument("--max-steps-this-run", type=int, default=0, help="stop after this many steps (resume later)")
-    add_stop_arguments(parser)
-    parser.add_argument("--init-from", default=None,
-                        help="value-sl: start the value net's hidden layers from this policy net (its layers and "
-                             "filters replace the preset's)")
-    parser.add_argument("--frozen-layers", type=int, default=0,
-                        help="keep the first N hidden convolutions fixed (with --init-from: train only the top)")
-    parser.add_argument("--ownership-weight", type=float, default=0.0,
-                        help="value: give the net an ownership head and add this weight times its loss against "
-                             "the final area (self-play data only; KataGo's auxiliary target; default 0: off)")
-    parser.add_argument("--export", default=None, help="write the final weights here (fp16), with provenance")
-    parser.add_argument("--no-progress", action="store_true")
+    options.add_arguments(parser, SLConfig)
 
 
 class _Limited:
     """At most ``n`` batches of a batch source (for a quick validation)."""
 
-    def __init__(self, source: data.PositionBatches, n: int) -> None:
+    def __init__(self, source: shards.PositionBatches, n: int) -> None:
         self.source, self.n = source, n
 
     def num_batches(self, world_size: int = 1) -> int:
@@ -158,84 +165,85 @@ class _Limited:
             yield batch
 
 
-def train(args: argparse.Namespace, kind: str) -> dict:
-    """Train a policy (``kind="policy"``) or value net from the parsed command line; returns the summary."""
-    meta = data.dataset_meta(args.data)
+def train(config: SLConfig, kind: str) -> dict:
+    """Train a policy (``kind="policy"``) or value net with ``config``; returns the summary."""
+    meta = shards.dataset_meta(config.data)
     size = meta["size"]
     net_features = "alphago49" if kind == "value" else ("alphago48" if meta["features"] == "alphago49" else meta["features"])
     in_planes = input_planes(meta["features"], net_features)
     # A resumed run reads the shards it started with (its manifest), not whatever the folder holds now, and keeps
     # the length it was given (--minutes is not timed again).
-    stored = stored_config(args.out) if args.resume else None
+    stored = stored_config(config.out) if config.resume else None
     manifest = (stored or {}).get("manifest") or {}
-    train_paths, val_paths = (data.manifest_paths(manifest[split]) if split in manifest
-                              else data.shard_paths(args.data, split) for split in ("train", "val"))
+    train_paths, val_paths = (shards.manifest_paths(manifest[split]) if split in manifest
+                              else shards.shard_paths(config.data, split) for split in ("train", "val"))
     if not train_paths:
-        raise SystemExit(f"{args.data} has no train shards")
+        raise SystemExit(f"{config.data} has no train shards")
     # The value net sees one position per decided game per epoch (AlphaGo's
     # answer to the correlation of positions within a game) unless --all-positions.
-    sampling = {"one_per_game": not args.all_positions, "decided_only": True, "cache": args.cache} \
-        if kind == "value" else {"cache": args.cache}
-    train_src = data.PositionBatches(train_paths, args.batch_size, seed=args.seed,
-                                     shards_in_memory=args.shards_in_memory, **sampling)
-    val_src = data.PositionBatches(val_paths, args.batch_size, seed=args.seed, shuffle=False, drop_last=False,
-                                   shards_in_memory=args.shards_in_memory, **sampling) if val_paths else None
-    if args.ownership_weight:
-        if kind != "value" or args.ownership_weight < 0:
+    sampling = {"one_per_game": not config.all_positions, "decided_only": True, "cache": config.cache} \
+        if kind == "value" else {"cache": config.cache}
+    train_src = shards.PositionBatches(train_paths, config.batch_size, seed=config.seed,
+                                       shards_in_memory=config.shards_in_memory, **sampling)
+    val_src = shards.PositionBatches(val_paths, config.batch_size, seed=config.seed, shuffle=False, drop_last=False,
+                                     shards_in_memory=config.shards_in_memory, **sampling) if val_paths else None
+    if config.ownership_weight:
+        if kind != "value" or config.ownership_weight < 0:
             raise SystemExit("--ownership-weight is a positive weight, for value nets")
         if not train_src.ownership or (val_src is not None and not val_src.ownership):
-            raise SystemExit(f"{args.data}: not every shard has the final area ('ownership'): only self-play "
+            raise SystemExit(f"{config.data}: not every shard has the final area ('ownership'): only self-play "
                              "shards written by gogame-train selfplay or value have it")
-    if val_src is not None and args.val_batches:
-        val_src = _Limited(val_src, args.val_batches)
+    if val_src is not None and config.val_batches:
+        val_src = _Limited(val_src, config.val_batches)
 
-    torch.manual_seed(args.seed)
-    if args.init_from:
+    torch.manual_seed(config.seed)
+    if config.init_from:
         if kind != "value":
             raise ValueError("--init-from starts a value net from a policy net; it is for value-sl")
-        policy = nets.load(args.init_from, kind="policy")
+        policy = nets.load(config.init_from, kind="policy")
         if policy.board_size != size:
             raise ValueError(f"--init-from: the policy net is for {policy.board_size}x{policy.board_size}, "
                              f"the data for {size}x{size}")
-        net = nets.value_from_policy(policy, in_planes, ownership_head=args.ownership_weight > 0)
+        net = nets.value_from_policy(policy, in_planes, ownership_head=config.ownership_weight > 0)
     else:
-        net = nets.build(kind, in_planes, size, args.preset, layers=args.layers, filters=args.filters,
-                         ownership_head=args.ownership_weight > 0)
-    nets.freeze_hidden_layers(net, args.frozen_layers)
+        net = nets.build(kind, in_planes, size, config.preset, layers=config.layers, filters=config.filters,
+                         ownership_head=config.ownership_weight > 0)
+    nets.freeze_hidden_layers(net, config.frozen_layers)
     provenance = {
         **run_provenance(),
         "data": meta["sources"],
-        **({"trunk_from": str(args.init_from), "frozen_layers": args.frozen_layers} if args.init_from else {}),
+        **({"trunk_from": str(config.init_from), "frozen_layers": config.frozen_layers} if config.init_from else {}),
         "dataset_positions": len(train_src),
     }
-    config = TrainConfig(
-        out_dir=args.out, steps=args.steps or (1 if args.minutes else 0), epochs=args.epochs, batch_size=args.batch_size,
-        optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay, grad_clip=args.grad_clip,
-        schedule=args.schedule, warmup_steps=args.warmup_steps, val_every=args.val_every,
-        val_metric="mse" if kind == "value" else "loss", ckpt_every=args.ckpt_every, seed=args.seed, amp=args.amp,
-        device=args.device, resume=args.resume, max_steps_this_run=args.max_steps_this_run,
-        progress=not args.no_progress, prefetch=args.prefetch, stop_after_minutes=args.stop_after,
-        ckpt_every_minutes=args.ckpt_every_minutes, extend_steps=args.extend,
+    train_config = TrainConfig(
+        out_dir=config.out, steps=config.steps or (1 if config.minutes else 0), epochs=config.epochs, batch_size=config.batch_size,
+        optimizer=config.optimizer, lr=config.lr, weight_decay=config.weight_decay, grad_clip=config.grad_clip,
+        schedule=config.schedule, warmup_steps=config.warmup_steps, val_every=config.val_every,
+        val_metric="mse" if kind == "value" else "loss", ckpt_every=config.ckpt_every, seed=config.seed, amp=config.amp,
+        device=config.device, resume=config.resume, max_steps_this_run=config.max_steps_this_run,
+        progress=config.progress, prefetch=config.prefetch, stop_after_minutes=config.stop_after,
+        ckpt_every_minutes=config.ckpt_every_minutes, extend_steps=config.extend,
     )
     if kind == "value":
-        loss = value_loss(meta["planes"], in_planes, size, args.ownership_weight)
+        loss = value_loss(meta["planes"], in_planes, size, config.ownership_weight)
     else:
         loss = policy_loss(meta["planes"], in_planes, size)
-    if stored and args.minutes:
-        config.steps = stored["steps"]
-        print(f"--minutes: the resumed run's length was fixed at its start: {config.steps} steps", file=sys.stderr)
-    elif args.minutes:
-        config.steps = _steps_for(args.minutes, net, loss, train_src, config)
-        print(f"--minutes {args.minutes:g}: {config.steps} steps", file=sys.stderr)
-    trainer = Trainer(net, loss, train_src, val_src, config=config,
+    if stored and config.minutes:
+        train_config.steps = stored["steps"]
+        print(f"--minutes: the resumed run's length was fixed at its start: {train_config.steps} steps",
+              file=sys.stderr)
+    elif config.minutes:
+        train_config.steps = _steps_for(config.minutes, net, loss, train_src, train_config)
+        print(f"--minutes {config.minutes:g}: {train_config.steps} steps", file=sys.stderr)
+    trainer = Trainer(net, loss, train_src, val_src, config=train_config,
                       extra_meta=nets.describe(net, features=net_features, provenance=provenance))
     first_step = trainer.step
     start = time.perf_counter()
     summary = trainer.fit()
     elapsed = time.perf_counter() - start
-    summary["positions_per_s"] = (summary["step"] - first_step) * args.batch_size / max(elapsed, 1e-9)
-    if args.export:
-        export(args.out, args.export, net_features, provenance, summary, args.batch_size)
+    summary["positions_per_s"] = (summary["step"] - first_step) * config.batch_size / max(elapsed, 1e-9)
+    if config.export:
+        export(config.out, config.export, net_features, provenance, summary, config.batch_size)
     print(json.dumps(summary, default=str))
     return summary
 
@@ -277,11 +285,11 @@ def _steps_for(minutes: float, net: torch.nn.Module, loss, train_src, config: Tr
     return max(1, int(0.9 * minutes * 60 / per_step))
 
 
-def run(args: argparse.Namespace) -> int:
-    train(args, "policy")
+def run(config: SLConfig) -> int:
+    train(config, "policy")
     return 0
 
 
-def run_value(args: argparse.Namespace) -> int:
-    train(args, "value")
+def run_value(config: SLConfig) -> int:
+    train(config, "value")
     return 0

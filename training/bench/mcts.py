@@ -1,6 +1,6 @@
 """Search speed benchmark: simulations per second against batch size, and the tree's share of search time.
 
-Run: ``python -m training.bench_mcts [--sizes 9 19] [--batches 1 8 16 32] [--seconds 2] [--preset small]``.
+Run: ``python -m training.bench.mcts [--sizes 9 19] [--batches 1 8 16 32] [--seconds 2] [--preset small]``.
 For each board size it builds an untrained policy and value net of ``--preset`` (the speed does not depend on the
 weights), warms up (numba kernels, torch), then for each batch size searches the empty board for ``--seconds``
 from a fresh tree and reports simulations per second and where the time went: the numba tree kernels (selection
@@ -8,7 +8,7 @@ with board replay and expansion, priors, backup), feature planes, the network fo
 rollouts once the networks were done. The target is a tree share of at most 10%. Rollouts are the shipped rollout
 policy when it exists, else uniform random playouts (``--rollout uniform`` forces them). ``--precisions bf16 fp32``
 measures the networks under bf16 autocast (where the CPU has native bf16) and in fp32 side by side. The nets run on
-the torch backend; ``python -m training.bench_inference`` compares the backends.
+the torch backend; ``python -m training.bench.inference`` compares the backends.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.torch_threads)
     rollout = ro.RolloutPolicy.load() if args.rollout == "default" and ro.DEFAULT_ROLLOUT.exists() else None
 
-    print("command: python -m training.bench_mcts " + " ".join(sys.argv[1:] if argv is None else argv))
+    print("command: python -m training.bench.mcts " + " ".join(sys.argv[1:] if argv is None else argv))
     print(f"cpu: {platform.processor() or platform.machine()}, torch threads {args.torch_threads}, rollout "
           f"threads {args.threads}, nets {args.preset} {nets.PRESETS[args.preset]}, lambda {args.lambda_}, "
           f"rollouts {'policy' if rollout else 'uniform'}, native bf16 {nets.bf16_native('cpu')}")
