@@ -210,7 +210,7 @@ class EnginePlayer:
         self.weights = weights
         self.options = options
         self._engines: dict[int, object] = {}
-        self._fixed_size: int | None = None
+        self._fixed_sizes: tuple[int, ...] | None = None  # the sizes a weights file plays
         self._policy_ready = threading.Event()  # set: the features and the networks run without compiling
         self._search_ready = threading.Event()  # set: so does the search (or no warm-up was asked for)
         self._policy_ready.set()
@@ -221,16 +221,20 @@ class EnginePlayer:
         if weights is not None and Path(weights).is_file():
             from gogame import nets
 
-            self._fixed_size = nets.load(weights).board_size
+            net = nets.load(weights)
+            # a dual net is fully convolutional: it plays every size, not only those it was trained on
+            self._fixed_sizes = tuple(range(coords.MIN_SIZE, coords.MAX_SIZE + 1)) if net.kind == "dual" else \
+                (net.board_size,)
 
     def supports(self, size: int) -> bool:
         if size in self._engines:
             return True
         if self.weights is not None:
-            if self._fixed_size is not None:
-                return size == self._fixed_size
+            if self._fixed_sizes is not None:
+                return size in self._fixed_sizes
             folder = Path(self.weights)
-            return (folder / f"policy{size}.pt").exists() or (folder / f"value{size}.pt").exists()
+            return (folder / f"policy{size}.pt").exists() or (folder / f"value{size}.pt").exists() or \
+                any(folder.glob("dual*.pt"))
         from gogame import nets
 
         try:

@@ -136,3 +136,19 @@ def test_engine_load_picks_up_dual_nets(tmp_path):
     assert engine.evaluator.dual_net is not None and engine.size == 9
     assert Engine.load(tmp_path / "dual9.pt", size=13).size == 13
     assert Engine.load(tmp_path / "dual9.pt").size == 9  # the size it was trained on
+
+
+def test_gtp_plays_every_size_on_a_dual_net_file_and_only_its_own_on_a_policy_file(tmp_path):
+    from gtp.session import EnginePlayer
+
+    nets.save(dual_net(), tmp_path / "dual9.pt", features="alphago49")
+    nets.save(nets.build("policy", 48, 9, "tiny"), tmp_path / "policy9.pt", features="alphago48")
+    dual = EnginePlayer(str(tmp_path / "dual9.pt"), visits=8, threads=1)
+    assert all(dual.supports(size) for size in range(7, 20))
+    assert dual.engine(13).size == 13
+    policy = EnginePlayer(str(tmp_path / "policy9.pt"), visits=8, threads=1)
+    assert policy.supports(9) and not policy.supports(13)
+    folder = tmp_path / "only-dual"
+    folder.mkdir()
+    nets.save(dual_net(), folder / "dual9.pt", features="alphago49")
+    assert EnginePlayer(str(folder)).supports(13)
