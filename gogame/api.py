@@ -222,8 +222,8 @@ class Engine:
     CPU computes bf16 natively and ``bf16`` is on; "torch"; "onnx"; see :class:`NetEvaluator`); ``onnx_threads``
     (1: ONNX Runtime's intra-op threads, best on a busy 2-core CPU where the rollout threads share the cores);
     ``torch_threads`` (1: when the nets run on torch, :func:`torch.set_num_threads` for the whole process; the
-    search's small batches share the cores with the rollout threads, and on 2 busy cores 1 thread gave 3-5 times
-    the visits per second of torch's default 2 (docs/journal/2026-12-01-onnx.md); None leaves torch's setting);
+    search's small batches share the cores with the rollout threads, and on 2 busy cores 1 thread gave 5-14 times
+    the visits per second of 2 (docs/journal/2026-12-02-inference-speed.md); None leaves torch's setting);
     and any
     :class:`gogame.mcts.SearchConfig` field: ``c_puct``, ``lambda_`` (0.5, or 1 without a value net),
     ``batch_size``, ``threads``, ``seed``, ``expand_threshold``, ``virtual_loss``, ``max_nodes``,
