@@ -427,7 +427,7 @@ class KeptPlanes:
 
     def keep(self, nodes: np.ndarray, planes: np.ndarray) -> None:
         """Keep ``planes[i]`` for ``nodes[i]`` (new nodes), overwriting the oldest rows."""
-        nodes, planes = nodes[-len(self.owner):], planes[-len(self.owner):]  # more than the ring holds: the last
+        nodes, planes = nodes[-len(self.owner):], planes[-len(self.owner):]  # at most a ring's worth: the newest
         if not len(nodes):
             return
         if self.planes is None:
