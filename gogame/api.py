@@ -35,9 +35,6 @@ from gogame.board import Board
 from gogame.mcts import MCTS, Rollouts, SearchConfig, SearchStats, pass_wins
 from gogame.stats import wilson_interval
 
-SYMMETRY_MODES = ("random", "all", "none")
-
-
 class NetEvaluator:
     """The policy and value networks behind the search's :class:`gogame.mcts.Evaluator` interface.
 
@@ -63,8 +60,8 @@ class NetEvaluator:
                  size: int | None = None, bf16: bool = True, backend: str = "auto",
                  threads: int = inference.DEFAULT_THREADS, cache: bool = True,
                  cache_dir: str | PathLike | None = None) -> None:
-        if symmetries not in SYMMETRY_MODES:
-            raise ValueError(f"symmetries must be one of {SYMMETRY_MODES}, not {symmetries!r}")
+        if symmetries not in inference.SYMMETRY_MODES:
+            raise ValueError(f"symmetries must be one of {inference.SYMMETRY_MODES}, not {symmetries!r}")
         dual = policy if policy is not None and policy.kind == "dual" else None
         if dual is not None and (value is not None or size is None):
             raise ValueError("a dual net has its own value head and plays any size: give it alone, with the size")
@@ -101,21 +98,10 @@ class NetEvaluator:
                 self._runners[net.kind] = run
         self._rng = np.random.default_rng(seed)
 
-    def _transforms(self, batch: int) -> np.ndarray:
-        """The symmetry of each forward row: ``(batch * 8,)`` for "all", else ``(batch,)``."""
-        if self.symmetries == "all":
-            return np.tile(np.arange(8), batch)
-        if self.symmetries == "random":
-            return self._rng.integers(8, size=batch)
-        return np.zeros(batch, np.int64)
-
-    def _forward(self, net: torch.nn.Module, planes: np.ndarray, ks: np.ndarray) -> list[np.ndarray]:
-        """The net's outputs (one array each: a dual net has three) for row ``r`` of ``planes`` (repeated
-        ``len(ks) // len(planes)`` times) seen through symmetry ``ks[r]``: the one place where the search runs a
-        network."""
-        rows = np.repeat(planes[:, : net.in_planes], len(ks) // len(planes), axis=0)
-        x = features.transform_planes_batch(rows, ks, np.float32)  # (R, C, S, S)
-        return self._runners[net.kind](x)
+    def _forward(self, net: torch.nn.Module, planes: np.ndarray, ks: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The net's outputs (a dual net has three) for its planes of ``planes`` seen through ``ks``: the one
+        place where the search runs a network (:func:`gogame.inference.forward`)."""
+        return inference.forward(self._runners[net.kind], planes[:, : net.in_planes], ks)
 
     def policy(self, planes: np.ndarray) -> np.ndarray:
         """Log-probabilities ``(B, size * size + 1)`` over all moves (legality is the caller's)."""
@@ -124,18 +110,8 @@ class NetEvaluator:
             return self._dual(planes)[0]
         if self.policy_net is None:
             return np.zeros((b, s * s + 1), np.float32)
-        ks = self._transforms(b)
-        return self._log_policy(self._forward(self.policy_net, planes, ks)[0], ks, b)
-
-    def _log_policy(self, logits: np.ndarray, ks: np.ndarray, b: int) -> np.ndarray:
-        """Log-probabilities ``(b, size * size + 1)`` in the board's orientation from the logits of the
-        transformed rows (``b`` positions, 1 or 8 rows each: the mean of the 8 distributions)."""
-        s = self.size
-        logp = features.moves_to_board(logits - np.logaddexp.reduce(logits, axis=1, keepdims=True), ks, s)
-        logp = logp.reshape(b, -1, s * s + 1)  # (B, 1 or 8, S*S+1)
-        if logp.shape[1] == 1:
-            return logp[:, 0]
-        return np.log(np.exp(logp).mean(axis=1))
+        ks = inference.symmetries(self.symmetries, b, self._rng)
+        return inference.log_policy(self._forward(self.policy_net, planes, ks)[0], ks, b)
 
     def value(self, planes: np.ndarray) -> np.ndarray:
         """float ``(B,)`` in [-1, 1] for the side to move (mean over the 8 symmetries with "all")."""
@@ -143,7 +119,7 @@ class NetEvaluator:
             return self._dual(planes)[1]
         if self.value_net is None:
             raise ValueError("no value network")
-        ks = self._transforms(len(planes))
+        ks = inference.symmetries(self.symmetries, len(planes), self._rng)
         return self._forward(self.value_net, planes, ks)[0].reshape(len(planes), -1).mean(axis=1).astype(np.float64)
 
     # -- the dual net: priors, value and ownership from one forward pass
@@ -161,12 +137,12 @@ class NetEvaluator:
         return self._dual(planes)[2]
 
     def _dual(self, planes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        b, s = len(planes), self.size
-        ks = self._transforms(b)
+        b = len(planes)
+        ks = inference.symmetries(self.symmetries, b, self._rng)
         logits, value, owner = self._forward(self.dual_net, planes, ks)[:3]
-        owner = features.moves_to_board(np.tanh(np.asarray(owner, np.float64) / 2), ks, s)
+        owner = inference.to_board(np.tanh(np.asarray(owner, np.float64) / 2), ks, b)
         value = np.asarray(value).reshape(b, -1).mean(axis=1).astype(np.float64)
-        return self._log_policy(np.asarray(logits), ks, b), value, owner.reshape(b, -1, s * s).mean(axis=1)
+        return inference.log_policy(logits, ks, b), value, owner
 
 
 # -- results --------------------------------------------------------------------------------------------------
@@ -246,8 +222,8 @@ class Engine:
     CPU computes bf16 natively and ``bf16`` is on; "torch"; "onnx"; see :class:`NetEvaluator`); ``onnx_threads``
     (1: ONNX Runtime's intra-op threads, best on a busy 2-core CPU where the rollout threads share the cores);
     ``torch_threads`` (1: when the nets run on torch, :func:`torch.set_num_threads` for the whole process; the
-    search's small batches share the cores with the rollout threads, and on 2 busy cores 1 thread gave 3-5 times
-    the visits per second of torch's default 2 (docs/journal/2026-12-01-onnx.md); None leaves torch's setting);
+    search's small batches share the cores with the rollout threads, and on 2 busy cores 1 thread gave 5-14 times
+    the visits per second of 2 (docs/journal/2026-12-02-inference-speed.md); None leaves torch's setting);
     and any
     :class:`gogame.mcts.SearchConfig` field: ``c_puct``, ``lambda_`` (0.5, or 1 without a value net),
     ``batch_size``, ``threads``, ``seed``, ``expand_threshold``, ``virtual_loss``, ``max_nodes``,

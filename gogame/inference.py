@@ -4,7 +4,9 @@ Scope: one seam between the code that plays (the search's :class:`gogame.api.Net
 stage's games, evaluation) and the code that computes a network: :func:`runner` takes any ``torch.nn.Module``
 whose forward maps one float tensor ``(batch, planes, rows, cols)`` to one tensor or a tuple of tensors, and
 returns a :class:`Runner`, a callable from a numpy batch to a tuple of float32 numpy arrays, one per output.
-Training stays in torch; nothing here computes gradients.
+Training stays in torch; nothing here computes gradients. :func:`forward` and :func:`policy` run a net on
+positions seen through the 8 board symmetries and turn its outputs back to the board's orientation: the one
+symmetric forward of the search (:class:`gogame.api.NetEvaluator`), self-play and evaluation.
 
 =========  ===================================================================================================
 backend    what runs the network
@@ -37,6 +39,7 @@ import hashlib
 import importlib
 import inspect
 import io
+import math
 import os
 import warnings
 from pathlib import Path
@@ -45,10 +48,11 @@ from types import ModuleType
 import numpy as np
 import torch
 
-from gogame import nets
+from gogame import features, nets
 from gogame.atomic import write_atomically
 
 BACKENDS = ("auto", "torch", "onnx")
+SYMMETRY_MODES = ("random", "all", "none")
 EXPORT_FORMAT = 1  # bump when the exported graph changes for the same net (opset, names, axes)
 OPSET = 17
 INPUT = "planes"
@@ -272,3 +276,55 @@ def runner(net: torch.nn.Module, backend: str = "auto", *, device: str | torch.d
         return TorchRunner(net, device, bf16)
     folder = (cache_dir if cache_dir is not None else default_cache_dir()) if cache else None
     return OnnxRunner(net, threads=threads, cache_dir=folder)
+
+
+# -- the symmetric forward ------------------------------------------------------------------------------------
+
+
+def symmetries(mode: str, batch: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """The symmetry (0-7, :func:`gogame.features.transform_planes`) of each forward row for ``batch`` positions:
+    ``"all"``: ``(8 * batch,)``, the 8 of each position in turn; ``"random"``: ``(batch,)`` drawn from ``rng``;
+    ``"none"``: ``(batch,)`` zeros. ValueError for another mode, or "random" without ``rng``."""
+    if mode == "all":
+        return np.tile(np.arange(8), batch)
+    if mode == "random" and rng is not None:
+        return rng.integers(8, size=batch)
+    if mode == "none":
+        return np.zeros(batch, np.int64)
+    raise ValueError(f"symmetries must be one of {SYMMETRY_MODES} (random with a generator), not {mode!r}")
+
+
+def forward(run: Runner, planes: np.ndarray, ks: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``run``'s outputs for ``planes`` ``(B, C, S, S)`` (the net's own planes) seen through the symmetries ``ks``
+    (:func:`symmetries`: row ``r`` of the forward is position ``r // (len(ks) // B)`` through ``ks[r]``), as the
+    net gives them: per-point outputs in the transformed orientation (:func:`policy`, :func:`to_board` undo it)."""
+    rows = planes if len(ks) == len(planes) else np.repeat(planes, len(ks) // len(planes), axis=0)
+    return run(features.transform_planes_batch(rows, ks, np.float32))
+
+
+def to_board(values: np.ndarray, ks: np.ndarray, batch: int) -> np.ndarray:
+    """Per-point outputs ``(len(ks), S*S [+ 1])`` of :func:`forward` back in the board's orientation, the mean
+    over each of the ``batch`` positions' rows: ``(batch, S*S [+ 1])``."""
+    size = math.isqrt(values.shape[1])
+    return features.moves_to_board(values, ks, size).reshape(batch, -1, values.shape[1]).mean(axis=1)
+
+
+def log_policy(logits: np.ndarray, ks: np.ndarray, batch: int, legal: np.ndarray | None = None) -> np.ndarray:
+    """float32 log-probabilities ``(batch, S*S + 1)`` in the board's orientation from :func:`forward`'s policy
+    logits: the softmax of each row (over the ``legal`` moves only when given, bool ``(batch, S*S + 1)``; the
+    others get ``-inf``), the mean over each position's rows, its log."""
+    size = math.isqrt(logits.shape[1] - 1)
+    logits = features.moves_to_board(np.asarray(logits, np.float32), ks, size).reshape(batch, -1, logits.shape[1])
+    if legal is not None:
+        logits = np.where(legal[:, None, :], logits, np.float32(-np.inf))
+    top = logits.max(axis=2, keepdims=True)
+    logp = logits - (top + np.log(np.exp(logits - top).sum(axis=2, keepdims=True)))
+    if logp.shape[1] == 1:
+        return logp[:, 0]
+    with np.errstate(divide="ignore"):  # log(0) of the illegal moves is their -inf
+        return np.log(np.exp(logp).mean(axis=1))
+
+
+def policy(run: Runner, planes: np.ndarray, ks: np.ndarray, legal: np.ndarray | None = None) -> np.ndarray:
+    """:func:`log_policy` of a policy net's :func:`forward` (its first output) on ``planes`` through ``ks``."""
+    return log_policy(forward(run, planes, ks)[0], ks, len(planes), legal)

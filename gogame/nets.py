@@ -309,7 +309,7 @@ class DualNet(nn.Module):
     def forward(self, planes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if planes.dim() != 4 or planes.shape[1] != self.in_planes or planes.shape[2] != planes.shape[3]:
             raise ValueError(f"expected planes of shape (batch, {self.in_planes}, N, N), got {tuple(planes.shape)}")
-        check_size(planes.shape[-1])
+        check_size(int(planes.shape[-1]))  # an int while traced for ONNX export too
         x = planes if planes.is_floating_point() else planes.float()
         x = F.relu(self.trunk(self.stem(x)))  # (B, C, N, N)
         pooled = global_pool(x)  # (B, 3C)

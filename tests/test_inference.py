@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from gogame import Board, inference, nets
+from gogame import Board, features, inference, nets
 from gogame.api import Engine, NetEvaluator
 
 
@@ -72,19 +72,22 @@ def test_a_net_with_several_outputs_gives_one_array_each_on_both_backends(tmp_pa
     assert exports[0] == 2
 
 
-def test_engine_search_chooses_the_same_moves_on_both_backends():
-    """The shipped 9x9 engine, fixed seed, no symmetries, fp32 torch: the same visits for every root move.
+@pytest.mark.parametrize(("size", "visits", "symmetries"), [(9, 96, "none"), (9, 96, "random"), (19, 48, "random")])
+def test_engine_search_chooses_the_same_moves_on_both_backends(size, visits, symmetries):
+    """The shipped engines, fixed seed (which fixes the random symmetries too), fp32 torch: the same visits for
+    every root move.
 
     Float differences (below 1e-4 in the logits) could in principle flip a near tie between two children;
     on these positions they do not, and the priors are pinned within 1e-4 as well."""
-    board = Board(9)
+    board = Board(size)
     for move in ("E5", "C3", "G7", "C7", "D4"):
         board.play(move)
     results = {}
     for backend in ("torch", "onnx"):
-        engine = Engine.load(size=9, seed=3, symmetries="none", bf16=False, backend=backend, visits=96, threads=1)
+        engine = Engine.load(size=size, seed=3, symmetries=symmetries, bf16=False, backend=backend, visits=visits,
+                             threads=1)
         assert engine.evaluator.backend == backend
-        first = engine.analyze(Board(9))
+        first = engine.analyze(Board(size))
         second = engine.analyze(board)
         results[backend] = [(a.move, [(c.move, c.visits, c.prior) for c in a.candidates]) for a in (first, second)]
     for (move_t, cands_t), (move_o, cands_o) in zip(results["torch"], results["onnx"]):
@@ -103,6 +106,77 @@ def test_evaluator_policy_and_value_agree_across_backends_with_random_symmetries
         out[backend] = ev.policy(x), ev.value(x)
     assert np.abs(out["torch"][0] - out["onnx"][0]).max() < 1e-4
     assert np.abs(out["torch"][1] - out["onnx"][1]).max() < 1e-4
+
+
+def test_a_dual_nets_priors_value_and_ownership_agree_across_backends_over_all_symmetries():
+    torch.manual_seed(3)
+    net = nets.build("dual", 49, 9, "b2c16").eval()
+    with torch.no_grad():
+        for block in net.trunk:
+            block.scale.fill_(0.5)  # the residual branches in use, as in a trained net
+    x = np.random.default_rng(4).integers(0, 2, (5, 49, 9, 9)).astype(np.uint8)
+    out = {}
+    for backend in ("torch", "onnx"):
+        ev = NetEvaluator(net, None, size=9, symmetries="all", bf16=False, backend=backend, cache=False)
+        out[backend] = (*ev.policy_value(x), ev.ownership(x))
+    for t, o in zip(out["torch"], out["onnx"]):
+        assert t.shape == o.shape and np.abs(t - o).max() < 1e-4
+
+
+def test_self_play_and_eval_policy_agree_across_backends():
+    from training.eval.policy import policy_log_probs
+    from training.stages.selfplay import NetPlayer
+
+    net = nets.load(nets.WEIGHTS_DIR / "policy9.pt")
+    x = np.random.default_rng(6).integers(0, 2, (16, 49, 9, 9)).astype(np.uint8)
+    sensible = np.random.default_rng(7).random((16, 81)) < 0.7
+    legal = torch.from_numpy(np.append(sensible, np.ones((16, 1), bool), axis=1))
+    moves, logp = {}, {}
+    for backend in ("torch", "onnx"):
+        run = inference.runner(net, backend, bf16=False, cache=False)
+        logp[backend] = policy_log_probs(net, x[:, :48], legal, ensemble=True, runner=run).exp().numpy()
+        player = NetPlayer(net, backend=backend)
+        player.run = run  # fp32 torch, as onnx is
+        moves[backend] = player.choose([], x, sensible, np.random.default_rng(8))
+    assert np.abs(logp["torch"] - logp["onnx"]).max() < 1e-4
+    assert np.array_equal(moves["torch"], moves["onnx"])
+
+
+# -- the symmetric forward ---------------------------------------------------------------------------------
+
+
+def test_the_symmetric_policy_is_the_mean_of_each_views_softmax_turned_back():
+    """:func:`inference.policy` against the plain loop: each view's planes, its masked softmax, the inverse
+    transform of its points, the mean over the views."""
+    net = tiny_policy(2)
+    x = np.random.default_rng(9).integers(0, 2, (3, 48, 9, 9)).astype(np.uint8)
+    legal = np.random.default_rng(10).random((3, 82)) < 0.6
+    legal[:, -1] = True
+    run = inference.TorchRunner(net, bf16=False)
+    expected = np.zeros((3, 82))
+    for k in range(8):
+        logits = net(torch.from_numpy(features.transform_planes(x, k).astype(np.float32))).detach()
+        p = nets.masked_log_softmax(logits, torch.from_numpy(np.stack([
+            np.append(features.transform_planes(row[:81].reshape(9, 9), k).ravel(), row[81]) for row in legal])))
+        p = p.exp().numpy()
+        back = p.copy()  # the point of view k at (r, c) is the board's point transform_flat_move^-1
+        back[:, :81] = p[:, features.transform_flat_move(np.arange(81), 9, k)]
+        expected += back / 8
+    got = np.exp(inference.policy(run, x, inference.symmetries("all", 3), legal))
+    assert np.allclose(got, expected, atol=1e-5)
+    assert (got[~legal] == 0).all()
+    plain = np.exp(inference.policy(run, x, inference.symmetries("none", 3)))
+    assert np.allclose(plain, torch.softmax(net(torch.from_numpy(x).float()), dim=1).detach().numpy(), atol=1e-6)
+
+
+def test_symmetry_modes():
+    assert inference.symmetries("all", 2).tolist() == list(range(8)) * 2
+    assert inference.symmetries("none", 3).tolist() == [0, 0, 0]
+    ks = inference.symmetries("random", 1000, np.random.default_rng(0))
+    assert ks.shape == (1000,) and set(ks.tolist()) == set(range(8))
+    for bad in ("random", "some"):
+        with pytest.raises(ValueError, match="symmetries must be one of"):
+            inference.symmetries(bad, 2)
 
 
 # -- the cache --------------------------------------------------------------------------------------------

@@ -241,6 +241,59 @@ def test_lambda_zero_uses_the_value_net_only():
     assert ev.value_calls > 0
 
 
+class Recording(Dummy):
+    """A Dummy that keeps every batch of planes the policy is asked about."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size, vb=0.3, vw=-0.1)
+        self.seen: list[np.ndarray] = []
+
+    def policy(self, planes: np.ndarray) -> np.ndarray:
+        self.seen.append(planes.copy())
+        return super().policy(planes)
+
+
+def test_a_leafs_planes_are_computed_once_and_kept_for_its_expansion(monkeypatch):
+    """With a value net a leaf is valued at its first visit and expanded at its second: the planes computed for
+    the value are the ones the policy gets (the same as computing them again), across a reroot too."""
+    from gogame import features
+
+    calls = [0]
+    compute = features.compute_alphago
+
+    def counting(*args):
+        calls[0] += 1
+        return compute(*args)
+
+    monkeypatch.setattr(features, "compute_alphago", counting)
+
+    def run() -> tuple[Recording, list[int], list[int]]:
+        ev = Recording(5)
+        s = search(Board(5, komi=0.5), ev, NoRollouts(), lambda_=0.0, expand_threshold=1, batch_size=4)
+        counts = []
+        for visits in (120, 200):
+            calls[0] = 0
+            s.search(visits=visits)
+            t = s.tree
+            counts.append(calls[0])
+            if visits == 120:
+                valued = int((~np.isnan(t.value[:s.nodes])).sum())
+                expanded = int((t.first[:s.nodes] >= 0).sum())
+                board = s.board.copy()
+                board.play(s.children()[0].move)
+                assert s.set_root(board)  # rerooted: the node numbers change
+        return ev, counts, [valued, expanded]
+
+    kept, kept_calls, (valued, expanded) = run()
+    assert expanded > 10 and kept_calls[0] == valued  # once per leaf, the root included
+    monkeypatch.setattr(mcts.KeptPlanes, "find", lambda self, nodes: np.full(len(nodes), -1))
+    again, again_calls, _ = run()
+    assert again_calls[0] == valued + expanded - 1  # the root needs both at its first visit, the others apart
+    assert again_calls[1] > kept_calls[1]
+    assert len(kept.seen) == len(again.seen)
+    assert all(np.array_equal(a, b) for a, b in zip(kept.seen, again.seen))
+
+
 def test_lambda_one_uses_rollouts_only():
     s = search(Board(5, komi=0.5), Dummy(5, has_value=False), lambda_=1.0, seed=0)
     s.search(visits=60)

@@ -61,16 +61,9 @@ def policy_log_probs(net: torch.nn.Module, planes: np.ndarray, legal: torch.Tens
     8 times the work); with ``bf16`` the net runs under :func:`gogame.nets.autocast`, as the engine does.
     ``runner`` runs ``net`` (:func:`gogame.inference.runner`; default torch on ``legal``'s device).
     """
-    device = legal.device
-    size = planes.shape[-1]
-    run = runner or inference.TorchRunner(net, device, bf16)
-    probs = torch.zeros(legal.shape, device=device)
-    symmetries = range(8) if ensemble else (0,)
-    for k in symmetries:
-        logits = run(np.ascontiguousarray(features.transform_planes(planes, k), np.float32))[0]
-        logits = torch.from_numpy(features.moves_to_board(logits, [k] * len(logits), size)).to(device)
-        probs += nets.masked_log_softmax(logits, legal).exp()
-    return (probs / len(symmetries)).log()
+    run = runner or inference.TorchRunner(net, legal.device, bf16)
+    ks = inference.symmetries("all" if ensemble else "none", len(planes))
+    return torch.from_numpy(inference.policy(run, planes, ks, legal.cpu().numpy())).to(legal.device)
 
 
 def evaluate_policy(net: torch.nn.Module, positions, batch_size: int = 256, device: str = "cpu", *,

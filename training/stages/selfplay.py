@@ -76,7 +76,8 @@ class NetPlayer:
     def choose(self, boards: Sequence[Board], planes: np.ndarray, sensible: np.ndarray,
                rng: np.random.Generator) -> np.ndarray:
         """Flat moves (``row * size + col``) for ``boards``, each among its ``sensible`` (B, size*size) points."""
-        logits = self.run(planes[:, : self.net.in_planes])[0][:, : sensible.shape[1]] / self.temperature
+        logp = inference.policy(self.run, planes[:, : self.net.in_planes], inference.symmetries("none", len(planes)))
+        logits = logp[:, : sensible.shape[1]] / self.temperature
         gumbel = rng.gumbel(size=logits.shape)  # argmax of logits + Gumbel noise samples the softmax
         return np.where(sensible, logits + gumbel, -np.inf).argmax(axis=1)
 
