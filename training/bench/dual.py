@@ -5,6 +5,10 @@
 run: every round times each net in turn (``--forwards`` forwards each), and the medians over the rounds are
 reported with a 95% interval of each median (order statistics) and the median per-round ratio to policy19.
 
+``python -m training.bench.dual value NET SOURCES...``: the value head's MSE against the outcome on held-out
+positions (the run's val split), overall and by quarter of the move numbers, beside the constant predictor and a
+value read off the ownership head (:func:`value`).
+
 ``python -m training.bench.dual ownership ARCHIVE``: on games that ended by counting (``RE`` like ``W+3.5``),
 the margin implied by the rollout ownership of the final position (:meth:`training.data.stream.ExpertStream.
 final_ownership`: the sum of the mean owners minus komi, and the sum of their signs: each point to the side that
@@ -126,6 +130,42 @@ def ownership(args: argparse.Namespace) -> dict:
     return out
 
 
+def value(args: argparse.Namespace) -> dict:
+    """The value head's MSE against the outcome on held-out positions with one, overall and by quarter of the
+    move numbers, beside the constant predictor and a value read off the ownership head: ``tanh(k * margin)``,
+    the margin the mean owners sum to for the mover, komi 7.5 counted against black. Also how often the last
+    quarter's value signs name the winner."""
+    net = nets.load(args.net).eval()
+    size = args.size
+    held_out = ExpertStream(args.sources, 64, split="val", game_filter=shards.GameFilter(size=size),
+                            val_fraction=args.val_fraction, test_fraction=args.test_fraction, games_per_chunk=64,
+                            drop_last=False, max_batches=args.batches, progress=False)
+    values, margins, outcomes, numbers = [], [], [], []
+    with torch.no_grad():
+        for batch in held_out.batches(0):
+            planes = shards.unpack_planes(batch["planes"], net.in_planes, size)
+            _, v, owners = net(planes)
+            black = planes[:, -1, 0, 0] > 0.5  # alphago49's player_colour plane
+            margin = torch.tanh(owners.float() / 2).sum(1) + torch.where(black, -7.5, 7.5)  # 2p - 1 = tanh(x/2)
+            known = batch["outcome"] != 0
+            values.append(v.float()[known]), margins.append(margin[known])
+            outcomes.append(batch["outcome"][known]), numbers.append(batch["move_number"][known])
+    v, margin, z, number = (torch.cat(x).numpy().astype(np.float64) for x in (values, margins, outcomes, numbers))
+    edges = np.quantile(number, [0, 0.25, 0.5, 0.75, 1.0])
+    late = number > edges[3]
+    out = {"positions": int(z.size), "constant_mse": float(np.var(z)), "value_mse": float(np.mean((v - z) ** 2)),
+           "ownership_value_mse": {str(k): float(np.mean((np.tanh(k * margin) - z) ** 2)) for k in args.k},
+           "late_value_sign_agrees": float(np.mean(np.sign(v[late]) == z[late])),
+           "late_margin_sign_agrees": float(np.mean(np.sign(margin[late]) == z[late])), "by_moves": []}
+    for a, b in zip(edges[:-1], edges[1:]):
+        part = (number >= a) & (number <= b)
+        out["by_moves"].append({"moves": f"{a:.0f}-{b:.0f}", "positions": int(part.sum()),
+                                "value_mse": float(np.mean((v[part] - z[part]) ** 2)),
+                                "ownership_value_mse": {str(k): float(np.mean((np.tanh(k * margin[part]) - z[part]) ** 2))
+                                                        for k in args.k}})
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.bench.dual", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)
@@ -142,8 +182,16 @@ def main(argv: list[str] | None = None) -> int:
     o.add_argument("--gnugo", type=int, default=0, help="also judge the first N games with GNU Go")
     o.add_argument("--gnugo-command", default="/usr/games/gnugo --mode gtp --chinese-rules")
     o.add_argument("--gnugo-timeout", type=float, default=600, help="seconds GNU Go may take over one command")
+    v = sub.add_parser("value", help="the value head and the ownership head's margin against held-out outcomes")
+    v.add_argument("net", help="a dual net file or trainer checkpoint")
+    v.add_argument("sources", nargs="+", help="the SGF archives it trained on (the held-out split is by game name)")
+    v.add_argument("--size", type=int, default=19)
+    v.add_argument("--val-fraction", type=float, default=0.02, help="as the run was trained with")
+    v.add_argument("--test-fraction", type=float, default=0.02, help="as the run was trained with")
+    v.add_argument("--batches", type=int, default=30, help="held-out batches of 64 positions")
+    v.add_argument("--k", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.5], help="margin scales tried")
     args = parser.parse_args(argv)
-    print(json.dumps(forward(args) if args.what == "forward" else ownership(args), indent=1))
+    print(json.dumps({"forward": forward, "ownership": ownership, "value": value}[args.what](args), indent=1))
     return 0
 
 

@@ -1,0 +1,27 @@
+"""The dual net's value benchmark: held-out positions scored by the value head and by the ownership margin."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from gogame import nets
+from training.bench import dual
+
+from tests.test_stream import DATA, make_archive
+
+
+def test_value_scores_every_held_out_position_with_an_outcome_once_overall_and_by_moves(tmp_path, capsys):
+    archive = make_archive(tmp_path / "pro9.tar.xz", {p.name: p.read_bytes() for p in sorted(DATA.glob("pro9-*.sgf"))})
+    net = nets.build("dual", 49, 9, "b2c16")
+    with torch.no_grad():  # a value head that always says 0: its MSE is the mean square of the outcomes, 1
+        net.value_out.weight.zero_()
+        net.value_out.bias.zero_()
+    nets.save(net, tmp_path / "dual9.pt", features="alphago49")
+    assert dual.main(["value", str(tmp_path / "dual9.pt"), str(archive), "--size", "9", "--val-fraction", "0.5",
+                      "--test-fraction", "0"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["positions"] > 0 and abs(report["value_mse"] - 1.0) < 1e-6
+    assert sum(part["positions"] for part in report["by_moves"]) >= report["positions"]
+    assert set(report["ownership_value_mse"]) == {"0.05", "0.1", "0.2", "0.5"}
