@@ -37,7 +37,7 @@ from pathlib import Path
 import numba as nb
 import numpy as np
 
-from gogame import fastboard as fb
+from gogame import coords, fastboard as fb
 from gogame import rollout as ro
 from gogame import sgf
 from gogame.fastboard import BLACK, PASS, WHITE, FastBoard
@@ -104,13 +104,12 @@ class _Packer:
     def add(self, game: sgf.Game) -> None:
         if game.size != self.size:
             raise ValueError(f"{game.source}: a {game.size}x{game.size} game among {self.size}x{self.size} ones")
-        stride = self.size + 2
         for colour, move in game.moves:
-            self.moves.append(PASS if move is None else (move[0] + 1) * stride + move[1] + 1)
+            self.moves.append(PASS if move is None else coords.to_padded(move[0], move[1], self.size))
             self.colours.append(BLACK if colour == "B" else WHITE)
         for c, points in zip((BLACK, WHITE), game.setup):
             for row, col in sorted(points):
-                self.setup_points.append((row + 1) * stride + col + 1)
+                self.setup_points.append(coords.to_padded(row, col, self.size))
                 self.setup_colours.append(c)
         self.move_start.append(len(self.moves))
         self.setup_start.append(len(self.setup_points))
