@@ -79,13 +79,10 @@ class Board:
     # -- vertices ---------------------------------------------------------
 
     def _index(self, move: Move) -> int:
-        return fb.PASS if move is None else (move[0] + 1) * (self.size + 2) + move[1] + 1
+        return fb.PASS if move is None else coords.to_padded(move[0], move[1], self.size)
 
     def _point(self, index: int) -> Move:
-        if index == fb.PASS:
-            return None
-        row, col = divmod(int(index), self.size + 2)
-        return row - 1, col - 1
+        return None if index == fb.PASS else coords.from_padded(int(index), self.size)
 
     # -- state ------------------------------------------------------------
 
@@ -122,8 +119,7 @@ class Board:
 
     def stones(self) -> np.ndarray:
         """int8 array ``[row, col]`` (row 0 at the bottom): +1 black, -1 white, 0 empty."""
-        n = self.size + 2
-        grid = self._fast.colour.reshape(n, n)[1:-1, 1:-1]
+        grid = coords.unpad(self._fast.colour, self.size)
         return np.where(grid == fb.WHITE, -1, grid).astype(np.int8)
 
     def colour_at(self, move: str | coords.Point) -> str | None:
@@ -349,8 +345,7 @@ class Board:
     def ownership(self, dead: Iterable[str | coords.Point] = ()) -> np.ndarray:
         """int8 ``[row, col]``: +1 black area, -1 white area, 0 neither (area rules)."""
         owner = fb.territory_owner(self._fast, self._dead_mask(dead))
-        n = self.size + 2
-        grid = owner.reshape(n, n)[1:-1, 1:-1]
+        grid = coords.unpad(owner, self.size)
         return np.where(grid == fb.WHITE, -1, grid).astype(np.int8)
 
     def result(self, rules: str = "area", dead: Iterable[str | coords.Point] = ()) -> str:

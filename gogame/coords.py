@@ -14,11 +14,14 @@ SGF             ``"dp"``, ``""``          column a.. from the left, row a.. from
 flat index      ``3 * 19 + 3``            ``row * size + col``; ``size * size`` is
                                          pass (network outputs use this)
 padded index    ``(row + 1) * (size + 2)``  the numba board's 1-D array with a wall
-                ``+ col + 1``            border (see :mod:`gogame.board`)
+                ``+ col + 1``            border (see :mod:`gogame.fastboard`); 0 is
+                                         pass (``fastboard.PASS``)
 ==============  =======================  ==========================================
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 Point = tuple[int, int]
 Move = Point | None
@@ -114,6 +117,25 @@ def from_flat(index: int, size: int) -> Move:
     if not 0 <= index < size * size:
         raise ValueError(f"flat index {index} is off a {size}x{size} board")
     return divmod(int(index), size)
+
+
+def to_padded(row: int, col: int, size: int) -> int:
+    """The point ``(row, col)`` -> its padded index ``(row + 1) * (size + 2) + col + 1``.
+
+    Plain arithmetic, so it takes numpy arrays too; :mod:`gogame.fastboard` compiles it for kernels."""
+    return (row + 1) * (size + 2) + col + 1
+
+
+def from_padded(index: int, size: int) -> Point:
+    """A padded index of a point (not a wall) -> ``(row, col)``; the inverse of :func:`to_padded`."""
+    stride = size + 2
+    return index // stride - 1, index % stride - 1
+
+
+def unpad(cells: np.ndarray, size: int) -> np.ndarray:
+    """An array of one value per padded index -> the ``[row, col]`` grid of its points (a view, walls dropped)."""
+    stride = size + 2
+    return cells.reshape(stride, stride)[1:-1, 1:-1]
 
 
 def parse_move(move: str | Point | None, size: int) -> Move:

@@ -8,7 +8,8 @@ code (features, rollouts, tree search).
 
 Layout. A ``size x size`` board lives in a padded 1-D array of
 ``(size + 2) ** 2`` cells with a one-cell wall border; the point ``(row, col)``
-is at index ``(row + 1) * stride + col + 1`` with ``stride = size + 2``, so the
+is at index ``(row + 1) * stride + col + 1`` with ``stride = size + 2``
+(:func:`gogame.coords.to_padded`), so the
 four neighbours of ``p`` are ``p - stride, p - 1, p + 1, p + stride``. Index
 ``PASS = 0`` is a wall corner, so a move is one small integer.
 
@@ -34,6 +35,8 @@ from typing import NamedTuple
 
 import numba as nb
 import numpy as np
+
+from gogame import coords
 
 EMPTY, BLACK, WHITE, WALL = 0, 1, 2, 3
 PASS = 0
@@ -89,7 +92,7 @@ def new_board(size: int, allow_suicide: bool = False) -> FastBoard:
     n = stride * stride
     colour = np.full(n, WALL, dtype=np.int8)
     for row in range(size):
-        start = (row + 1) * stride + 1
+        start = coords.to_padded(row, 0, size)
         colour[start : start + size] = EMPTY
     empties = np.flatnonzero(colour == EMPTY).astype(np.int32)
     empty_pos = np.full(n, -1, dtype=np.int32)
@@ -160,9 +163,9 @@ def diagonals(b: FastBoard, p: int) -> tuple[int, int, int, int]:
     return p - s - 1, p - s + 1, p + s - 1, p + s + 1
 
 
-@nb.njit(cache=True, inline="always")
-def point_index(b: FastBoard, row: int, col: int) -> int:
-    return (row + 1) * b.meta[M_STRIDE] + col + 1
+# The padded-index conversions of :mod:`gogame.coords`, compiled for kernels.
+to_padded = nb.njit(cache=True, inline="always")(coords.to_padded)
+from_padded = nb.njit(cache=True, inline="always")(coords.from_padded)
 
 
 @nb.njit(cache=True, inline="always")

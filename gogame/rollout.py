@@ -56,7 +56,7 @@ from typing import NamedTuple
 import numba as nb
 import numpy as np
 
-from gogame import fastboard as fb
+from gogame import coords, fastboard as fb
 from gogame.atomic import write_atomically
 from gogame.board import Board
 from gogame.coords import Move
@@ -960,9 +960,7 @@ class RolloutPolicy:
 
         Legal means simple ko and no suicide (superko is not checked); own eyes are included and pass is 0.
         """
-        stride = board.size + 2
-        padded = probabilities_kernel(board.fast, self.tables).reshape(stride, stride)
-        return np.append(padded[1:-1, 1:-1].ravel(), 0.0)
+        return np.append(coords.unpad(probabilities_kernel(board.fast, self.tables), board.size).ravel(), 0.0)
 
     def _check_rollout(self) -> None:
         if self.tree:

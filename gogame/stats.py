@@ -1,5 +1,5 @@
-"""The project's statistics: the Wilson interval of a win rate, the Elo difference of an expected score and the
-normal interval of a mean.
+"""The project's statistics: the Wilson interval of a win rate, the Elo difference of an expected score, the
+normal interval of a mean and the order-statistic interval of a median.
 
 One copy of each, for the engine (the lower confidence bound of a candidate's win rate) and for training (match
 and policy-match reports, value-net comparisons, the value data's floor).
@@ -54,3 +54,18 @@ def mean_interval(samples: Sequence[float] | np.ndarray, z: float = Z95) -> tupl
         return math.nan, math.nan
     half = z * samples.std(ddof=1) / math.sqrt(samples.size)
     return float(samples.mean() - half), float(samples.mean() + half)
+
+
+def median_interval(samples: Sequence[float] | np.ndarray, z: float = Z95) -> tuple[float, float]:
+    """A distribution-free interval of the median of ``samples``: the order statistics ``n/2 -+ z sqrt(n)/2``
+    (the normal approximation of the binomial count of samples below the median), clipped to the samples.
+
+    Returns ``(lower, upper)`` as floats; ``(nan, nan)`` without samples.
+    """
+    ordered = np.sort(np.asarray(samples, np.float64))
+    n = ordered.size
+    if n == 0:
+        return math.nan, math.nan
+    half = z * math.sqrt(n) / 2
+    lo, hi = max(0, math.floor(n / 2 - half)), min(n - 1, math.ceil(n / 2 + half) - 1)
+    return float(ordered[lo]), float(ordered[hi])

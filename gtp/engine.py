@@ -37,7 +37,16 @@ _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class GtpError(Exception):
-    """A failure answered with ``? message``; the session goes on."""
+    """A failure answered with ``? message``; the engine goes on serving. A handler raises it with the
+    ``message`` to send; a controller that sent ``command`` raises it with the reply's text."""
+
+    def __init__(self, message: str = "", command: str | None = None) -> None:
+        super().__init__(message, command)
+        self.message = message
+        self.command = command
+
+    def __str__(self) -> str:
+        return self.message if self.command is None else f"{self.command!r} failed: {self.message}"
 
 
 class GtpQuit(Exception):
@@ -163,7 +172,7 @@ class GtpEngine:
         except GtpQuit as e:
             return Reply(format_response(True, cmd_id, str(e)), end=True)
         except GtpError as e:
-            return Reply(format_response(False, cmd_id, str(e) or "failed"))
+            return Reply(format_response(False, cmd_id, e.message or "failed"))
         except Exception as e:  # noqa: BLE001 - the protocol must survive anything a handler does
             log(f"gogame-gtp: internal error in {command!r}:\n{traceback.format_exc()}")
             message = f"{type(e).__name__}: {e}".splitlines()[0] if str(e) else type(e).__name__

@@ -18,6 +18,7 @@ import pytest
 
 from gogame import sgf
 from gogame.coords import from_gtp
+from gtp.engine import GtpError
 from training.eval import match
 
 GNUGO = shutil.which("gnugo") or "/usr/games/gnugo"
@@ -111,8 +112,9 @@ def test_parse_score():
 def test_controller_distinguishes_failures(fake):
     with match.GtpController(shlex.split(fake("refuse")), timeout=10) as engine:
         assert engine.send("name") == "fake"
-        with pytest.raises(match.GtpError, match="no way"):
+        with pytest.raises(GtpError, match="'boardsize 9' failed: no way") as refused:
             engine.send("boardsize 9")
+        assert (refused.value.message, refused.value.command) == ("no way", "boardsize 9")
     with match.GtpController(shlex.split(fake("garbage")), timeout=10) as engine:
         with pytest.raises(match.GtpProtocolError, match="hello there"):
             engine.send("boardsize 9")

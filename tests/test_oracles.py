@@ -58,9 +58,9 @@ def test_area_score_of_finished_games_equals_gnugo(size, games):
         for seed in range(games):
             b = final_position(size, seed)
             board = Board(size, komi=7.5)
-            stones = np.argwhere(b.colour.reshape(size + 2, size + 2)[1:-1, 1:-1] != fb.EMPTY)
-            black = [tuple(p) for p in stones if b.colour[(p[0] + 1) * (size + 2) + p[1] + 1] == fb.BLACK]
-            white = [tuple(p) for p in stones if b.colour[(p[0] + 1) * (size + 2) + p[1] + 1] == fb.WHITE]
+            grid = coords.unpad(b.colour, size)
+            black = [tuple(p) for p in np.argwhere(grid == fb.BLACK)]
+            white = [tuple(p) for p in np.argwhere(grid == fb.WHITE)]
             board.setup(black, white)
             gnugo.send(f"boardsize {size}")
             gnugo.send("clear_board")

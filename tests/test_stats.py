@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from gogame.stats import Z95, elo_difference, mean_interval, wilson_interval
+from gogame.stats import Z95, elo_difference, mean_interval, median_interval, wilson_interval
 
 
 def test_z95_is_the_two_sided_95_percent_quantile():
@@ -60,3 +60,13 @@ def test_mean_interval():
     assert mean_interval(np.full(5, 0.25)) == (0.25, 0.25)
     assert all(math.isnan(x) for x in mean_interval([1.0]))
     assert all(math.isnan(x) for x in mean_interval([]))
+
+
+def test_median_interval():
+    # 100 samples 0..99: half-width 1.959964 * 10 / 2 = 9.799820, so order statistics floor(40.20) = 40 and
+    # ceil(59.80) - 1 = 59 (counted from 0).
+    assert median_interval(np.arange(100)[::-1]) == (40.0, 59.0)
+    # 4 samples: half-width 1.959964, floor(0.04) = 0 and ceil(3.96) - 1 = 3: the whole range.
+    assert median_interval([3.0, 1.0, 4.0, 2.0]) == (1.0, 4.0)
+    assert median_interval([7.0]) == (7.0, 7.0)
+    assert all(math.isnan(x) for x in median_interval([]))

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import time
 
@@ -30,19 +29,11 @@ import numpy as np
 import torch
 
 from gogame import coords, nets
+from gogame.stats import median_interval
 from gogame.board import Board
 from training.data import shards
 from training.data.stream import ExpertStream, OutcomeRule
 from training.eval.match import GtpController
-
-
-def median_interval(x: np.ndarray) -> tuple[float, float]:
-    """A 95% interval of the median of ``x`` from order statistics (binomial normal approximation)."""
-    s = np.sort(x)
-    n = s.size
-    half = 1.96 * math.sqrt(n) / 2
-    lo, hi = max(0, math.floor(n / 2 - half)), min(n - 1, math.ceil(n / 2 + half) - 1)
-    return float(s[lo]), float(s[hi])
 
 
 def forward(args: argparse.Namespace) -> dict:

@@ -27,7 +27,7 @@ from pathlib import Path
 import numba as nb
 import numpy as np
 
-from gogame import fastboard as fb
+from gogame import coords, fastboard as fb
 from gogame import features
 from gogame.board import Board, IllegalMove
 from training.data.corpus import read_games
@@ -75,14 +75,13 @@ def reference_planes(board: Board) -> np.ndarray:
     """The ``alphago48`` planes, straightforwardly: numpy for the stone planes, copy-and-play for the rest."""
     f = board.fast
     size = board.size
-    n = size + 2
     c = int(f.meta[fb.M_TO_MOVE])
     x = np.zeros((48, size, size), np.uint8)
-    grid = f.colour.reshape(n, n)[1:-1, 1:-1]
+    grid = coords.unpad(f.colour, size)
     stones = (grid == fb.BLACK) | (grid == fb.WHITE)
     x[0], x[1], x[2], x[3] = grid == c, grid == 3 - c, grid == fb.EMPTY, 1
-    turns = np.clip(f.meta[fb.M_MOVES] - f.placed.reshape(n, n)[1:-1, 1:-1], 1, 8)
-    libs = np.clip(f.libs[f.head].reshape(n, n)[1:-1, 1:-1], 1, 8)
+    turns = np.clip(f.meta[fb.M_MOVES] - coords.unpad(f.placed, size), 1, 8)
+    libs = np.clip(coords.unpad(f.libs[f.head], size), 1, 8)
     for k in range(1, 9):
         x[3 + k] = stones & (turns == k)
         x[11 + k] = stones & (libs == k)

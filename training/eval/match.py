@@ -48,18 +48,10 @@ from gogame import coords, sgf
 from gogame.atomic import write_atomically
 from gogame.board import Board, IllegalMove, format_result
 from gogame.stats import elo_difference, wilson_interval
+from gtp.engine import GtpError
 
 
 # -- GTP controller -------------------------------------------------------------------------------------------
-
-
-class GtpError(Exception):
-    """The engine answered ``?``: it is alive and refused the command. ``message`` is its text."""
-
-    def __init__(self, command: str, message: str) -> None:
-        super().__init__(f"{command!r} failed: {message}")
-        self.command = command
-        self.message = message
 
 
 class GtpTransportError(Exception):
@@ -148,7 +140,7 @@ class GtpController:
             lines.append(line)
         text = "\n".join(lines).strip()
         if first[0] == "?":
-            raise GtpError(command, text)
+            raise GtpError(text, command)
         return text
 
     def close(self) -> None:

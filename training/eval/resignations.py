@@ -20,8 +20,9 @@ import sys
 
 from gogame import sgf
 from gogame.coords import Move, opponent
+from gtp.engine import GtpError
 from training.data.corpus import read_games
-from training.eval.match import GtpController, GtpError, GtpTransportError, Player, play_game
+from training.eval.match import GtpController, GtpTransportError, Player, play_game
 
 GNUGO = "/usr/games/gnugo --mode gtp --level 10 --chinese-rules --capture-all-dead --seed {seed}"
 
