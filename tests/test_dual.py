@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,28 @@ def test_build_job_trains_and_its_checkpoints_load_as_dual_nets(archive, tmp_pat
     assert loaded.meta["board_sizes"] == [SIZE] and loaded.meta["features"] == "alphago49"
 
 
+def test_a_teacher_mixes_its_softmax_into_the_policy_term():
+    teacher = nets.build("policy", 48, SIZE, "tiny")
+    with torch.no_grad():
+        teacher.to_pass.bias.fill_(50.0)  # the teacher passes, whatever the position
+    b = 2
+    batch = {"planes": torch.zeros(b, -(-49 * SIZE * SIZE // 8), dtype=torch.uint8), "move": torch.tensor([0, 1]),
+             "outcome": torch.zeros(b), "ownership": torch.zeros(b, SIZE * SIZE), "symmetry": 0}
+    student = Fixed(torch.zeros(b, SIZE * SIZE + 1), torch.zeros(b), torch.zeros(b, SIZE * SIZE))
+    taught = dual_loss(SIZE, teacher=teacher, teacher_weight=0.25)
+    metrics = taught(student, batch)[1]
+    uniform = math.log(SIZE * SIZE + 1)  # a uniform student's cross-entropy against any target
+    assert metrics["policy"] == pytest.approx(uniform) and metrics["teacher"] == pytest.approx(uniform)
+    student.out = (torch.cat([torch.zeros(b, SIZE * SIZE), torch.full((b, 1), 8.0)], dim=1), *student.out[1:])
+    loss, metrics = taught(student, batch)
+    assert metrics["teacher"] < 0.1 < metrics["policy"]  # it passes as its teacher does, not as the moves say
+    assert loss.item() == pytest.approx(0.75 * metrics["policy"] + 0.25 * metrics["teacher"] + metrics["ownership"],
+                                        rel=1e-5)
+    assert "teacher" not in dual_loss(SIZE)(student, batch)[1]
+    with pytest.raises(ValueError, match="teacher_weight"):
+        dual_loss(SIZE, teacher=teacher, teacher_weight=0.0)
+
+
 def test_value_positions_sample_the_training_games_only(archive, tmp_path):
     job = build_job(config(archive, tmp_path, value_positions=3))
     assert job.train.value_positions == 3 and job.val.value_positions == 0  # held-out figures use every position
@@ -132,3 +155,11 @@ def test_the_command_exports_fp16_weights_with_provenance(archive, tmp_path):
     assert provenance["data"]["inputs"][0]["path"] == str(archive.resolve())
     assert cli.main(["dual", str(tmp_path / "missing.tar.xz"), "--out", str(tmp_path / "x"),
                      "--index-dir", str(tmp_path / "index")]) == 2
+
+
+def test_build_job_takes_a_teacher_of_its_own_size_only(archive, tmp_path):
+    job = build_job(config(archive, tmp_path, teacher=str(nets.WEIGHTS_DIR / "policy9.pt")))
+    assert job.extra_meta["provenance"]["teacher"]["path"].endswith("policy9.pt")
+    assert "teacher" in job.loss_fn(job.model, next(iter(job.train.batches(0))))[1]
+    with pytest.raises(ValueError, match="cannot teach"):
+        build_job(config(archive, tmp_path, teacher=str(nets.WEIGHTS_DIR / "policy19.pt")))

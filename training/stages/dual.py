@@ -74,6 +74,9 @@ class DualConfig:
     channels: int | None = option(None, "trunk channels (overrides the preset's)")
     init: str | None = option(None, "start from these weights: a dual net file, trainer checkpoint or campaign "
                                     "state of the same shape (the optimizer starts fresh)")
+    teacher: str | None = option(None, "a policy net of the same board size whose move choice the policy head "
+                                       "also learns (distillation)")
+    teacher_weight: float = option(0.5, "with --teacher: the share of the policy term that imitates it")
     value_weight: float = option(1.0, "weight of the value MSE in the loss")
     ownership_weight: float = option(1.0, "weight of the ownership BCE in the loss")
     # training
@@ -107,9 +110,18 @@ class DualConfig:
     export: str | None = option(None, "write the final weights here (fp16), with provenance")
 
 
-def dual_loss(size: int, value_weight: float = 1.0, ownership_weight: float = 1.0) -> LossFn:
-    """The dual loss (see the module docstring) of batches of :class:`training.data.stream.ExpertStream`."""
+def dual_loss(size: int, value_weight: float = 1.0, ownership_weight: float = 1.0,
+              teacher: nets.PolicyNet | None = None, teacher_weight: float = 0.0) -> LossFn:
+    """The dual loss (see the module docstring) of batches of :class:`training.data.stream.ExpertStream`.
+
+    With a ``teacher`` policy net, the policy term is ``(1 - teacher_weight)`` times the cross-entropy against the
+    move played plus ``teacher_weight`` times the cross-entropy against the teacher's softmax on the same planes
+    (distillation: a net trained on few games learns the teacher's move choice from every position); the logged
+    ``policy`` stays the move's cross-entropy, ``teacher`` is the other one.
+    """
     n_planes = features.FEATURE_SETS[FEATURES]
+    if teacher is not None and not 0.0 < teacher_weight <= 1.0:
+        raise ValueError(f"teacher_weight must be in (0, 1] with a teacher, not {teacher_weight}")
 
     def loss_fn(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         planes = shards.unpack_planes(batch["planes"], n_planes, size)
@@ -118,6 +130,14 @@ def dual_loss(size: int, value_weight: float = 1.0, ownership_weight: float = 1.
         planes, moves = shards.apply_symmetries(planes, batch["move"], batch["symmetry"])
         logits, value, ownership = model(planes[:, :n_planes])
         policy = F.cross_entropy(logits.float(), moves)
+        loss = policy
+        metrics = {}
+        if teacher is not None:
+            with torch.no_grad():
+                taught = F.softmax(teacher(planes[:, :teacher.in_planes]).float(), dim=1)
+            imitation = -(taught * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
+            loss = (1 - teacher_weight) * policy + teacher_weight * imitation
+            metrics["teacher"] = imitation.item()
         target = batch["outcome"]
         decided = (target != 0).float()
         mse = ((value.float() - target).square() * decided).sum() / decided.sum().clamp(min=1)
@@ -127,6 +147,7 @@ def dual_loss(size: int, value_weight: float = 1.0, ownership_weight: float = 1.
         right = ((ownership > 0) == (owner > 0)) & sure
         top5 = logits.topk(5, dim=1).indices
         metrics = {
+            **metrics,
             "policy": policy.item(),
             "acc": (top5[:, 0] == moves).float().mean().item(),
             "top5": (top5 == moves[:, None]).any(dim=1).float().mean().item(),
@@ -134,7 +155,7 @@ def dual_loss(size: int, value_weight: float = 1.0, ownership_weight: float = 1.
             "ownership": own.item(),
             "own_acc": (right.sum() / sure.sum().clamp(min=1)).item(),
         }
-        return policy + value_weight * mse + ownership_weight * own, metrics
+        return loss + value_weight * mse + ownership_weight * own, metrics
 
     return loss_fn
 
@@ -186,6 +207,13 @@ def build_job(config: DualConfig) -> TrainingJob:
                        blocks=config.blocks, channels=config.channels)
     if config.init:
         load_weights(model, config.init)
+    teacher = None
+    if config.teacher:
+        teacher = nets.load(config.teacher, kind="policy")
+        if teacher.board_size != config.size or teacher.in_planes > features.FEATURE_SETS[FEATURES]:
+            raise ValueError(f"{config.teacher}: a {teacher.board_size}x{teacher.board_size} policy net on "
+                             f"{teacher.in_planes} planes cannot teach a {config.size}x{config.size} {FEATURES} net")
+        teacher.requires_grad_(False)
     train_config = TrainConfig(
         out_dir=config.out, steps=config.steps, epochs=config.epochs or (0 if config.steps else 1),
         batch_size=config.batch_size, optimizer=config.optimizer, lr=config.lr, weight_decay=config.weight_decay,
@@ -197,10 +225,12 @@ def build_job(config: DualConfig) -> TrainingJob:
         ckpt_every_minutes=config.ckpt_every_minutes, extend_steps=config.extend)
     provenance = {**sl.run_provenance(), "data": train.manifest(), "train_games": train.games,
                   "init": config.init and {"path": config.init, "sha256": shards.file_sha256(Path(config.init))},
+                  "teacher": config.teacher and {"path": config.teacher, "weight": config.teacher_weight,
+                                                 "sha256": shards.file_sha256(Path(config.teacher))},
                   "train_positions": len(train), "value_weight": config.value_weight,
                   "ownership_weight": config.ownership_weight}
     extra_meta = nets.describe(model, features=FEATURES, provenance=provenance)
-    loss = dual_loss(config.size, config.value_weight, config.ownership_weight)
+    loss = dual_loss(config.size, config.value_weight, config.ownership_weight, teacher, config.teacher_weight)
     return TrainingJob(model, loss, train, val, train_config, extra_meta)
 
 
