@@ -276,10 +276,13 @@ class EnginePlayer:
         threading.Thread(target=self._warm_up, args=(size,), daemon=True).start()
 
     def _warm_up(self, size: int) -> None:
+        from gogame import warmup
         from gogame.mcts import pass_wins
 
         started = time.monotonic()
         try:
+            # the search's kernels compile in a second process (the second core) while this one does the rest
+            compiler = None if warmup.search_cached() else warmup.start(size, self._engines[size].rollout is not None)
             batch = int(self.options.get("batch_size", 16))
             scratch = self._load(size, dict(self.options, visits=2 * batch, seconds=None, seed=0,
                                             resign_threshold=0.0, early_stop=False, max_nodes=50_000))
@@ -288,13 +291,19 @@ class EnginePlayer:
             board.play((size // 2, size // 2))
             board.play((size // 2, size // 2 - 1))
             board.legal_moves()
+            pass_wins(board)
+            scratch.evaluate(board)
+            self._policy_ready.set()  # what the policy net's move needs; the rest of the board's kernels next
+            policy_at = time.monotonic() - started
             board.copy().undo()
             board.result("area")
             board.result("territory")
-            pass_wins(board)
-            scratch.evaluate(board)
-            self._policy_ready.set()
-            policy_at = time.monotonic() - started
+            if compiler is not None:
+                _, errors = compiler.communicate()
+                if compiler.returncode:
+                    log(f"gogame-gtp: compiling the search in a second process failed "
+                        f"({(errors.strip().splitlines() or ['exit status ' + str(compiler.returncode)])[-1]}); "
+                        "compiling it here")
             scratch.genmove(board)
             scratch.ownership(board, rollouts=2)
             log(f"gogame-gtp: the search is ready (kernels compiled or loaded: the policy net's after "
