@@ -40,6 +40,7 @@ MIN_SECONDS = 0.1  # the smallest budget a move gets
 MIN_MOVES_LEFT = 10  # main time is never spread over fewer moves than this
 MAX_RECORD_MOVES = 5000  # loadsgf refuses longer records (each undo replays the record; no real game comes close)
 WARMUP_PATIENCE_SECONDS = 15.0  # genmove waits this long from the start of a background warm-up for the search
+WARMUP_THREAD = "gogame-warm-up"  # the background warm-up thread's name
 PONDER_SLICE_SECONDS = 0.05  # pondering searches in slices this long, checking for the next command between them
 GOGUI_SEARCH_SECONDS = 1.0  # the win-rate view's search when no --time is set
 # GoGui's analyze menu: type/label/command (gfx: the reply is drawn on the board).
@@ -269,11 +270,15 @@ class EnginePlayer:
         if not background:
             self._warm_up(size)
             return
+        from gogame import warmup
+
+        if warmup.search_cached():  # numba's own start-up (a second) here, not in the first genmove's clock
+            Board(size).legal_moves()
         self._policy_ready.clear()
         self._search_ready.clear()
         log("gogame-gtp: compiling the search in the background (a minute or more on the first start after an "
             "install, seconds after; `gogame-gtp --warmup` does it ahead)")
-        threading.Thread(target=self._warm_up, args=(size,), daemon=True).start()
+        threading.Thread(target=self._warm_up, args=(size,), daemon=True, name=WARMUP_THREAD).start()
 
     def _warm_up(self, size: int) -> None:
         from gogame import warmup

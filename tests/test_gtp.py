@@ -1022,6 +1022,17 @@ print([f"{module.__name__}.{name}" for module in (fastboard, features, mcts, rol
     assert proc.stdout.strip() == "[]"
 
 
+def test_quit_during_the_warm_up_ends_the_process_cleanly():
+    """A GUI that quits at once, while the background warm-up runs (numba, torch), gets ``=`` and exit status 0:
+    the interpreter's shutdown under the running thread aborted the process once (SIGABRT, "terminate called
+    without an active exception"), most of the time."""
+    for _ in range(3):
+        proc = subprocess.run([sys.executable, "-m", "gtp", "--size", "9", "--visits", "16"], cwd=REPO, input="quit\n",
+                              capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(REPO)))
+        assert (proc.returncode, proc.stdout) == (0, "=\n\n"), proc.stderr[-2000:]
+        assert "terminate called" not in proc.stderr
+
+
 def test_while_the_search_compiles_genmove_plays_the_policy_move(capsys):
     from gtp.session import WARMUP_PATIENCE_SECONDS, EnginePlayer
 

@@ -89,8 +89,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--code", type=Path, nargs="+", default=[ROOT], help="checkouts to measure (default: this)")
     parser.add_argument("--limit", type=float, default=400.0, help="seconds before a run is killed")
-    parser.add_argument("--no-warm", dest="warm", action="store_false", help="cold runs only")
+    parser.add_argument("--runs", nargs="+", choices=("cold", "warm"), default=["cold", "warm"])
     args = parser.parse_args(argv)
+    args.warm = "warm" in args.runs
     print("command: python -m training.bench_cold_start " + " ".join(sys.argv[1:] if argv is None else argv))
     engine = ["--size", str(args.size), "--visits", str(args.visits)]
     figures: dict[tuple[str, str], list[float]] = {}
@@ -110,21 +111,24 @@ def main(argv: list[str] | None = None) -> None:
                                stderr=subprocess.DEVNULL)
                 print(f"{code}: --warmup on an empty cache {time.monotonic() - began:.1f} s ({load()})", flush=True)
         for repeat in range(args.repeats):
-            for k, code in enumerate(args.code):
-                with tempfile.TemporaryDirectory(dir=tmp) as empty:
-                    before = load()
-                    t = session(code, caches(Path(empty)), engine, ["protocol_version", "genmove b"], args.limit)
-                note(code, "cold protocol_version", t.get("protocol_version"))
-                note(code, "cold genmove", t.get("genmove b"))
-                note(code, "cold search ready", t.get(READY))
-                print(f"{code} cold #{repeat}: protocol_version {t.get('protocol_version', 0):.1f} s, genmove "
-                      f"{t.get('genmove b', 0):.1f} s ({t.get('genmove b reply')}), search ready "
-                      f"{t.get(READY, float('nan')):.1f} s ({before})", flush=True)
+            for code in args.code:
+                if "cold" in args.runs:
+                    with tempfile.TemporaryDirectory(dir=tmp) as empty:
+                        before = load()
+                        t = session(code, caches(Path(empty)), engine, ["protocol_version", "genmove b"],
+                                    args.limit)
+                    note(code, "cold protocol_version", t.get("protocol_version"))
+                    note(code, "cold genmove", t.get("genmove b"))
+                    note(code, "cold search ready", t.get(READY))
+                    print(f"{code} cold #{repeat}: protocol_version {t.get('protocol_version', 0):.1f} s, genmove "
+                          f"{t.get('genmove b', 0):.1f} s ({t.get('genmove b reply')}), search ready "
+                          f"{t.get(READY, float('nan')):.1f} s ({before})", flush=True)
                 if args.warm:
                     before = load()
                     t = session(code, caches(warm_dirs[code]), engine,
                                 ["kgs-time_settings absolute 20", "genmove b"], args.limit)
                     seconds = t["genmove b"] - t["kgs-time_settings absolute 20"]
+                    note(code, "warm protocol reply (time_settings)", t["kgs-time_settings absolute 20"])
                     note(code, "warm genmove (from its command)", seconds)
                     print(f"{code} warm #{repeat}: genmove {seconds:.2f} s after its command "
                           f"({t['genmove b reply']}), reply at {t['genmove b']:.1f} s ({before})", flush=True)
