@@ -201,7 +201,9 @@ class EnginePlayer:
 
     Warming up (:meth:`prepare` with ``background``): numba compiles the board's, the features' and the search's
     kernels at their first call (a minute or more on an empty cache, the first start after an install; seconds
-    from the cache after that). While a background warm-up runs, :meth:`genmove` waits for it up to
+    from the cache after that). On an empty cache the search's kernels compile in a second process
+    (:mod:`gogame.warmup`) while the warm-up thread compiles the board's and the features' ones. While a background
+    warm-up runs, :meth:`genmove` waits for it up to
     :data:`WARMUP_PATIENCE_SECONDS` from its start (and never past the move's budget), then, if the search is
     still compiling, plays the policy net's best move alone, with a note on stderr; :meth:`analyze` returns no
     candidates until the search is ready.
