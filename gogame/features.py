@@ -226,6 +226,9 @@ def _move_effects(b: FastBoard, c: int, points: np.ndarray, cap: int, mark: np.n
 #         the prey's tries in 3-10; work[LADDER_DEPTH, 0] is the node budget.
 
 _ILLEGAL = -2  # _play_local's answer to an illegal move
+# The ladder kernels below call each other with one argument type per parameter (int64: a constant is a
+# literal type to numba, and an int32 read from the board another type), so that numba compiles each kernel
+# once and not once per distinct type: seconds of the first start after an install.
 _TRIES = 3  # first column of the prey's tries in a row of work
 
 
@@ -277,13 +280,13 @@ def _play_local(col: np.ndarray, s: int, p: int, c: int, ko: int, buf: np.ndarra
     taken = fb.NO_POINT
     for r in (p - s, p - 1, p + 1, p + s):
         if col[r] == 3 - c:
-            n, stones = _chain_liberties(col, s, r, 1, mark, chain, libs)
+            n, stones = _chain_liberties(col, s, r, np.int64(1), mark, chain, libs)
             if n == 0:
                 for i in range(stones):
                     col[chain[i]] = EMPTY
                 captured += stones
                 taken = r
-    n, stones = _chain_liberties(col, s, p, 2, mark, chain, libs)
+    n, stones = _chain_liberties(col, s, p, np.int64(2), mark, chain, libs)
     if n == 0:
         return _ILLEGAL
     return taken if captured == 1 and n == 1 and stones == 1 else fb.NO_POINT
@@ -296,7 +299,7 @@ def _copy_row(dst: np.ndarray, src: np.ndarray) -> None:
         dst[i] = src[i]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _contains(a: np.ndarray, start: int, stop: int, v: int) -> bool:
     for i in range(start, stop):
         if a[i] == v:
@@ -313,7 +316,7 @@ def _edge_line(s: int, p: int) -> int:
     return min(row, col, size - 1 - row, size - 1 - col)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _empty_around(col: np.ndarray, s: int, p: int, other: int) -> int:
     """Empty neighbours of ``p`` other than ``other``."""
     n = 0
@@ -340,8 +343,8 @@ def _ladder_captured(cols: np.ndarray, d: int, s: int, prey: int, prey_to_move: 
     col = cols[d]
     child = cols[d + 1]
     row = work[d]
-    pc = col[prey]
-    n, size = _chain_liberties(col, s, prey, 3, buf[0], buf[1], row)
+    pc = np.int64(col[prey])
+    n, size = _chain_liberties(col, s, prey, np.int64(3), buf[0], buf[1], row)
     if not prey_to_move:
         if n != 2:
             return n == 1 and row[0] != ko
@@ -370,7 +373,7 @@ def _ladder_captured(cols: np.ndarray, d: int, s: int, prey: int, prey_to_move: 
             # An attacker stone with 2 empty neighbours is in a chain with 2 liberties: no flood fill.
             if col[r] != 3 - pc or _empty_around(col, s, r, 0) >= 2:
                 continue
-            if _chain_liberties(col, s, r, 2, buf[0], buf[2], row)[0] == 1 and tries < row.size:
+            if _chain_liberties(col, s, r, np.int64(2), buf[0], buf[2], row)[0] == 1 and tries < row.size:
                 if not _contains(row, _TRIES, tries, row[0]):
                     row[tries] = row[0]
                     tries += 1
@@ -415,7 +418,7 @@ def _neighbour_chains(b: FastBoard, p: int, colour: int, libs: int) -> np.ndarra
 @nb.njit(cache=True)
 def _ladder_capture(b: FastBoard, p: int, c: int, cols: np.ndarray, buf: np.ndarray, work: np.ndarray) -> bool:
     """Does ``c`` at ``p`` atari a 2-liberty opponent chain that cannot escape the ladder?"""
-    for prey in _neighbour_chains(b, p, 3 - c, 2):
+    for prey in _neighbour_chains(b, p, 3 - c, np.int64(2)):
         if _read_ladder(b, p, prey, cols, buf, work):
             return True
     return False
@@ -430,16 +433,16 @@ def _ladder_escape(b: FastBoard, p: int, c: int, after: int, cols: np.ndarray, b
     through ``p`` after the move, judges that) or capture an opponent chain
     beside it.
     """
-    joined = _neighbour_chains(b, p, c, 1)
+    joined = _neighbour_chains(b, p, c, np.int64(1))
     if joined.size and (after >= 3 or not _read_ladder(b, p, p, cols, buf, work)):
         return True
-    for h in _neighbour_chains(b, p, 3 - c, 1):
+    for h in _neighbour_chains(b, p, 3 - c, np.int64(1)):
         q = h
         while True:
             for r in fb.neighbours(b, q):
                 hr = b.head[r]
                 if b.colour[r] == c and b.libs[hr] == 1 and not _contains(joined, 0, joined.size, hr):
-                    if not _read_ladder(b, p, hr, cols, buf, work):
+                    if not _read_ladder(b, p, np.int64(hr), cols, buf, work):
                         return True
             q = b.nxt[q]
             if q == h:

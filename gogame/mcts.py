@@ -50,6 +50,7 @@ cycle inside a search is rare and costs at worst a wasted branch. Pass at the ro
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -711,7 +712,6 @@ class MCTS:
         self.size = evaluator.size
         if self.config.max_nodes < self.size * self.size + 2:
             raise ValueError(f"max_nodes must hold at least the root and its {self.size * self.size + 1} children")
-        self.tree = new_tree(self.config.max_nodes)
         self.board: Board | None = None
         self._rng = np.random.default_rng(self.config.seed)
         self._next_seed = int(self._rng.integers(1 << 40))
@@ -726,6 +726,12 @@ class MCTS:
         self._boards: Boards | None = None
         self._planes = np.empty((b, PLANES, self.size, self.size), np.uint8)
         self._kept = KeptPlanes(self.config.max_nodes, KEPT_PLANES_BATCHES * b, self.size)
+
+    @functools.cached_property
+    def tree(self) -> Tree:
+        """The search tree, allocated at first use (its kernel compiles on an empty cache: not in the constructor,
+        which the GTP engine runs before it answers)."""
+        return new_tree(self.config.max_nodes)
 
     # -- root -------------------------------------------------------------------------------------------------
 

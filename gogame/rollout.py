@@ -49,6 +49,7 @@ several Python threads roll out at once.
 
 from __future__ import annotations
 
+import functools
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
@@ -214,12 +215,17 @@ def lookup(tb: Tables, key: int) -> int:
         h = (h + 1) & mask
 
 
+def check_weights(keys: np.ndarray, weights: np.ndarray) -> None:
+    """ValueError unless ``weights`` has one entry per fixed feature and per pattern key."""
+    if np.shape(weights) != (N_FIXED + len(keys),):
+        raise ValueError(f"expected {N_FIXED + len(keys)} weights, got {np.shape(weights)}")
+
+
 def make_tables(keys: np.ndarray, weights: np.ndarray, tree: bool) -> Tables:
     """Tables for sorted distinct pattern ``keys`` and ``weights`` (float[N_FIXED + len(keys)])."""
     keys = np.ascontiguousarray(keys, np.int64)
     w = np.array(weights, np.float64)
-    if w.shape != (N_FIXED + keys.size,):
-        raise ValueError(f"expected {N_FIXED + keys.size} weights, got {w.shape}")
+    check_weights(keys, w)
     hkeys, hvals = build_hash(keys, N_FIXED)
     return Tables(w, np.exp(w), hkeys, hvals, _LUT3, _LUT12, PERM_DIAMOND, bool(tree))
 
@@ -929,7 +935,12 @@ class RolloutPolicy:
         self.weights = np.asarray(weights, np.float64)
         self.tree = bool(tree)
         self.info = dict(info or {})
-        self.tables = make_tables(self.keys, self.weights, self.tree)
+        check_weights(self.keys, self.weights)
+
+    @functools.cached_property
+    def tables(self) -> Tables:
+        """The kernels' tables, built at first use (building compiles a kernel: not at load, which must be quick)."""
+        return make_tables(self.keys, self.weights, self.tree)
 
     @classmethod
     def load(cls, path: str | Path | None = None, *, tree: bool = False) -> RolloutPolicy:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
+import threading
 import time
 from typing import Callable
 
@@ -17,7 +19,7 @@ import gogame
 from gogame import coords, inference
 from gogame.board import check_komi
 from gtp.engine import GtpEngine, GtpError, log, serve
-from gtp.session import EnginePlayer, Session
+from gtp.session import WARMUP_THREAD, EnginePlayer, Session
 
 
 LZ_VERSION = "0.17"  # the Leela Zero whose lz-analyze lines (with lcb and order) the session writes
@@ -160,6 +162,13 @@ def main(argv: list[str] | None = None) -> int:
         serve(engine, sys.stdin, sys.stdout)
     except KeyboardInterrupt:
         return 130
+    if any(t.name == WARMUP_THREAD and t.is_alive() for t in threading.enumerate()):
+        # The warm-up may be inside numba's or torch's native code, which the interpreter's shutdown aborts
+        # ("terminate called without an active exception", SIGABRT): leave at once (a second process still
+        # compiling the search finishes filling the cache, then exits).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 

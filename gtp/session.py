@@ -40,6 +40,7 @@ MIN_SECONDS = 0.1  # the smallest budget a move gets
 MIN_MOVES_LEFT = 10  # main time is never spread over fewer moves than this
 MAX_RECORD_MOVES = 5000  # loadsgf refuses longer records (each undo replays the record; no real game comes close)
 WARMUP_PATIENCE_SECONDS = 15.0  # genmove waits this long from the start of a background warm-up for the search
+WARMUP_THREAD = "gogame-warm-up"  # the background warm-up thread's name
 PONDER_SLICE_SECONDS = 0.05  # pondering searches in slices this long, checking for the next command between them
 GOGUI_SEARCH_SECONDS = 1.0  # the win-rate view's search when no --time is set
 # GoGui's analyze menu: type/label/command (gfx: the reply is drawn on the board).
@@ -200,7 +201,9 @@ class EnginePlayer:
 
     Warming up (:meth:`prepare` with ``background``): numba compiles the board's, the features' and the search's
     kernels at their first call (a minute or more on an empty cache, the first start after an install; seconds
-    from the cache after that). While a background warm-up runs, :meth:`genmove` waits for it up to
+    from the cache after that). On an empty cache the search's kernels compile in a second process
+    (:mod:`gogame.warmup`) while the warm-up thread compiles the board's and the features' ones. While a background
+    warm-up runs, :meth:`genmove` waits for it up to
     :data:`WARMUP_PATIENCE_SECONDS` from its start (and never past the move's budget), then, if the search is
     still compiling, plays the policy net's best move alone, with a note on stderr; :meth:`analyze` returns no
     candidates until the search is ready.
@@ -273,17 +276,24 @@ class EnginePlayer:
         if not background:
             self._warm_up(size)
             return
+        from gogame import warmup
+
+        if warmup.search_cached():  # numba's own start-up (a second) here, not in the first genmove's clock
+            Board(size).legal_moves()
         self._policy_ready.clear()
         self._search_ready.clear()
         log("gogame-gtp: compiling the search in the background (a minute or more on the first start after an "
             "install, seconds after; `gogame-gtp --warmup` does it ahead)")
-        threading.Thread(target=self._warm_up, args=(size,), daemon=True).start()
+        threading.Thread(target=self._warm_up, args=(size,), daemon=True, name=WARMUP_THREAD).start()
 
     def _warm_up(self, size: int) -> None:
+        from gogame import warmup
         from gogame.mcts import pass_wins
 
         started = time.monotonic()
         try:
+            # the search's kernels compile in a second process (the second core) while this one does the rest
+            compiler = None if warmup.search_cached() else warmup.start(size, self._engines[size].rollout is not None)
             batch = int(self.options.get("batch_size", 16))
             scratch = self._load(size, dict(self.options, visits=2 * batch, seconds=None, seed=0,
                                             resign_threshold=0.0, early_stop=False, max_nodes=50_000))
@@ -292,13 +302,19 @@ class EnginePlayer:
             board.play((size // 2, size // 2))
             board.play((size // 2, size // 2 - 1))
             board.legal_moves()
+            pass_wins(board)
+            scratch.evaluate(board)
+            self._policy_ready.set()  # what the policy net's move needs; the rest of the board's kernels next
+            policy_at = time.monotonic() - started
             board.copy().undo()
             board.result("area")
             board.result("territory")
-            pass_wins(board)
-            scratch.evaluate(board)
-            self._policy_ready.set()
-            policy_at = time.monotonic() - started
+            if compiler is not None:
+                _, errors = compiler.communicate()
+                if compiler.returncode:
+                    log(f"gogame-gtp: compiling the search in a second process failed "
+                        f"({(errors.strip().splitlines() or ['exit status ' + str(compiler.returncode)])[-1]}); "
+                        "compiling it here")
             scratch.genmove(board)
             scratch.ownership(board, rollouts=2)
             log(f"gogame-gtp: the search is ready (kernels compiled or loaded: the policy net's after "

@@ -1,8 +1,12 @@
 """Feature planes pinned to hand-built positions and to copy-and-play references."""
 
 import functools
+import os
 import random
+import subprocess
+import sys
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +18,8 @@ from gogame import fastboard as fb
 from gogame import features as F
 from gogame.coords import from_gtp
 from tests.shared import shared_archive
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 CAPTURE = F.plane_slice("alphago48", "capture_size").start
@@ -323,6 +329,26 @@ def test_the_recursive_ladder_reader_has_one_signature():
     check_move_planes(Board.from_diagram(with_stones(LADDER, X="D5"), to_move="W"), ladders=True)
     check_move_planes(Board.from_diagram(LADDER), ladders=True)
     assert len(F._ladder_captured.signatures) <= 1
+
+
+LADDER_KERNELS = ("_chain_liberties", "_play_local", "_ladder_captured", "_read_ladder", "_neighbour_chains",
+                  "_ladder_capture", "_ladder_escape")
+
+
+def test_each_ladder_kernel_compiles_for_one_signature(tmp_path):
+    """On an empty cache (a fresh NUMBA_CACHE_DIR, in a process of its own) the ladder kernels are each compiled
+    once: a constant or an int32 argument would make numba compile a kernel again, seconds of the first start."""
+    script = f"""
+from tests.test_features import LADDER, LADDER_KERNELS, with_stones
+from gogame import Board, features as F
+for board in (Board.from_diagram(LADDER), Board.from_diagram(with_stones(LADDER, X="D5"), to_move="W")):
+    F.planes(board)
+print(" ".join(str(len(getattr(F, name).signatures)) for name in LADDER_KERNELS))
+"""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), PYTHONPATH=str(REPO))
+    out = subprocess.run([sys.executable, "-c", script], env=env, cwd=REPO, capture_output=True, text=True,
+                         timeout=600, check=True).stdout
+    assert dict(zip(LADDER_KERNELS, out.split())) == {name: "1" for name in LADDER_KERNELS}
 
 
 def test_feature_set_table():

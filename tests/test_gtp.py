@@ -1001,6 +1001,38 @@ def test_networks_are_loaded_and_warmed_before_the_first_command():
     assert reply.text.startswith("= ") and set(player._engines) == {9}
 
 
+def test_what_runs_before_gtp_starts_calls_no_numba_kernel():
+    """Loading the networks and the session, what the engine does before its first reply, runs no kernel: on an
+    empty cache each would be compiled there (seconds, the first of them the longest), not in the warm-up."""
+    script = """
+import numba
+from gogame import fastboard, features, mcts, rollout
+from gtp.__main__ import build_parser, engine_options
+from gtp.session import EnginePlayer, Session
+player = EnginePlayer(None, **engine_options(build_parser().parse_args(["--size", "9"])))
+player.engine(9)
+Session(player, size=9, komi=7.5)
+print([f"{module.__name__}.{name}" for module in (fastboard, features, mcts, rollout)
+       for name, kernel in vars(module).items()
+       if isinstance(kernel, numba.core.registry.CPUDispatcher) and kernel.signatures])
+"""
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"
+
+
+def test_quit_during_the_warm_up_ends_the_process_cleanly():
+    """A GUI that quits at once, while the background warm-up runs (numba, torch), gets ``=`` and exit status 0:
+    the interpreter's shutdown under the running thread aborted the process once (SIGABRT, "terminate called
+    without an active exception"), most of the time."""
+    for _ in range(3):
+        proc = subprocess.run([sys.executable, "-m", "gtp", "--size", "9", "--visits", "16"], cwd=REPO, input="quit\n",
+                              capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(REPO)))
+        assert (proc.returncode, proc.stdout) == (0, "=\n\n"), proc.stderr[-2000:]
+        assert "terminate called" not in proc.stderr
+
+
 def test_while_the_search_compiles_genmove_plays_the_policy_move(capsys):
     from gtp.session import WARMUP_PATIENCE_SECONDS, EnginePlayer
 
