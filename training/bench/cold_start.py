@@ -1,6 +1,6 @@
 """Cold and warm start of ``gogame-gtp``: when the first replies come, with an empty cache and with a warm one.
 
-Run: ``python -m training.bench_cold_start [--size 9] [--visits 200] [--repeats 3] [--code DIR ...]``.
+Run: ``python -m training.bench.cold_start [--size 9] [--visits 200] [--repeats 3] [--code DIR ...]``.
 Each ``--code`` is a checkout whose ``gtp`` engine is measured (default: this one); the variants alternate
 within each repeat, so that they share the machine's load. Per repeat and checkout:
 
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", nargs="+", choices=("cold", "warm"), default=["cold", "warm"])
     args = parser.parse_args(argv)
     args.warm = "warm" in args.runs
-    print("command: python -m training.bench_cold_start " + " ".join(sys.argv[1:] if argv is None else argv))
+    print("command: python -m training.bench.cold_start " + " ".join(sys.argv[1:] if argv is None else argv))
     engine = ["--size", str(args.size), "--visits", str(args.visits)]
     figures: dict[tuple[str, str], list[float]] = {}
 
