@@ -2,11 +2,11 @@
 
 Each sub-command lives in the module that does the work; this file only
 builds the parser from the table below and dispatches. A module named here
-provides ``add_arguments(parser)`` and the named run function
-(``run(settings) -> int`` unless the table says otherwise). A stage's module
-also names its typed configuration, ``CONFIG`` (a dataclass whose fields are
-its options, see :mod:`training.options`): its run function gets that
-dataclass, the others the parsed namespace.
+provides the named run function (``run(settings) -> int`` unless the table says
+otherwise) and either its typed configuration, ``CONFIG`` (a dataclass whose
+fields are its options, see :mod:`training.options`; its run function gets that
+dataclass), or ``add_arguments(parser)`` (its run function gets the parsed
+namespace, or its ``CONFIG`` when it has both: options of its own making).
 """
 
 from __future__ import annotations
@@ -59,7 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, function, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(module=module, function=function)
-        importlib.import_module(module).add_arguments(p)
+        stage = importlib.import_module(module)
+        if hasattr(stage, "add_arguments"):  # options of its own making (positional arguments, required ones)
+            stage.add_arguments(p)
+        else:  # the fields of its typed configuration
+            options.add_arguments(p, stage.CONFIG)
     return parser
 
 

@@ -23,7 +23,6 @@ to a 9x9 engine.
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from training import cli, options
+from training import cli
 from training.options import REQUIRED, option
 from training.stopping import EXIT_STOPPED
 
@@ -138,10 +137,6 @@ class PipelineConfig:
 
 
 CONFIG = PipelineConfig
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    options.add_arguments(parser, PipelineConfig)
 
 
 def run(config: PipelineConfig) -> int:

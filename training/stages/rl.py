@@ -32,7 +32,6 @@ so under ``torchrun`` each rank plays its own games.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
@@ -48,7 +47,6 @@ import torch
 from gogame import inference, nets
 from gogame.api import NetEvaluator
 from gogame.checkpoint import CheckpointError
-from training import options
 from training.options import REQUIRED, option
 from training.stages.selfplay import NetPlayer, Plan, PlayedGame, play_games
 from training.stopping import CheckpointStopOptions
@@ -288,10 +286,6 @@ class RLConfig(CheckpointStopOptions):
 
 
 CONFIG = RLConfig
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    options.add_arguments(parser, RLConfig)
 
 
 def load_for_size(path: str, kind: str, size: int, role: str) -> nets.PolicyNet | nets.ValueNet:

@@ -24,7 +24,6 @@ illegal under simple ko and no suicide is used up to that move.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import sys
@@ -397,10 +396,6 @@ class RolloutConfig(CheckpointStopOptions):
 
 
 CONFIG = RolloutConfig
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    options.add_arguments(parser, RolloutConfig)
 
 
 def partial_path(out: str | Path) -> Path:

@@ -24,7 +24,6 @@ counts a game twice.
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing as mp
 import os
@@ -45,7 +44,6 @@ from gogame import rollout as ro
 from gogame.api import Engine
 from gogame.atomic import write_atomically
 from gogame.board import Board, format_result
-from training import options
 from training.data import shards
 from training.options import REQUIRED, option
 from training.stopping import RunStopped, StopOptions, StopRequest
@@ -516,10 +514,6 @@ class SelfplayConfig(GenerationConfig, StopOptions):
 
 
 CONFIG = SelfplayConfig
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    options.add_arguments(parser, SelfplayConfig)
 
 
 def run(config: SelfplayConfig) -> int:

@@ -13,7 +13,6 @@ reads its first 48 planes (``alphago48`` is a prefix of ``alphago49``).
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import json
@@ -29,7 +28,6 @@ import torch
 import torch.nn.functional as F
 
 from gogame import features, nets
-from training import options
 from training.data import shards
 from training.options import REQUIRED, option
 from training.stopping import CheckpointStopOptions
@@ -143,10 +141,6 @@ class SLConfig(CheckpointStopOptions):
 
 
 CONFIG = SLConfig
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    options.add_arguments(parser, SLConfig)
 
 
 class _Limited:

@@ -16,14 +16,12 @@ one position per game per epoch, the ``val`` split held out, ``--export`` with p
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import time
 from dataclasses import dataclass
 
 from gogame import nets
-from training import options
 from training.options import REQUIRED, option
 from training.stages import selfplay, sl
 from training.stopping import RunStopped
@@ -40,10 +38,6 @@ class ValueConfig(sl.SLConfig, selfplay.GenerationConfig):
 
 
 CONFIG = ValueConfig
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    options.add_arguments(parser, ValueConfig)
 
 
 def run(config: ValueConfig) -> int:
