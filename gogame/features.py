@@ -311,8 +311,7 @@ def _contains(a: np.ndarray, start: int, stop: int, v: int) -> bool:
 def _edge_line(s: int, p: int) -> int:
     """The line of ``p`` counted from the nearest edge (0 on the first line)."""
     size = s - 2
-    row = p // s - 1
-    col = p % s - 1
+    row, col = fb.from_padded(p, size)
     return min(row, col, size - 1 - row, size - 1 - col)
 
 
@@ -474,7 +473,7 @@ def compute_alphago(b: FastBoard, out: np.ndarray, with_colour_plane: bool) -> N
     in_atari = False  # has the side to move a chain in atari (so ladder escapes are possible)?
     for row in range(size):
         for col in range(size):
-            p = (row + 1) * s + col + 1
+            p = fb.to_padded(row, col, size)
             cp = colour[p]
             if cp != EMPTY:
                 out[_OWN if cp == c else _OPP, row, col] = 1
@@ -494,8 +493,7 @@ def compute_alphago(b: FastBoard, out: np.ndarray, with_colour_plane: bool) -> N
     work = np.empty((LADDER_DEPTH + 1, 12), np.int64)
     for i in range(n):
         p = legal[i]
-        row = p // s - 1
-        col = p % s - 1
+        row, col = fb.from_padded(p, size)
         captured, after, stones, ataris, touches_atari = effects[i]
         out[_CAPTURE + min(captured, 7), row, col] = 1
         if after == 1:
@@ -524,14 +522,13 @@ def compute_zero17(history: np.ndarray, to_move: int, out: np.ndarray) -> None:
     empty planes); ``to_move``: BLACK or WHITE, the side to move now.
     """
     size = out.shape[1]
-    stride = size + 2
     out[:] = 0
     if to_move == BLACK:
         out[16] = 1
     for t in range(min(history.shape[0], 8)):
         for row in range(size):
             for col in range(size):
-                cp = history[t, (row + 1) * stride + col + 1]
+                cp = history[t, fb.to_padded(row, col, size)]
                 if cp == to_move:
                     out[t, row, col] = 1
                 elif cp == 3 - to_move:
@@ -543,12 +540,11 @@ def _legal_points(b: FastBoard) -> tuple[np.ndarray, np.ndarray]:
     """``(legal, hashes)`` over flat points: legal for the side to move under simple ko,
     and the hash after the move where legal."""
     size = b.meta[M_SIZE]
-    stride = b.meta[M_STRIDE]
     c = b.meta[M_TO_MOVE]
     legal = np.zeros(size * size, np.bool_)
     hashes = np.zeros(size * size, np.int64)
     for i in range(size * size):
-        p = (i // size + 1) * stride + i % size + 1
+        p = fb.to_padded(i // size, i % size, size)
         if fb.is_legal(b, p, c):
             legal[i] = True
             hashes[i] = fb.hash_after(b, p, c)

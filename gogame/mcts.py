@@ -60,6 +60,7 @@ from typing import Callable, NamedTuple, Protocol
 import numba as nb
 import numpy as np
 
+from gogame import coords
 from gogame import fastboard as fb
 from gogame import features
 from gogame import rollout as ro
@@ -320,7 +321,6 @@ def set_priors(t: Tree, nodes: np.ndarray, logits: np.ndarray, size: int, temper
 
     ``logits[i]`` is indexed by flat move (``row * size + col``, pass ``size * size``); banned children get 0.
     """
-    stride = size + 2
     for i in range(nodes.size):
         node = nodes[i]
         f = t.first[node]
@@ -328,12 +328,12 @@ def set_priors(t: Tree, nodes: np.ndarray, logits: np.ndarray, size: int, temper
         top = -np.inf
         for j in range(f, f + k):
             if not t.flags[j] & BANNED:
-                top = max(top, logits[i, _flat(t.move[j], size, stride)])
+                top = max(top, logits[i, _flat(t.move[j], size)])
         total = 0.0
         for j in range(f, f + k):
             e = 0.0
             if not t.flags[j] & BANNED and top > -np.inf:
-                e = math.exp((logits[i, _flat(t.move[j], size, stride)] - top) / temperature)
+                e = math.exp((logits[i, _flat(t.move[j], size)] - top) / temperature)
             t.P[j] = e
             total += e
         if total > 0:
@@ -343,10 +343,12 @@ def set_priors(t: Tree, nodes: np.ndarray, logits: np.ndarray, size: int, temper
 
 
 @nb.njit(cache=True, inline="always")
-def _flat(p: int, size: int, stride: int) -> int:
+def _flat(p: int, size: int) -> int:
+    """A padded point, or PASS -> the flat move ``row * size + col`` (``size * size``: pass)."""
     if p == PASS:
         return size * size
-    return (p // stride - 1) * size + p % stride - 1
+    row, col = fb.from_padded(p, size)
+    return row * size + col
 
 
 @nb.njit(cache=True)
@@ -556,8 +558,7 @@ class Rollouts:
                 replay_ownership(start, ro.playout_kernel(start, self.policy.tables, int(s), max_moves), out)
             return out
 
-        stride = board.size + 2
-        return (np.sum(self._map(work, parts), axis=0) / max(n, 1)).reshape(stride, stride)[1:-1, 1:-1]
+        return coords.unpad(np.sum(self._map(work, parts), axis=0) / max(n, 1), board.size)
 
 
 # -- evaluators -----------------------------------------------------------------------------------------------
@@ -797,8 +798,8 @@ class MCTS:
         allowed = np.zeros(k, np.bool_)
         legal = features.legal_mask(board)  # superko included
         points = moves != PASS
-        stride = self.size + 2
-        flat = (moves[points] // stride - 1) * self.size + moves[points] % stride - 1
+        rows, cols = coords.from_padded(moves[points], self.size)
+        flat = rows * self.size + cols
         allowed[points] = legal[flat]
         if not allowed.any() or pass_allowed(board, self.config.cleanup):
             allowed[~points] = True  # nothing else to play, or passing cannot lose
