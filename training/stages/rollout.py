@@ -162,25 +162,6 @@ def _begin_game(b: FastBoard, template: FastBoard, setup_points: np.ndarray, set
 
 
 @nb.njit(cache=True)
-def _expert_moves(b: FastBoard, st: ro.PatternState, template: FastBoard, tb: ro.Tables, order: np.ndarray,
-                  moves: np.ndarray, colours: np.ndarray, move_start: np.ndarray, setup_points: np.ndarray,
-                  setup_colours: np.ndarray, setup_start: np.ndarray):
-    """Replay the games in ``order`` on ``b`` and ``st``, yielding each expert move ``(p, c)`` that is not a pass
-    with the position before it on ``b`` and ``st``; a game ends at its first illegal move."""
-    for g in order:
-        _begin_game(b, template, setup_points, setup_colours, setup_start, g)
-        ro.init_state(st, tb, b)
-        for i in range(move_start[g], move_start[g + 1]):
-            p = moves[i]
-            c = colours[i]
-            if p != PASS:
-                if not fb.is_legal(b, p, c):
-                    break
-                yield p, c
-            ro.state_play(st, tb, b, p, c)
-
-
-@nb.njit(cache=True)
 def harvest_kernel(template: FastBoard, tb: ro.Tables, moves: np.ndarray, colours: np.ndarray,
                    move_start: np.ndarray, setup_points: np.ndarray, setup_colours: np.ndarray,
                    setup_start: np.ndarray, first: int, last: int, out: np.ndarray) -> int:
@@ -192,17 +173,25 @@ def harvest_kernel(template: FastBoard, tb: ro.Tables, moves: np.ndarray, colour
     b = fb.copy_board(template)
     st = ro.new_state(b)
     n = 0
-    for p, c in _expert_moves(b, st, template, tb, np.arange(first, last), moves, colours, move_start, setup_points,
-                              setup_colours, setup_start):
-        out[n] = ro.key3(tb, ro.raw3(st, p), c)
-        n += 1
-        for j in range(ro.response_context(st, tb, b, c)):
-            if st.ctx[0, j] == p:
-                out[n] = st.ctx[1, j]
+    for g in range(first, last):
+        _begin_game(b, template, setup_points, setup_colours, setup_start, g)
+        ro.init_state(st, tb, b)
+        for i in range(move_start[g], move_start[g + 1]):
+            p = moves[i]
+            c = colours[i]
+            if p != PASS:
+                if not fb.is_legal(b, p, c):
+                    break
+                out[n] = ro.key3(tb, ro.raw3(st, p), c)
                 n += 1
-        if tb.tree:
-            out[n] = ro.key12(st, tb, ro.raw12(st, p), c)
-            n += 1
+                for j in range(ro.response_context(st, tb, b, c)):
+                    if st.ctx[0, j] == p:
+                        out[n] = st.ctx[1, j]
+                        n += 1
+                if tb.tree:
+                    out[n] = ro.key12(st, tb, ro.raw12(st, p), c)
+                    n += 1
+            ro.state_play(st, tb, b, p, c)
     return n
 
 
@@ -244,33 +233,41 @@ def sweep_kernel(template: FastBoard, tb: ro.Tables, sq_grad: np.ndarray, order:
     hits = 0.0
     loss = 0.0
     positions = 0
-    for p, c in _expert_moves(b, st, template, tb, order, moves, colours, move_start, setup_points, setup_colours,
-                              setup_start):
-        n = ro.candidates(st, tb, b, c, rows, feats, nfeat)
-        ro.logits(tb, feats, nfeat, n, z)
-        target = st.slot[p]
-        loss += _softmax_loss(z, n, target, prob)
-        positions += 1
-        top = z[:n].max()
-        if z[target] == top:
-            hits += 1.0 / np.count_nonzero(z[:n] == top)
-        if learn:
-            prob[target] -= 1.0  # now the gradient of the loss by each logit
-            ntouched = 0
-            for r in range(n):
-                for k in range(nfeat[r]):
-                    f = feats[r, k]
-                    if stamp[f] != positions:
-                        stamp[f] = positions
-                        touched[ntouched] = f
-                        ntouched += 1
-                    grad[f] += prob[r]
-            for j in range(ntouched):
-                f = touched[j]
-                sq_grad[f] += grad[f] * grad[f]
-                if sq_grad[f] > 0.0:  # a feature of every move can get no gradient
-                    w[f] -= lr * grad[f] / np.sqrt(sq_grad[f])
-                grad[f] = 0.0
+    for g in order:
+        _begin_game(b, template, setup_points, setup_colours, setup_start, g)
+        ro.init_state(st, tb, b)
+        for i in range(move_start[g], move_start[g + 1]):
+            p = moves[i]
+            c = colours[i]
+            if p != PASS:
+                if not fb.is_legal(b, p, c):
+                    break
+                n = ro.candidates(st, tb, b, c, rows, feats, nfeat)
+                ro.logits(tb, feats, nfeat, n, z)
+                target = st.slot[p]
+                loss += _softmax_loss(z, n, target, prob)
+                positions += 1
+                top = z[:n].max()
+                if z[target] == top:
+                    hits += 1.0 / np.count_nonzero(z[:n] == top)
+                if learn:
+                    prob[target] -= 1.0  # now the gradient of the loss by each logit
+                    ntouched = 0
+                    for r in range(n):
+                        for k in range(nfeat[r]):
+                            f = feats[r, k]
+                            if stamp[f] != positions:
+                                stamp[f] = positions
+                                touched[ntouched] = f
+                                ntouched += 1
+                            grad[f] += prob[r]
+                    for j in range(ntouched):
+                        f = touched[j]
+                        sq_grad[f] += grad[f] * grad[f]
+                        if sq_grad[f] > 0.0:  # a feature of every move can get no gradient
+                            w[f] -= lr * grad[f] / np.sqrt(sq_grad[f])
+                        grad[f] = 0.0
+            ro.state_play(st, tb, b, p, c)
     return hits, loss, positions
 
 
