@@ -27,7 +27,7 @@ from __future__ import annotations
 import codecs
 import math
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from os import PathLike
 
 from gogame.board import MAX_KOMI, Board
@@ -320,9 +320,11 @@ class Game:
     @classmethod
     def from_moves(cls, moves: Iterable[tuple[str, Move]], *, size: int = 19, komi: float = 7.5,
                    handicap: int = 0, setup: tuple[Iterable[Point], Iterable[Point]] = ((), ()),
-                   result: str | None = None, properties: dict[str, str | Sequence[str]] | None = None) -> Game:
+                   result: str | None = None, properties: dict[str, str | Sequence[str]] | None = None,
+                   move_properties: Mapping[int, Mapping[str, str]] | None = None) -> Game:
         """A game built in code, e.g. from self-play: the root holds the given values (``properties`` adds
-        more, such as ``PB``), then one node per move. Raises ValueError for a bad size, colour or point."""
+        more, such as ``PB``), then one node per move; ``move_properties[i]`` adds properties to the node of move
+        ``i`` (0-based). Raises ValueError for a bad size, colour or point."""
         check_size(size)
         props = {"FF": ["4"], "GM": ["1"], "SZ": [str(size)], "KM": [f"{komi:g}"]}
         if handicap:
@@ -335,10 +337,11 @@ class Game:
         for name, value in (properties or {}).items():
             props[name] = [value] if isinstance(value, str) else list(value)
         root = node = Node(props)
-        for colour, move in moves:
+        for i, (colour, move) in enumerate(moves):
             if colour not in COLOURS:
                 raise ValueError(f"invalid colour {colour!r}")
-            child = Node({colour: [to_sgf(move, size)]})
+            extra = (move_properties or {}).get(i, {})
+            child = Node({colour: [to_sgf(move, size)], **{name: [value] for name, value in extra.items()}})
             node.children.append(child)
             node = child
         return cls(root)
@@ -412,6 +415,11 @@ class Game:
         """The ``(colour, move)`` list of the nodes of ``line`` (one of :meth:`variations`); raises SGFError for
         a bad move. Notes on nodes with two moves are appended to ``warnings`` when given."""
         return [move for node in line for move in self._moves(node, warnings)]
+
+    def move_property(self, name: str) -> list[str | None]:
+        """Per move of :attr:`moves`, the first value of property ``name`` in the node that holds it (None where
+        that node has none): annotations of each move, such as a search's win rate."""
+        return [node.get(name) for node in self.main_line() for _ in self._moves(node)]
 
     def replay(self, line: Sequence[Node] | None = None) -> Iterator[tuple[Board, str, Move]]:
         """Yield ``(board, colour, move)`` before each move of ``line`` (the main line by default).

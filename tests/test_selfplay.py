@@ -174,13 +174,31 @@ def test_search_player_draws_its_first_moves_by_visits_then_plays_the_most_visit
     engine = Engine(tiny_policy(), None, visits=16, threads=1, seed=0)
     player = selfplay.SearchPlayer(engine, 16, sample_moves=1)
     rng = np.random.default_rng(0)
-    firsts = {player._move(Board(SIZE), rng) for _ in range(10)}
+    firsts = {player._move(Board(SIZE), rng)[0] for _ in range(10)}
     assert len(firsts) > 1  # drawn, not the argmax every time
     board = Board(SIZE)
     board.play(sorted(firsts)[0])
-    assert player._move(board, rng) == engine.analyze(board, 16, stop_when_decided=True).move
+    assert player._move(board, rng)[0] == engine.analyze(board, 16, stop_when_decided=True).move
     with pytest.raises(ValueError, match="sample_moves"):
         selfplay.SearchPlayer(engine, 16, sample_moves=-1)
+
+
+def test_search_games_record_blacks_win_rate_by_each_search_in_their_sgf():
+    engine = Engine(tiny_policy(), None, visits=8, threads=1, seed=0)
+    searches = {}
+    engine_analyze = engine.analyze
+
+    def analyze(board, *args, **kwargs):
+        analysis = engine_analyze(board, *args, **kwargs)
+        searches[board.move_number] = analysis.winrate_black
+        return analysis
+
+    engine.analyze = analyze
+    player = selfplay.SearchPlayer(engine, 8, decided_below=0.49, finisher=selfplay.NetPlayer(tiny_policy()))
+    game, = selfplay.play_games([player], [selfplay.Plan()], size=SIZE, max_moves=20, rng=np.random.default_rng(3))
+    assert game.search_values == searches and list(searches) == [0]  # one search, then the finisher: no value
+    values = sgf.loads(sgf.dumps(game.to_sgf("g")))[0].move_property(shards.SEARCH_VALUE)
+    assert values == [None if i not in searches else f"{searches[i]:.4f}" for i in range(len(game.history))]
 
 
 def test_a_decided_game_is_finished_by_the_raw_net_to_its_end():

@@ -185,6 +185,16 @@ def test_a_node_with_both_moves_is_read_as_two_in_their_order_with_a_warning():
     assert only("(;SZ[9];B[ee];W[cc])").warnings == []
 
 
+def test_move_properties_are_written_to_and_read_from_the_node_of_each_move():
+    game = Game.from_moves([("B", (2, 2)), ("W", None), ("B", (0, 1))], size=9,
+                               move_properties={0: {"BV": "0.5120"}, 2: {"BV": "0.7000", "C": "late"}})
+    again = loads(dumps(game))[0]
+    assert again.move_property("BV") == ["0.5120", None, "0.7000"]
+    assert again.move_property("C") == [None, None, "late"]
+    two = loads("(;SZ[9];B[aa]W[bb]BV[0.25];B[cc])")[0]  # both moves of a node share its properties
+    assert two.move_property("BV") == ["0.25", "0.25", None]
+
+
 def test_bad_move_in_a_side_variation_is_reported_when_read():
     game = only("(;SZ[9];B[aa](;W[bb])(;W[zz]))")
     with pytest.raises(SGFError, match="invalid move W"):

@@ -68,6 +68,9 @@ from training.data.corpus import iter_sgf, parse_games
 SPLITS = ("train", "val", "test")
 ARRAYS = ("planes", "move", "outcome", "move_number", "game")
 OWNERSHIP = "ownership"  # the optional per-position array of self-play shards
+# The SGF move property of self-play games played with search: black's win rate in [0, 1] by the search made
+# before the move (four decimals), a far less noisy value target than the game's one result.
+SEARCH_VALUE = "BV"
 # Reasons a game is skipped (beside the corpus reader's "parse error" and "wrong size").
 ILLEGAL = "illegal move"
 MID_GAME_SETUP = "setup after the first node"

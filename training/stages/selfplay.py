@@ -100,27 +100,33 @@ class SearchPlayer:
         self.engine, self.visits, self.sample_moves = engine, visits, sample_moves
         self.decided_below, self.finisher = decided_below, finisher
         self._decided: weakref.WeakSet[Board] = weakref.WeakSet()
+        self.winrates_black = np.zeros(0)  # per board of the last choose: black's win rate by its search
 
     def choose(self, boards: Sequence[Board], planes: np.ndarray, sensible: np.ndarray,
                rng: np.random.Generator) -> np.ndarray:
+        """As :meth:`NetPlayer.choose`; :attr:`winrates_black` then holds black's win rate by each board's search
+        (NaN for a decided game's move, which the finisher plays without one)."""
         fast = np.array([b in self._decided for b in boards], bool)
         chosen = np.zeros(len(boards), np.int64)
+        self.winrates_black = np.full(len(boards), np.nan)
         for k in np.flatnonzero(~fast):
-            chosen[k] = coords.to_flat(coords.parse_move(self._move(boards[k], rng), boards[k].size), boards[k].size)
+            move, self.winrates_black[k] = self._move(boards[k], rng)
+            chosen[k] = coords.to_flat(coords.parse_move(move, boards[k].size), boards[k].size)
         if fast.any():
             chosen[fast] = self.finisher.choose([b for b, f in zip(boards, fast) if f], planes[fast], sensible[fast],
                                                 rng)
         return chosen
 
-    def _move(self, board: Board, rng: np.random.Generator) -> str:
+    def _move(self, board: Board, rng: np.random.Generator) -> tuple[str, float]:
+        """The move (GTP) and black's win rate by the search."""
         sampling = board.move_number < self.sample_moves
         analysis = self.engine.analyze(board, self.visits, stop_when_decided=not sampling)
         if min(analysis.winrate, 1 - analysis.winrate) < self.decided_below:
             self._decided.add(board)
         if not (sampling and analysis.candidates):
-            return analysis.move
+            return analysis.move, analysis.winrate_black
         visits = np.array([c.visits for c in analysis.candidates], np.float64)
-        return analysis.candidates[rng.choice(visits.size, p=visits / visits.sum())].move
+        return analysis.candidates[rng.choice(visits.size, p=visits / visits.sum())].move, analysis.winrate_black
 
 
 Player = NetPlayer | SearchPlayer
@@ -176,6 +182,9 @@ class PlayedGame:
     ``ownership`` is the final position's area (:meth:`gogame.board.Board.ownership`: int8 ``[row, col]``, +1
     black, -1 white, 0 neither), the source of the value net's ownership targets.
 
+    ``search_values`` maps a move index to black's win rate by the search made before that move (the moves of
+    a :class:`SearchPlayer`); :meth:`to_sgf` writes each into the move's node as :data:`training.data.shards.SEARCH_VALUE`.
+
     ``positions[k]`` is the move index of kept position ``k``; ``planes[k]`` its alphago49 planes (uint8
     ``(49, size, size)``), ``moves[k]`` the flat move played there (``size * size``: pass) and ``sensible[k]``
     the moves the player could choose from (bool ``(size * size + 1,)``, pass last; all False for a forced
@@ -187,6 +196,7 @@ class PlayedGame:
     history: list[tuple[str, coords.Move]]
     margin: float
     ownership: np.ndarray | None = None
+    search_values: dict[int, float] = field(default_factory=dict)
     positions: list[int] = field(default_factory=list)
     planes: list[np.ndarray] = field(default_factory=list)
     moves: list[int] = field(default_factory=list)
@@ -199,8 +209,9 @@ class PlayedGame:
 
     def to_sgf(self, name: str, players: dict[str, str] | None = None) -> sgf.Game:
         props = {"GN": name, **(players or {})}
+        values = {i: {shards.SEARCH_VALUE: f"{v:.4f}"} for i, v in self.search_values.items()}
         return sgf.Game.from_moves(self.history, size=self.size, komi=self.komi,
-                                   result=format_result(self.margin), properties=props)
+                                   result=format_result(self.margin), properties=props, move_properties=values)
 
 
 def play_games(players: Sequence[Player], plans: Sequence[Plan], *, size: int, komi: float = 7.5,
@@ -242,6 +253,10 @@ def play_games(players: Sequence[Player], plans: Sequence[Plan], *, size: int, k
             rows = np.flatnonzero((movers == p) & sensible.any(axis=1))
             if rows.size:
                 chosen[rows] = player.choose([boards[live[k]] for k in rows], planes[rows], sensible[rows], rng)
+                if isinstance(player, SearchPlayer):
+                    for k, value in zip(rows, player.winrates_black):
+                        if not np.isnan(value):
+                            games[live[k]].search_values[boards[live[k]].move_number] = float(value)
         still = []
         for k, g in enumerate(live):
             board, game = boards[g], games[g]
