@@ -62,6 +62,22 @@ def test_value_mse_counts_only_positions_with_an_outcome():
     assert loss_fn(Fixed(logits, torch.tensor([1.0, 0.9, -1.0, -0.9]), ownership), none)[1]["mse"] == 0.0
 
 
+def test_the_value_target_mixes_in_the_search_value_where_a_record_has_one():
+    b = 3
+    batch = {"planes": torch.zeros(b, -(-49 * SIZE * SIZE // 8), dtype=torch.uint8),
+             "move": torch.tensor([0, 1, 2]), "outcome": torch.tensor([1.0, -1.0, 0.0]),
+             "search_value": torch.tensor([0.2, float("nan"), 0.6]),
+             "ownership": torch.zeros(b, SIZE * SIZE), "symmetry": 0}
+    logits, ownership = torch.zeros(b, SIZE * SIZE + 1), torch.zeros(b, SIZE * SIZE)
+    value = torch.tensor([0.0, 0.0, 0.0])
+    mixed = dual_loss(SIZE, search_value_weight=0.75)(Fixed(logits, value, ownership), batch)[1]["mse"]
+    # targets 0.25 * 1 + 0.75 * 0.2 = 0.4 and -1 (no search value); the third has no outcome: not counted
+    assert mixed == pytest.approx((0.4 ** 2 + 1.0) / 2)
+    assert dual_loss(SIZE)(Fixed(logits, value, ownership), batch)[1]["mse"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="search_value_weight"):
+        dual_loss(SIZE, search_value_weight=1.5)
+
+
 def test_ownership_loss_is_lower_for_the_right_owner():
     b = 1  # one row: symmetry 0 leaves it as it is (a second row would be turned, its target with it)
     owner = torch.ones(b, SIZE * SIZE)

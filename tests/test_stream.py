@@ -52,8 +52,13 @@ def make(archive: Path, index_dir: Path, batch_size: int = 32, **options) -> Exp
 
 
 def same(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(
-        torch.equal(a[k], b[k]) if isinstance(a[k], torch.Tensor) else a[k] == b[k] for k in a)
+    """The same keys and values, NaN equal to NaN (positions with no search value)."""
+    def equal(x, y) -> bool:
+        if not isinstance(x, torch.Tensor):
+            return x == y
+        return x.dtype == y.dtype and x.shape == y.shape and bool(
+            (x == y).all() if not x.is_floating_point() else ((x == y) | (x.isnan() & y.isnan())).all())
+    return a.keys() == b.keys() and all(equal(a[k], b[k]) for k in a)
 
 
 def test_two_instances_give_identical_batches_and_epochs_differ(archive, index_dir):
@@ -159,6 +164,21 @@ def test_outcome_is_masked_by_result_kind_komi_and_handicap(archive, index_dir):
     assert rule.winner(handicap) is None and OutcomeRule(handicap=True).winner(handicap) == "B"
     with pytest.raises(ValueError, match="unknown result kinds"):
         OutcomeRule(results=("resigned",))
+
+
+def test_search_values_of_a_record_are_the_movers_and_nan_where_it_has_none(tmp_path):
+    moves = [("B", (2, 2)), ("W", (6, 6)), ("B", (2, 6)), ("W", None), ("B", None)]
+    values = {0: "0.6000", 1: "0.2500", 3: "oops", 4: "1.5"}  # the last two are no win rates: ignored
+    game = sgf.Game.from_moves(moves, size=SIZE, komi=7.5, result="B+R",
+                               move_properties={i: {shards.SEARCH_VALUE: v} for i, v in values.items()})
+    archive = make_archive(tmp_path / "selfplay.tar.xz", {"sgf/s-0.sgf": sgf.dumps(game).encode()})
+    source = make(archive, tmp_path / "index", batch_size=5, val_fraction=0, test_fraction=0,
+                  game_filter=shards.GameFilter(size=SIZE, min_moves=1))
+    searched = source.game_arrays(0)["search_value"]
+    # black's 0.6 is +0.2 for black; black's 0.25 at white's move is +0.5 for white
+    assert np.allclose(searched[:2], [0.2, 0.5], atol=1e-3) and np.isnan(searched[2:]).all()
+    batch = next(iter(source.batches(0)))
+    assert batch["search_value"].dtype == torch.float32 and batch["search_value"].isnan().sum() == 3
 
 
 def test_value_positions_keep_that_many_outcomes_per_game_drawn_the_same_way_each_time(archive, index_dir):

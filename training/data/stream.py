@@ -20,19 +20,22 @@ batches of ``batch_size * world_size`` positions, rank ``r`` taking the ``r``-th
 chunk sizes come from the index, so ``batches(e, start, ...)`` starts replaying at the chunk that holds batch
 ``start``: skipping costs no replay of earlier games.
 
-A batch is a dict as :class:`training.data.shards.PositionBatches` gives, plus ``ownership``:
+A batch is a dict as :class:`training.data.shards.PositionBatches` gives, plus ``ownership`` and ``search_value``:
 
-=============== =================================== ===========================================================
-key             type                                meaning
-=============== =================================== ===========================================================
-``planes``      uint8 (B, ceil(49*S*S/8))           packed alphago49 planes (:func:`training.data.shards.unpack_planes`)
-``move``        int64 (B,)                          the move played, ``row * S + col``, ``S * S`` for pass
-``outcome``     float32 (B,)                        +1 the mover won, -1 lost, 0 where the result says nothing
-                                                    about the position (:class:`OutcomeRule`)
-``move_number`` int64 (B,)                          moves before this one in the game
-``ownership``   float32 (B, S*S)                    the final owner of each point for the mover, in [-1, 1]
-``symmetry``    int                                 the batch's symmetry offset (:func:`training.data.shards.apply_symmetries`)
-=============== =================================== ===========================================================
+================ =================================== ===========================================================
+key              type                                meaning
+================ =================================== ===========================================================
+``planes``       uint8 (B, ceil(49*S*S/8))           packed alphago49 planes (:func:`training.data.shards.unpack_planes`)
+``move``         int64 (B,)                          the move played, ``row * S + col``, ``S * S`` for pass
+``outcome``      float32 (B,)                        +1 the mover won, -1 lost, 0 where the result says nothing
+                                                     about the position (:class:`OutcomeRule`)
+``move_number``  int64 (B,)                          moves before this one in the game
+``ownership``    float32 (B, S*S)                    the final owner of each point for the mover, in [-1, 1]
+``search_value`` float32 (B,)                        the mover's value by the search made before the move, in
+                                                     [-1, 1], where the record has one (self-play's
+                                                     :data:`training.data.shards.SEARCH_VALUE`); NaN elsewhere
+``symmetry``     int                                 the batch's symmetry offset (:func:`training.data.shards.apply_symmetries`)
+================ =================================== ===========================================================
 
 Ownership. Most records end by resignation, long before the board is settled, so the final owner of each point
 is estimated by playing the game's last position (trailing passes dropped) out ``ownership_playouts`` times with
@@ -63,7 +66,7 @@ from gogame.mcts import Rollouts
 from training.data import shards
 from training.data.corpus import read_games
 
-INDEX_VERSION = 2
+INDEX_VERSION = 3
 TEXT_CAP = 32  # characters kept of a result, rank or date (the filters read their start)
 FEATURE_SET = "alphago49"
 DEFAULT_INDEX_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gogame" / "expert-index"
@@ -109,8 +112,9 @@ def game_index(path: str | os.PathLike, size: int, index_dir: str | os.PathLike 
     """The index of the ``size`` x ``size`` games of the SGF archive or file at ``path`` (see the module docstring).
 
     Arrays: ``name``, ``result``, ``black_rank``, ``white_rank``, ``date`` (str), ``komi`` (float32), ``handicap``
-    (int16), ``move_start`` (int64, games + 1 offsets into ``move`` and ``colour``: int16 flat points
-    ``row * size + col``, ``size * size`` for pass, and int8 1 black / 2 white), ``setup_start`` and ``setup``
+    (int16), ``move_start`` (int64, games + 1 offsets into ``move``, ``colour`` and ``search_value``: int16 flat
+    points ``row * size + col``, ``size * size`` for pass, int8 1 black / 2 white, and float16 black's win rate by
+    the search before the move, NaN where the record has none), ``setup_start`` and ``setup``
     (int64 offsets, int16 flat points of AB then AW), ``setup_black`` (int16: how many of a game's setup points
     are black), and ``skipped`` (a JSON count of the games left out by reason). Results, ranks and dates are
     stripped and cut to :data:`TEXT_CAP` characters (numpy keeps every string as wide as the longest). Built
@@ -128,7 +132,7 @@ def game_index(path: str | os.PathLike, size: int, index_dir: str | os.PathLike 
     path = Path(path)
     prefix = str(path)
     text: dict[str, list[str]] = {k: [] for k in _TEXT_FIELDS}
-    komi, handicap, moves, colours, setup, setup_black = [], [], [], [], [], []
+    komi, handicap, moves, colours, values, setup, setup_black = [], [], [], [], [], [], []
     skipped: Counter[str] = Counter()
     for name, game in tqdm(read_games(path, size, skipped), desc=f"indexing {path.name}", unit="game",
                            disable=not progress):
@@ -149,6 +153,7 @@ def game_index(path: str | os.PathLike, size: int, index_dir: str | os.PathLike 
         handicap.append(game.handicap)
         moves.append(np.array([coords.to_flat(m, size) for _, m in game.moves], np.int16))
         colours.append(np.array([1 if c == "B" else 2 for c, _ in game.moves], np.int8))
+        values.append(np.array([_win_rate(v) for v in game.move_property(shards.SEARCH_VALUE)], np.float16))
         black, white = (sorted(points) for points in game.setup)
         setup.append(np.array([coords.to_flat(p, size) for p in black + white], np.int16))
         setup_black.append(len(black))
@@ -157,12 +162,22 @@ def game_index(path: str | os.PathLike, size: int, index_dir: str | os.PathLike 
         komi=np.array(komi, np.float32), handicap=np.array(handicap, np.int16),
         move_start=np.concatenate([[0], np.cumsum([m.size for m in moves])]).astype(np.int64),
         move=np.concatenate(moves or [np.zeros(0, np.int16)]), colour=np.concatenate(colours or [np.zeros(0, np.int8)]),
+        search_value=np.concatenate(values or [np.zeros(0, np.float16)]),
         setup_start=np.concatenate([[0], np.cumsum([p.size for p in setup])]).astype(np.int64),
         setup=np.concatenate(setup or [np.zeros(0, np.int16)]), setup_black=np.array(setup_black, np.int16),
         skipped=np.array(json.dumps(dict(skipped))))
     write_atomically(cache, lambda f: np.savez_compressed(f, **index))
     _LOADED[cache] = index
     return index
+
+
+def _win_rate(text: str | None) -> float:
+    """A search-value property's win rate; NaN for none, or for one that is not a number in [0, 1]."""
+    try:
+        value = float(text) if text is not None else np.nan
+    except ValueError:
+        return np.nan
+    return value if 0.0 <= value <= 1.0 else np.nan
 
 
 class ExpertStream:
@@ -290,7 +305,7 @@ class ExpertStream:
 
     def game_arrays(self, i: int) -> dict[str, np.ndarray]:
         """The per-position arrays of game ``i`` of the split (index order): ``planes``, ``move``, ``outcome``,
-        ``move_number``, ``ownership`` as in a batch, before shuffling."""
+        ``move_number``, ``ownership``, ``search_value`` as in a batch, before shuffling."""
         setup, moves, facts, name = self.record(i)
         size = self.size
         packed = shards.encode_moves(size, setup, moves, FEATURE_SET)
@@ -304,12 +319,15 @@ class ExpertStream:
             kept[rng.choice(len(moves), self.value_positions, replace=False)] = True
             outcome = np.where(kept, outcome, 0).astype(np.int8)
         owner = self.final_ownership(i).astype(np.float32)
+        index, g = self._games[i]
+        black_value = index["search_value"][index["move_start"][g]:index["move_start"][g + 1]].astype(np.float32)
         return {
             "planes": packed,
             "move": np.array([coords.to_flat(m, size) for _, m in moves], np.int64),
             "outcome": outcome.astype(np.float32),
             "move_number": np.arange(len(moves), dtype=np.int64),
             shards.OWNERSHIP: mover[:, None].astype(np.float32) * owner[None, :],
+            "search_value": mover * (2 * black_value - 1),
         }
 
     # -- epochs ---------------------------------------------------------------------------------------------------

@@ -11,7 +11,9 @@ The loss (:func:`dual_loss`) of a batch is
     cross-entropy(policy, expert move) + value_weight * MSE(value, outcome) + ownership_weight * BCE(ownership)
 
 where the MSE counts only the positions whose outcome is not 0 (a result that says nothing about the board:
-:class:`training.data.stream.OutcomeRule`), and the ownership term is the binary cross-entropy of the per-point logits
+:class:`training.data.stream.OutcomeRule`); with ``search_value_weight`` w, a position whose record holds the
+value of a search made there (self-play games) has the target ``(1 - w) * outcome + w * search value`` instead
+(KataGo's and AlphaGo Zero's lesson: one game's result is a noisy label for each of its positions). And the ownership term is the binary cross-entropy of the per-point logits
 against the estimated final area for the mover, ``(ownership + 1) / 2``, averaged over the points. Logged: the
 three terms (``policy``, ``mse``, ``ownership``), top-1 and top-5 move accuracy (``acc``, ``top5``), and
 ``own_acc``, the share of points whose owner sign the net gets right among those the estimate is sure of
@@ -78,6 +80,8 @@ class DualConfig:
                                        "also learns (distillation)")
     teacher_weight: float = option(0.5, "with --teacher: the share of the policy term that imitates it")
     value_weight: float = option(1.0, "weight of the value MSE in the loss")
+    search_value_weight: float = option(0.0, "share of the search's value in the value target where the record "
+                                             "has one (self-play games' BV): (1 - w) * outcome + w * search value")
     ownership_weight: float = option(1.0, "weight of the ownership BCE in the loss")
     # training
     out: str = option("runs/dual", "run folder (metrics.csv, last.pt, best.pt)")
@@ -111,7 +115,8 @@ class DualConfig:
 
 
 def dual_loss(size: int, value_weight: float = 1.0, ownership_weight: float = 1.0,
-              teacher: nets.PolicyNet | None = None, teacher_weight: float = 0.0) -> LossFn:
+              teacher: nets.PolicyNet | None = None, teacher_weight: float = 0.0,
+              search_value_weight: float = 0.0) -> LossFn:
     """The dual loss (see the module docstring) of batches of :class:`training.data.stream.ExpertStream`.
 
     With a ``teacher`` policy net, the policy term is ``(1 - teacher_weight)`` times the cross-entropy against the
@@ -122,6 +127,8 @@ def dual_loss(size: int, value_weight: float = 1.0, ownership_weight: float = 1.
     n_planes = features.FEATURE_SETS[FEATURES]
     if teacher is not None and not 0.0 < teacher_weight <= 1.0:
         raise ValueError(f"teacher_weight must be in (0, 1] with a teacher, not {teacher_weight}")
+    if not 0.0 <= search_value_weight <= 1.0:
+        raise ValueError(f"search_value_weight must be in [0, 1], not {search_value_weight}")
 
     def loss_fn(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         planes = shards.unpack_planes(batch["planes"], n_planes, size)
@@ -138,8 +145,11 @@ def dual_loss(size: int, value_weight: float = 1.0, ownership_weight: float = 1.
             imitation = -(taught * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
             loss = (1 - teacher_weight) * policy + teacher_weight * imitation
             metrics["teacher"] = imitation.item()
-        target = batch["outcome"]
-        decided = (target != 0).float()
+        outcome = batch["outcome"]
+        decided = (outcome != 0).float()
+        searched = batch.get("search_value")
+        target = outcome if searched is None or not search_value_weight else torch.where(
+            searched.isnan(), outcome, (1 - search_value_weight) * outcome + search_value_weight * searched)
         mse = ((value.float() - target).square() * decided).sum() / decided.sum().clamp(min=1)
         owner = planes[:, n_planes].flatten(1)
         own = F.binary_cross_entropy_with_logits(ownership.float(), (owner + 1) / 2)
@@ -228,9 +238,11 @@ def build_job(config: DualConfig) -> TrainingJob:
                   "teacher": config.teacher and {"path": config.teacher, "weight": config.teacher_weight,
                                                  "sha256": shards.file_sha256(Path(config.teacher))},
                   "train_positions": len(train), "value_weight": config.value_weight,
+                  "search_value_weight": config.search_value_weight,
                   "ownership_weight": config.ownership_weight}
     extra_meta = nets.describe(model, features=FEATURES, provenance=provenance)
-    loss = dual_loss(config.size, config.value_weight, config.ownership_weight, teacher, config.teacher_weight)
+    loss = dual_loss(config.size, config.value_weight, config.ownership_weight, teacher, config.teacher_weight,
+                     config.search_value_weight)
     return TrainingJob(model, loss, train, val, train_config, extra_meta)
 
 
