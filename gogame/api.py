@@ -225,7 +225,8 @@ class Engine:
     search's small batches share the cores with the rollout threads, and on 2 busy cores 1 thread gave 5-14 times
     the visits per second of 2 (docs/journal/2026-12-02-inference-speed.md); None leaves torch's setting);
     and any
-    :class:`gogame.mcts.SearchConfig` field: ``c_puct``, ``lambda_`` (0.5, or 1 without a value net),
+    :class:`gogame.mcts.SearchConfig` field: ``c_puct``, ``lambda_`` (0.5, or 1 without a value net; a dual
+    net's file may name the one measured best with it),
     ``batch_size``, ``threads``, ``seed``, ``expand_threshold``, ``virtual_loss``, ``max_nodes``,
     ``dirichlet_alpha``, ``cleanup``, ...
 
@@ -248,7 +249,7 @@ class Engine:
         if dual:
             size = size if size is not None else policy.board_sizes[0]
             search_options.setdefault("expand_threshold", 0)  # priors come with the value: expand at once
-        search_options.setdefault("lambda_", 0.5 if value is not None or dual else 1.0)
+        search_options.setdefault("lambda_", _default_lambda(policy, value))
         self.config = SearchConfig(**search_options)
         self.evaluator = NetEvaluator(policy, value, symmetries=symmetries, seed=self.config.seed,
                                       device=device, size=size, bf16=bf16, backend=backend,
@@ -271,9 +272,9 @@ class Engine:
              **options) -> Engine:
         """An engine from weight files.
 
-        ``Engine.load(size=19)``: the shipped policy and value nets for that size
-        (:func:`gogame.nets.default_weights`; FileNotFoundError naming the shipped sizes if there is no policy
-        net; with no value net shipped for the size, leaves are valued by rollouts alone).
+        ``Engine.load(size=19)``: the shipped nets for that size (:func:`gogame.nets.engine_weights`: a dual net
+        for the size, else its policy net with its value net if one ships (without one, leaves are valued by
+        rollouts alone), else the general dual net; FileNotFoundError if none serves the size).
         ``Engine.load(path)``: a policy, value or dual net file (its kind decides which; the other net is then
         absent), or a folder holding ``policy*.pt``, ``value*.pt`` and optionally a rollout policy
         ``rollout*.npz`` (``size`` picks ``policy{size}.pt`` when there are several, and so on); a folder with a
@@ -300,9 +301,11 @@ class Engine:
         elif policy is None and value is None:
             if size is None:
                 raise ValueError("give a path, policy/value files, or the size of the shipped weights")
-            policy = nets.default_weights("policy", size)
-            shipped_value = nets.WEIGHTS_DIR / f"value{size}.pt"
-            value = shipped_value if shipped_value.exists() else None  # then leaves are valued by rollouts alone
+            shipped = nets.engine_weights(size)
+            if "dual" in shipped:
+                return cls(nets.load(shipped["dual"], device, "dual"), None, _rollout_policy(rollout), size=size,
+                           device=device, **options)
+            policy, value = shipped["policy"], shipped.get("value")
         if policy is None and value is None:
             raise FileNotFoundError(f"no policy*.pt or value*.pt in {path}")
         return cls(nets.load(policy, device, "policy") if policy is not None else None,
@@ -437,6 +440,15 @@ class Engine:
             return render(board, path, heatmap=heat, labels=labels,
                           title=f"win rate (%), black {100 * an.winrate_black:.0f}%")
         raise ValueError(f"what must be 'policy' or 'winrate', not {what!r}")
+
+
+def _default_lambda(policy: nets.PolicyNet | nets.DualNet | None, value: nets.ValueNet | None) -> float:
+    """The search's value/rollout mix by default: a dual net's measured one (its file's ``lambda``, written
+    with the weights that ship), else AlphaGo's 0.5 with a value net, else 1 (rollouts alone)."""
+    if policy is not None and policy.kind == "dual":
+        measured = policy.meta.get("lambda")
+        return float(measured) if isinstance(measured, (int, float)) and 0 <= measured <= 1 else 0.5
+    return 0.5 if value is not None else 1.0
 
 
 def _pick(folder: Path, kind: str, size: int | None, suffix: str = ".pt") -> Path | None:

@@ -335,6 +335,28 @@ def default_weights(kind: str, board_size: int) -> Path:
     return path
 
 
+def engine_weights(board_size: int, folder: Path | None = None) -> dict[str, Path]:
+    """The weights in ``folder`` (default: the shipped ones) that the engine plays ``board_size`` with.
+
+    ``{"dual": dual{size}.pt}`` if there is one; else ``{"policy": policy{size}.pt}``, with ``"value":
+    value{size}.pt`` beside it if there is one; else ``{"dual": dual.pt}``, the general dual net that plays every
+    size (a net specialised for a size, shipped only where it measures stronger, comes first). Raises
+    FileNotFoundError, naming the files there are, if none serves the size.
+    """
+    check_size(board_size)
+    folder = WEIGHTS_DIR if folder is None else folder
+    if (folder / f"dual{board_size}.pt").exists():
+        return {"dual": folder / f"dual{board_size}.pt"}
+    if (folder / f"policy{board_size}.pt").exists():
+        value = folder / f"value{board_size}.pt"
+        return {"policy": folder / f"policy{board_size}.pt", **({"value": value} if value.exists() else {})}
+    if (folder / "dual.pt").exists():
+        return {"dual": folder / "dual.pt"}
+    there = sorted(p.name for p in folder.glob("*.pt"))
+    raise FileNotFoundError(f"no net for {board_size}x{board_size} in {folder}: a dual{board_size}.pt, "
+                            f"policy{board_size}.pt or dual.pt; there are: {', '.join(there) or 'none'}")
+
+
 def build(kind: str, in_planes: int, board_size: int, preset: str | None = "small", *,
           layers: int | None = None, filters: int | None = None, ownership_head: bool = False,
           blocks: int | None = None, channels: int | None = None) -> PolicyNet | ValueNet | DualNet:
@@ -395,12 +417,17 @@ def describe(net: PolicyNet | ValueNet | DualNet, *, features: str | None = None
         **arch,  # preset None for a custom architecture
         "features": features if features is not None else old.get("features"),
         "provenance": dict(provenance if provenance is not None else old.get("provenance") or {}),
+        **({"lambda": old["lambda"]} if "lambda" in old else {}),
     }
 
 
 def save(net: PolicyNet | ValueNet | DualNet, path: str | os.PathLike, *, half: bool = False,
-         features: str | None = None, provenance: dict[str, Any] | None = None) -> None:
+         features: str | None = None, provenance: dict[str, Any] | None = None,
+         search_lambda: float | None = None) -> None:
     """Write ``net`` and its description (see :func:`describe`) to ``path`` atomically.
+
+    ``search_lambda`` records the search's value/rollout mix measured best with this net (``meta["lambda"]``,
+    in [0, 1]: the engine's default for it); a net loaded from a file keeps the file's.
 
     ``half`` stores floating-point weights as fp16, halving the file (the
     ``alphago`` policy net is then about 8 MB); :func:`load` turns them back
@@ -409,6 +436,10 @@ def save(net: PolicyNet | ValueNet | DualNet, path: str | os.PathLike, *, half: 
     state = {k: v.detach().to("cpu", torch.float16 if half and v.is_floating_point() else v.dtype)
              for k, v in net.state_dict().items()}
     meta = describe(net, features=features, provenance=provenance)
+    if search_lambda is not None:
+        if not 0.0 <= search_lambda <= 1.0:
+            raise ValueError(f"search_lambda must be in [0, 1], not {search_lambda}")
+        meta["lambda"] = float(search_lambda)
     save_checkpoint(path, {"kind": net.kind, "meta": meta, "model": state})
 
 
@@ -422,7 +453,13 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu",
     file, a trainer checkpoint of something that is not one of these nets, a
     kind mismatch, or weights that do not fit the described architecture.
     """
-    payload = load_checkpoint(path, expect_kind=(*KINDS, TRAINER_KIND))
+    return from_payload(load_checkpoint(path, expect_kind=(*KINDS, TRAINER_KIND)), path, device, kind)
+
+
+def from_payload(payload: dict[str, Any], path: str | os.PathLike, device: str | torch.device = "cpu",
+                 kind: str | None = None) -> PolicyNet | ValueNet | DualNet:
+    """:func:`load` of a checkpoint's payload already read (``path`` names it in errors): its ``meta`` and
+    ``model``, as any file that holds a net's description and weights has them."""
     meta = payload.get("meta")
     dual = isinstance(meta, dict) and meta.get("kind") == "dual"
     required = ("kind", "blocks", "channels", "in_planes", "board_sizes") if dual else \

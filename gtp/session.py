@@ -241,7 +241,7 @@ class EnginePlayer:
         from gogame import nets
 
         try:
-            nets.default_weights("policy", size)
+            nets.engine_weights(size)
         except FileNotFoundError:
             return False
         return True

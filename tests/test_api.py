@@ -221,9 +221,37 @@ def test_shipped_weights_load(size):
     assert e.config.lambda_ == (0.5 if has_value else 1.0)  # rollouts alone when no value net ships
 
 
-def test_no_shipped_weights_for_other_sizes():
-    with pytest.raises(FileNotFoundError, match="shipped"):
-        Engine.load(size=13)
+@pytest.mark.parametrize("size", [7, 13])
+def test_the_general_dual_net_plays_the_sizes_no_specialised_net_ships_for(size):
+    e = Engine.load(size=size, visits=8, torch_threads=1)
+    assert e.size == size and e.evaluator.dual_net is not None and Board(size).is_legal(e.genmove(Board(size)))
+    assert e.config.lambda_ == nets.load(nets.WEIGHTS_DIR / "dual.pt").meta["lambda"]  # measured, shipped with it
+    assert 0 <= e.evaluate(Board(size)).winrate_black <= 1
+
+
+def test_engine_weights_prefer_a_nets_own_size_then_the_general_dual_net(tmp_path):
+    with pytest.raises(FileNotFoundError, match="dual13.pt, policy13.pt or dual.pt"):
+        nets.engine_weights(13, tmp_path)
+    for name in ("policy13.pt", "value9.pt", "policy9.pt", "dual.pt"):
+        (tmp_path / name).touch()
+    assert nets.engine_weights(13, tmp_path) == {"policy": tmp_path / "policy13.pt"}
+    assert nets.engine_weights(9, tmp_path) == {"policy": tmp_path / "policy9.pt", "value": tmp_path / "value9.pt"}
+    assert nets.engine_weights(11, tmp_path) == {"dual": tmp_path / "dual.pt"}
+    (tmp_path / "dual9.pt").touch()
+    assert nets.engine_weights(9, tmp_path) == {"dual": tmp_path / "dual9.pt"}
+
+
+def test_a_dual_nets_measured_lambda_is_the_engines_default(tmp_path):
+    net = nets.build("dual", 49, 9, "b2c16")
+    nets.save(net, tmp_path / "plain.pt", features="alphago49")
+    nets.save(net, tmp_path / "mixed.pt", features="alphago49", search_lambda=0.8)
+    assert Engine.load(tmp_path / "plain.pt", visits=8).config.lambda_ == 0.5  # AlphaGo's, unmeasured
+    assert Engine.load(tmp_path / "mixed.pt", visits=8).config.lambda_ == 0.8
+    assert Engine.load(tmp_path / "mixed.pt", visits=8, lambda_=0.3).config.lambda_ == 0.3
+    nets.save(nets.load(tmp_path / "mixed.pt"), tmp_path / "again.pt")
+    assert nets.load(tmp_path / "again.pt").meta["lambda"] == 0.8  # a loaded net keeps it
+    with pytest.raises(ValueError, match="search_lambda"):
+        nets.save(net, tmp_path / "bad.pt", search_lambda=2.0)
 
 
 # -- pictures -------------------------------------------------------------------------------------------------

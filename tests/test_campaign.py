@@ -162,3 +162,31 @@ def test_read_config_names_what_is_wrong(tmp_path):
         Campaign.create(write_config(tmp_path, CONFIG + '[train]\nsteps = 3\n'), tmp_path / "y")
     with pytest.raises(CampaignError, match="unknown stage 'nope'"):
         Campaign.create(write_config(tmp_path, CONFIG.replace("tests.campaign_stage:Config", "nope")), tmp_path / "z")
+
+
+def test_export_writes_the_states_net_with_the_campaigns_provenance(tmp_path, capsys):
+    from gogame import nets
+    from gogame.checkpoint import save_checkpoint
+    from training.stages.campaign import STATE_FILE, STATE_KIND
+
+    campaign = Campaign.create(write_config(tmp_path), tmp_path / "campaigns" / "regression", tmp_path / "live")
+    with pytest.raises(CampaignError, match="no state yet"):
+        campaign.export(tmp_path / "net.pt")
+    net = nets.build("dual", 49, 9, "b2c16")
+    save_checkpoint(campaign.folder / STATE_FILE, {
+        "kind": STATE_KIND, "campaign": {"digest": campaign.digest}, "step": 40, "total_steps": 60,
+        "config": {"batch_size": 16}, "meta": nets.describe(net, features="alphago49", provenance={"data": "x"}),
+        "model": {k: v.half() for k, v in net.state_dict().items()}})
+    segment = {"index": 1, "start": "2026-12-02T00:00:00+0000", "stop": "2026-12-02T01:30:00+0000",
+               "start_step": 0, "end_step": 40, "positions": 640, "positions_per_s": 0.12,
+               "machine": {"cpu": "AMD EPYC", "torch_threads": 1}}
+    (campaign.folder / "segments.json").write_text(json.dumps([segment]))
+    assert train_main(["campaign", "export", str(campaign.folder), "--out", str(tmp_path / "net.pt"),
+                       "--lambda", "1"]) == 0
+    exported = nets.load(tmp_path / "net.pt", kind="dual")
+    assert all(torch.equal(v, net.state_dict()[k].half().float()) for k, v in exported.state_dict().items())
+    assert exported.meta["lambda"] == 1.0 and exported.meta["provenance"]["data"] == "x"
+    made = exported.meta["provenance"]["campaign"]
+    assert (made["name"], made["step"], made["positions_seen"], made["machine_hours"]) == ("regression", 40, 640, 1.5)
+    assert train_main(["campaign", "export", str(campaign.folder)]) == 2
+    assert "export needs --out" in capsys.readouterr().err

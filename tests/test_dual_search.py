@@ -63,7 +63,8 @@ def test_the_net_evaluator_runs_one_forward_per_batch(monkeypatch):
     net = dual_net()
     calls = []
     net.register_forward_hook(lambda module, inputs, output: calls.append(inputs[0].shape[0]))
-    evaluator = NetEvaluator(net, None, size=9, symmetries="random", seed=0)
+    # torch's forwards, which the hook sees (a CPU without native bf16 would run ONNX Runtime by default)
+    evaluator = NetEvaluator(net, None, size=9, symmetries="random", seed=0, backend="torch")
     search = MCTS(evaluator, SearchConfig(lambda_=0.5, expand_threshold=0, batch_size=8, seed=0, threads=1))
     search.set_root(Board(9, 7.5))
     stats = search.search(visits=60)

@@ -820,8 +820,9 @@ def send(proc, line, timeout=120.0) -> str:
 def test_end_to_end_subprocess():
     with engine_process() as proc:
         assert send(proc, "1 protocol_version") == "=1 2\n\n"
+        assert send(proc, "boardsize 26") == "? unacceptable size\n\n"
+        assert send(proc, "boardsize 7") == "=\n\n"  # the shipped general dual net plays every size
         assert send(proc, "boardsize 9") == "=\n\n"
-        assert send(proc, "boardsize 7") == "? unacceptable size\n\n"
         assert send(proc, "clear_board") == "=\n\n"
         assert send(proc, "play b e5") == "=\n\n"
         reply = send(proc, "2 genmove w")
@@ -928,8 +929,9 @@ def test_end_to_end_ponder_and_gogui_views():
 
 
 def test_cli_refuses_a_size_without_networks():
-    proc = subprocess.run([sys.executable, "-m", "gtp", "--size", "7"], cwd=REPO, capture_output=True, text=True,
-                          input="", timeout=60)
+    policy9 = str(REPO / "gogame" / "weights" / "policy9.pt")  # a policy net plays the size it was trained on
+    proc = subprocess.run([sys.executable, "-m", "gtp", "--weights", policy9, "--size", "7"], cwd=REPO,
+                          capture_output=True, text=True, input="", timeout=60)
     assert proc.returncode != 0 and "no networks for 7x7" in proc.stderr and proc.stdout == ""
 
 

@@ -17,6 +17,7 @@ Commands::
     gogame-train campaign start CONFIG.toml [--stop-after MINUTES]   # make campaigns/NAME/, train a segment
     gogame-train campaign continue campaigns/NAME [--stop-after MINUTES]
     gogame-train campaign status campaigns/NAME [--json]
+    gogame-train campaign export campaigns/NAME --out NET.pt [--lambda L]   # the net as it stands, to play
 
 The live run folder (``runs/campaigns/NAME/``, ignored by git) holds the trainer's full fp32 ``last.pt``; a
 segment resumes from it when it is there and as far along as the state (the same machine: exact), else from
@@ -60,6 +61,7 @@ from typing import Any
 
 import torch
 
+from gogame import nets
 from gogame.atomic import write_atomically
 from gogame.checkpoint import load_checkpoint, save_checkpoint
 from training.metrics import METRICS_FILE, plot_run, read_metrics
@@ -328,6 +330,32 @@ class Campaign:
                 "val": _held_out(val),
                 "eta_hours_at_last_rate": eta_h, "folder_mb": round(size / 2**20, 2)}
 
+    def export(self, out: str | os.PathLike, search_lambda: float | None = None) -> nets.PolicyNet | nets.DualNet:
+        """Write the net of the committed state to ``out`` as a net file (fp16, :func:`gogame.nets.save`) whose
+        provenance is the stage's (command, data manifest, ...) plus the campaign's: its config, steps, positions
+        seen, the segments (when, where, how fast) with their machine hours, and the latest held-out figures.
+        ``search_lambda``: the value/rollout mix measured best with it (:func:`gogame.nets.save`). Returns the
+        net; CampaignError before the first checkpoint."""
+        state = self.state()
+        if state is None:
+            raise CampaignError(f"{self.folder} has no state yet: nothing to export")
+        net = nets.from_payload(state, self.folder / STATE_FILE)
+        status = self.status()
+        hours = sum((_parse_time(s["stop"]) - _parse_time(s["start"])) / 3600 for s in self.segments() if s["stop"])
+        provenance = {
+            **net.meta.get("provenance", {}),
+            "campaign": {"name": self.config["name"], "digest": self.digest, "stage": self.config["stage"],
+                         "config": self.config["config"], "step": status["step"],
+                         "total_steps": status["total_steps"], "positions_seen": status["positions_seen"],
+                         "machine_hours": round(hours, 2), "held_out": status["val"],
+                         "segments": [{k: s[k] for k in ("start", "stop", "start_step", "end_step", "positions",
+                                                         "positions_per_s")} | {"cpu": s["machine"]["cpu"],
+                                                                                "threads": s["machine"]["torch_threads"]}
+                                      for s in self.segments()]},
+        }
+        nets.save(net, out, half=True, provenance=provenance, search_lambda=search_lambda)
+        return net
+
     def plot(self, out: str | os.PathLike | None = None) -> Path | None:
         """Draw ``progress.png`` (or ``out``): every metric over the whole campaign, segment starts marked, the
         training rate in its own panel; None before the first metrics row."""
@@ -377,13 +405,18 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
+def _parse_time(stamp: str) -> float:
+    """Seconds since the epoch of a :func:`_now` stamp."""
+    return time.mktime(time.strptime(stamp, "%Y-%m-%dT%H:%M:%S%z")) if stamp else 0.0
+
+
 # -- the command ------------------------------------------------------------------------------------------------
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=("start", "continue", "status"),
+    parser.add_argument("action", choices=("start", "continue", "status", "export"),
                         help="start CONFIG.toml (make campaigns/NAME, then train a segment), continue FOLDER, "
-                             "status FOLDER")
+                             "status FOLDER, export FOLDER --out NET.pt")
     parser.add_argument("target", help="the config file (start) or the campaign folder (continue, status)")
     parser.add_argument("--folder", default=None, help="start: the campaign folder (default campaigns/NAME)")
     parser.add_argument("--workdir", default=None,
@@ -391,6 +424,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=0, help="train at most this many steps in this segment")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--json", action="store_true", help="status: as JSON")
+    parser.add_argument("--out", default=None, help="export: the net file to write")
+    parser.add_argument("--lambda", dest="search_lambda", type=float, default=None,
+                        help="export: the search's value/rollout mix measured best with the net (its default)")
     parser.add_argument("--no-progress", action="store_true")
     add_stop_arguments(parser, checkpoints=False)
 
@@ -404,6 +440,13 @@ def run(args: argparse.Namespace) -> int:
         if args.action == "status":
             status = campaign.status()
             print(json.dumps(status, indent=1) if args.json else format_status(status))
+            return 0
+        if args.action == "export":
+            if not args.out:
+                raise CampaignError("export needs --out NET.pt")
+            campaign.export(args.out, args.search_lambda)
+            print(f"wrote {args.out}: the net of {campaign.folder} at step {campaign.status()['step']}",
+                  file=sys.stderr)
             return 0
         segment = campaign.run_segment(stop_after_minutes=args.stop_after, max_steps=args.steps,
                                        progress=not args.no_progress, threads=args.threads)
