@@ -1,4 +1,5 @@
-"""The search's kernels compiled ahead in a second process (gogame.warmup), and the GTP warm-up that uses it."""
+"""The features' and the search's kernels compiled ahead in a second process (gogame.warmup), and the GTP warm-up
+that uses it."""
 
 import io
 import os
@@ -13,13 +14,23 @@ from gtp.session import EnginePlayer
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_search_cached_tells_an_empty_cache_from_one_the_search_filled(tmp_path):
-    empty = subprocess.run([sys.executable, "-c", "from gogame import warmup; print(warmup.search_cached())"],
-                           env=dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), PYTHONPATH=str(REPO)), cwd=REPO,
-                           capture_output=True, text=True, timeout=120, check=True)
-    assert empty.stdout.strip() == "False"
-    warmup.compile_search(9)  # compiles or loads the search's kernels, through this process's cache
-    assert warmup.search_cached()
+def test_the_second_process_fills_an_empty_cache_with_one_signature_per_kernel(tmp_path):
+    """``python -m gogame.warmup`` on an empty cache: the features' kernels first (it says so), then the search's,
+    each compiled for one signature (a constant or an int32 argument would make numba compile a kernel again,
+    seconds of the first start); ``search_cached`` tells the cache before from the cache after."""
+    script = """
+import numba
+from gogame import fastboard, features, mcts, rollout, warmup
+print(warmup.search_cached())
+warmup.main(["9"])
+print(warmup.search_cached())
+print(sorted(f"{module.__name__}.{name}" for module in (fastboard, features, mcts, rollout)
+             for name, kernel in vars(module).items()
+             if isinstance(kernel, numba.core.registry.CPUDispatcher) and len(kernel.signatures) > 1))
+"""
+    out = subprocess.run([sys.executable, "-c", script], env=dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path),
+                         PYTHONPATH=str(REPO)), cwd=REPO, capture_output=True, text=True, timeout=900, check=True)
+    assert out.stdout.splitlines() == ["False", warmup.FEATURES_DONE, "True", "[]"]
 
 
 def test_compile_features_caches_the_kernels_of_the_engines_planes(tmp_path):
