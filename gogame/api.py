@@ -51,15 +51,17 @@ class NetEvaluator:
     ``"onnx"``. With ``bf16`` the torch backend runs the nets under bf16 autocast where the device computes bf16
     natively (:func:`gogame.nets.bf16_native`: about twice the positions per second on a CPU with AVX-512 BF16),
     else in fp32; the onnx backend is fp32 with ``threads`` intra-op threads, its exported models cached
-    (``cache``, ``cache_dir``: see :func:`gogame.inference.runner`). Raises ValueError for a bad option or nets
-    that do not fit, and :class:`gogame.inference.BackendUnavailable` for an onnx backend that is not installed.
+    (``cache``, ``cache_dir``: see :func:`gogame.inference.runner`). With ``prepare`` the nets are made ready
+    here (:meth:`prepare`: the onnx backend's export, a second or more on an empty cache); without it at the first
+    evaluation or :meth:`prepare`. Raises ValueError for a bad option or nets that do not fit, and
+    :class:`gogame.inference.BackendUnavailable` for an onnx backend that is not installed.
     """
 
     def __init__(self, policy: nets.PolicyNet | nets.DualNet | None, value: nets.ValueNet | None, *,
                  symmetries: str = "random", seed: int | None = None, device: str | torch.device = "cpu",
                  size: int | None = None, bf16: bool = True, backend: str = "auto",
                  threads: int = inference.DEFAULT_THREADS, cache: bool = True,
-                 cache_dir: str | PathLike | None = None) -> None:
+                 cache_dir: str | PathLike | None = None, prepare: bool = True) -> None:
         if symmetries not in inference.SYMMETRY_MODES:
             raise ValueError(f"symmetries must be one of {inference.SYMMETRY_MODES}, not {symmetries!r}")
         dual = policy if policy is not None and policy.kind == "dual" else None
@@ -92,11 +94,18 @@ class NetEvaluator:
         self._runners: dict[str, inference.Runner] = {}  # by net kind
         for net in (self.policy_net, self.value_net):
             if net is not None:
-                run = inference.runner(net, self.backend, device=device, bf16=bf16, threads=threads, cache=cache,
-                                       cache_dir=cache_dir)
-                run.prepare((net.in_planes, self.size, self.size))
-                self._runners[net.kind] = run
+                self._runners[net.kind] = inference.runner(net, self.backend, device=device, bf16=bf16,
+                                                           threads=threads, cache=cache, cache_dir=cache_dir)
+        if prepare:
+            self.prepare()
         self._rng = np.random.default_rng(seed)
+
+    def prepare(self) -> None:
+        """Get each net ready for this size's positions now rather than at the first evaluation (the onnx
+        backend exports it, or loads it from the cache; nothing for the torch backend)."""
+        for net in (self.policy_net, self.value_net):
+            if net is not None:
+                self._runners[net.kind].prepare((net.in_planes, self.size, self.size))
 
     def _forward(self, net: torch.nn.Module, planes: np.ndarray, ks: np.ndarray) -> tuple[np.ndarray, ...]:
         """The net's outputs (a dual net has three) for its planes of ``planes`` seen through ``ks``: the one
@@ -224,7 +233,8 @@ class Engine:
     ``torch_threads`` (1: when the nets run on torch, :func:`torch.set_num_threads` for the whole process; the
     search's small batches share the cores with the rollout threads, and on 2 busy cores 1 thread gave 5-14 times
     the visits per second of 2 (docs/journal/2026-12-02-inference-speed.md); None leaves torch's setting);
-    and any
+    ``prepare_nets`` (True: the nets are made ready at construction, see :class:`NetEvaluator`; False: at the
+    first evaluation or ``engine.evaluator.prepare()``); and any
     :class:`gogame.mcts.SearchConfig` field: ``c_puct``, ``lambda_`` (0.5, or 1 without a value net; a dual
     net's file may name the one measured best with it),
     ``batch_size``, ``threads``, ``seed``, ``expand_threshold``, ``virtual_loss``, ``max_nodes``,
@@ -244,7 +254,7 @@ class Engine:
                  seconds: float | None = None, symmetries: str = "random", resign_threshold: float = 0.05,
                  early_stop: bool = True, device: str | torch.device = "cpu", torch_threads: int | None = 1,
                  bf16: bool = True, backend: str = "auto", onnx_threads: int = inference.DEFAULT_THREADS,
-                 **search_options) -> None:
+                 prepare_nets: bool = True, **search_options) -> None:
         dual = policy is not None and policy.kind == "dual"
         if dual:
             size = size if size is not None else policy.board_sizes[0]
@@ -253,7 +263,7 @@ class Engine:
         self.config = SearchConfig(**search_options)
         self.evaluator = NetEvaluator(policy, value, symmetries=symmetries, seed=self.config.seed,
                                       device=device, size=size, bf16=bf16, backend=backend,
-                                      threads=onnx_threads)
+                                      threads=onnx_threads, prepare=prepare_nets)
         if torch_threads is not None and self.evaluator.backend == "torch":
             torch.set_num_threads(torch_threads)
         self.size = self.evaluator.size

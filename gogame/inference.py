@@ -14,7 +14,8 @@ backend    what runs the network
 ``torch``  eager PyTorch on the net's device, under bf16 autocast where that device computes bf16 natively
            and ``bf16`` is on (:func:`gogame.nets.autocast`), else fp32.
 ``onnx``   ONNX Runtime on the CPU, fp32: the net is exported once per input shape with ``torch.onnx.export``
-           (the TorchScript exporter, which needs the ``onnx`` package, with a dynamic batch axis) and cached.
+           (the TorchScript exporter, which needs the ``onnx`` package, with a dynamic batch axis) and cached;
+           ``onnx`` is imported by an export only (a second or more), so a cached model runs without it.
 ``auto``   ``onnx`` on the CPU when onnxruntime and onnx are installed, unless bf16 is on and the CPU computes
            it natively: there torch's bf16 is faster than ONNX Runtime's fp32 (1.3x the 19x19 search's visits
            per second, 1.0x on 9x9, 1.1-1.8x the positions per second from batch 8 on: see
@@ -37,6 +38,7 @@ import abc
 import contextlib
 import hashlib
 import importlib
+import importlib.util
 import inspect
 import io
 import math
@@ -68,20 +70,35 @@ class BackendUnavailable(ImportError):
     """An inference backend's package is not installed; the message names the install command."""
 
 
+def _unavailable(package: str) -> BackendUnavailable:
+    return BackendUnavailable(f"the onnx backend needs the {package} package: {INSTALL[package]} "
+                              "(or use backend='torch')")
+
+
 def _require(package: str) -> ModuleType:
     """Import ``package`` (onnxruntime or onnx); BackendUnavailable naming its install command if that fails."""
     try:
         return importlib.import_module(package)
     except ImportError:
-        raise BackendUnavailable(f"the onnx backend needs the {package} package: {INSTALL[package]} "
-                                 "(or use backend='torch')") from None
+        raise _unavailable(package) from None
+
+
+def _require_installed(package: str) -> None:
+    """BackendUnavailable naming its install command unless ``package`` is installed, found without importing it:
+    onnx, the exporter's dependency, takes a second or more to import, and only an export needs it."""
+    try:
+        found = importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise _unavailable(package)
 
 
 def onnx_available() -> bool:
-    """Whether onnxruntime and onnx (the exporter's dependency) can both be imported."""
+    """Whether onnxruntime can be imported and onnx (the exporter's dependency) is installed."""
     try:
         _require("onnxruntime")
-        _require("onnx")
+        _require_installed("onnx")
     except BackendUnavailable:
         return False
     return True
@@ -100,7 +117,7 @@ def choose(backend: str, device: str | torch.device = "cpu", bf16: bool = True) 
         if device_type != "cpu":
             raise ValueError(f"the onnx backend runs on the CPU, not {device_type}: use backend='torch'")
         _require("onnxruntime")
-        _require("onnx")
+        _require_installed("onnx")
         return "onnx"
     if backend == "auto" and device_type == "cpu" and not (bf16 and nets.bf16_native("cpu")) and onnx_available():
         return "onnx"
@@ -207,7 +224,7 @@ class OnnxRunner(Runner):
     def __init__(self, net: torch.nn.Module, *, threads: int = DEFAULT_THREADS,
                  cache_dir: str | os.PathLike | None = None) -> None:
         self.ort = _require("onnxruntime")
-        _require("onnx")
+        _require_installed("onnx")
         if any(p.device.type != "cpu" for p in net.parameters()):
             raise ValueError("the onnx backend exports a net on the CPU: move it there first")
         if threads < 1:

@@ -133,7 +133,7 @@ def _init_node(t: Tree, i: int, parent: int, move: int, prior: float) -> None:
 @nb.njit(cache=True)
 def reset_tree(t: Tree) -> None:
     """Drop every node but a fresh root."""
-    _init_node(t, 0, -1, fb.NO_POINT, 1.0)
+    _init_node(t, np.int64(0), np.int64(-1), np.int64(fb.NO_POINT), 1.0)
     t.meta[T_USED] = 1
     t.meta[T_FULL] = 0
 
@@ -196,7 +196,7 @@ def expand(t: Tree, node: int, b: FastBoard) -> bool:
         if b.colour[p] == EMPTY and fb.is_legal(b, p, c):
             _init_node(t, j, node, p, 0.0 if fb.is_eyelike(b, p, c) else prior)
             j += 1
-    _init_node(t, j, node, PASS, 0.0 if sensible else 1.0)
+    _init_node(t, j, node, np.int64(PASS), 0.0 if sensible else 1.0)
     t.first[node] = used
     t.count[node] = n
     t.meta[T_USED] = used + n
@@ -250,20 +250,20 @@ def select_batch(t: Tree, root: FastBoard, bs: Boards, n: int, c_puct: float, n_
     Leaves of collisions go to ``collided`` (length ``2 n``). Stops after ``2 n`` selections. Returns
     ``(count, collisions)``; every selection leaves a virtual loss on its path for :func:`backup_batch`.
     """
-    count = 0
+    count = np.int64(0)
     n_coll = 0
     for _ in range(2 * n):
         if count == n:
             break
         b = board_row(bs, count)
         fb.copy_into(b, root)
-        node = 0
+        node = np.int64(0)
         t.vl[0] += 1
         while t.first[node] >= 0:
             child = select_child(t, node, c_puct, n_vl, fpu)
             if child < 0:
                 break
-            fb.play(b, t.move[child], b.meta[M_TO_MOVE])
+            fb.play(b, np.int64(t.move[child]), b.meta[M_TO_MOVE])
             node = child
             t.vl[node] += 1
         if b.meta[M_PASSES] >= 2:
@@ -494,7 +494,7 @@ def replay_ownership(start: FastBoard, moves: np.ndarray, out: np.ndarray) -> No
     """Add the final owners (+1 black, -1 white) after playing ``moves`` (padded points) from ``start``."""
     b = fb.copy_board(start)
     for p in moves:
-        fb.play(b, p, b.meta[M_TO_MOVE])
+        fb.play(b, np.int64(p), b.meta[M_TO_MOVE])
     _owner_sum(b, out)
 
 

@@ -452,7 +452,7 @@ def _refresh_dirty(st: PatternState, tb: Tables, b: FastBoard) -> None:
                 pat[ci, q] = -1
                 flags[ci, q] = 0
             continue
-        raw = 0
+        raw = np.int64(0)
         for k in range(8):
             raw |= np.int64(cell[q + off[k]]) << (3 * k)
         slot = (_mix(raw) >> 7) & ((1 << MEMO_BITS) - 1)
@@ -515,7 +515,7 @@ def _scan_regions(st: PatternState, b: FastBoard, seeds: np.ndarray, nseeds: int
                     border |= col
         if n < 3 or n > NAKADE_MAX or (border != BLACK and border != WHITE):
             continue
-        best = -1
+        best = np.int64(-1)
         best_degree = 1
         unique = False
         for k in range(n):
@@ -537,7 +537,7 @@ def _scan_regions(st: PatternState, b: FastBoard, seeds: np.ndarray, nseeds: int
 
 @nb.njit(cache=True)
 def _drop_region_at(st: PatternState, q: int) -> None:
-    v = st.region_of[q]
+    v = np.int64(st.region_of[q])
     if v >= 0:
         for j in range(st.region_n[v]):
             st.region_of[st.region_pts[v, j]] = -1
@@ -571,7 +571,7 @@ def init_state(st: PatternState, tb: Tables, b: FastBoard) -> None:
     st.pat[:] = -1
     st.flags[:] = 0
     for i in range(b.meta[M_NEMPTY]):
-        _mark(st, b.empties[i])
+        _mark(st, np.int64(b.empties[i]))
     _refresh_dirty(st, tb, b)
 
 
@@ -601,12 +601,12 @@ def state_play(st: PatternState, tb: Tables, b: FastBoard, p: int, c: int) -> No
     ``p`` must be PASS or legal and not suicide.
     """
     if p == PASS:
-        fb.play(b, PASS, c)
+        fb.play(b, p, c)
         return
     opp = 3 - c
     st.meta[S_FILL] += 1
     fe = st.meta[S_FILL]
-    ncap = 0
+    ncap = np.int64(0)
     for q in fb.neighbours(b, p):
         if b.colour[q] == opp:
             h = b.head[q]
@@ -626,28 +626,28 @@ def state_play(st: PatternState, tb: Tables, b: FastBoard, p: int, c: int) -> No
     for i in range(ncap):
         st.cell[st.buf[i]] = C_EMPTY
     for i in range(ncap):
-        _mark(st, st.buf[i])
+        _mark(st, np.int64(st.buf[i]))
         _mark_around(st, b, st.buf[i])
-    _sync_chain(st, b, b.head[p], True)
+    _sync_chain(st, b, b.head[p], np.bool_(True))
     for q in fb.neighbours(b, p):
         if b.colour[q] == opp:
-            _sync_chain(st, b, b.head[q], False)
+            _sync_chain(st, b, b.head[q], np.bool_(False))
     for i in range(ncap):
         for r in fb.neighbours(b, st.buf[i]):
             if b.colour[r] == c:
-                _sync_chain(st, b, b.head[r], False)
+                _sync_chain(st, b, b.head[r], np.bool_(False))
     # Nakade: drop the flagged regions the move or the captures touched, then re-check the regions there.
     _drop_region_at(st, p)
     for q in fb.neighbours(b, p):
         _drop_region_at(st, q)
     for i in range(ncap):
-        _drop_region_at(st, st.buf[i])
+        _drop_region_at(st, np.int64(st.buf[i]))
         for r in fb.neighbours(b, st.buf[i]):
             _drop_region_at(st, r)
     for q in fb.neighbours(b, p):
         st.buf[ncap] = q  # the seeds: the captured stones, then the neighbours of the move
         ncap += 1
-    _scan_regions(st, b, st.buf, ncap, NAKADE_MAX)
+    _scan_regions(st, b, st.buf, ncap, np.int64(NAKADE_MAX))
     _refresh_dirty(st, tb, b)
 
 

@@ -201,12 +201,12 @@ class EnginePlayer:
 
     Warming up (:meth:`prepare` with ``background``): numba compiles the board's, the features' and the search's
     kernels at their first call (a minute or more on an empty cache, the first start after an install; seconds
-    from the cache after that). On an empty cache the search's kernels compile in a second process
-    (:mod:`gogame.warmup`) while the warm-up thread compiles the board's and the features' ones. While a background
-    warm-up runs, :meth:`genmove` waits for it up to
-    :data:`WARMUP_PATIENCE_SECONDS` from its start (and never past the move's budget), then, if the search is
-    still compiling, plays the policy net's best move alone, with a note on stderr; :meth:`analyze` returns no
-    candidates until the search is ready.
+    from the cache after that). On an empty cache the features' and then the search's kernels compile in a second
+    process (:mod:`gogame.warmup`) while the warm-up thread makes the networks ready (an ONNX export) and compiles
+    the board's kernels, then loads the features' once the second process has them. While a background warm-up
+    runs, :meth:`genmove` waits for it up to :data:`WARMUP_PATIENCE_SECONDS` from its start (and never past the
+    move's budget), then, if the search is still compiling, plays the policy net's best move alone, with a note on
+    stderr; :meth:`analyze` returns no candidates until the search is ready.
     """
 
     def __init__(self, weights: str | None = None, **options) -> None:
@@ -246,10 +246,11 @@ class EnginePlayer:
             return False
         return True
 
-    def engine(self, size: int):
-        """The engine for ``size``, loaded once; GtpError if there are no weights for it."""
+    def engine(self, size: int, prepare_nets: bool = True):
+        """The engine for ``size``, loaded once, its networks made ready at load unless ``prepare_nets`` is False
+        (then at their first use: the warm-up's); GtpError if there are no weights for it."""
         if size not in self._engines:
-            self._engines[size] = self._load(size, self.options)
+            self._engines[size] = self._load(size, dict(self.options, prepare_nets=prepare_nets))
             log(f"gogame-gtp: loaded {size}x{size} networks "
                 f"(value net: {'yes' if self._engines[size].evaluator.has_value else 'no'})")
         return self._engines[size]
@@ -268,9 +269,11 @@ class EnginePlayer:
     def prepare(self, size: int, background: bool = False) -> None:
         """Load the networks for ``size`` now (GtpError if they cannot be), then, the first time, compile every
         kernel a game uses, by playing a few moves and a small search with a scratch engine: here, or with
-        ``background`` in a thread while the caller goes on (see the class docstring)."""
-        self.engine(size)
-        if self._warm_started is not None:
+        ``background`` in a thread while the caller goes on (see the class docstring), which also makes the
+        networks ready (the onnx backend's export: seconds on an empty cache, after the first reply)."""
+        warm_up = self._warm_started is None
+        self.engine(size, prepare_nets=not (warm_up and background))
+        if not warm_up:
             return
         self._warm_started = time.monotonic()
         if not background:
@@ -287,25 +290,29 @@ class EnginePlayer:
         threading.Thread(target=self._warm_up, args=(size,), daemon=True, name=WARMUP_THREAD).start()
 
     def _warm_up(self, size: int) -> None:
-        from gogame import warmup
+        from gogame import features, warmup
         from gogame.mcts import pass_wins
 
         started = time.monotonic()
         try:
-            # the search's kernels compile in a second process (the second core) while this one does the rest
+            # the features' and the search's kernels compile in a second process (the second core) meanwhile
             compiler = None if warmup.search_cached() else warmup.start(size, self._engines[size].rollout is not None)
+            self._engines[size].evaluator.prepare()  # an ONNX export on an empty cache
             batch = int(self.options.get("batch_size", 16))
             scratch = self._load(size, dict(self.options, visits=2 * batch, seconds=None, seed=0,
                                             resign_threshold=0.0, early_stop=False, max_nodes=50_000))
             board = Board(size, 7.5)
-            board.setup([(0, 0)], [(1, 1)])
             board.play((size // 2, size // 2))
             board.play((size // 2, size // 2 - 1))
             board.legal_moves()
             pass_wins(board)
+            features.legal_mask(board)
+            if compiler is not None:  # the features' kernels come from the second process
+                warmup.wait_for_features(compiler)
             scratch.evaluate(board)
             self._policy_ready.set()  # what the policy net's move needs; the rest of the board's kernels next
             policy_at = time.monotonic() - started
+            Board(size, 7.5).setup([(0, 0)], [(1, 1)])
             board.copy().undo()
             board.result("area")
             board.result("territory")

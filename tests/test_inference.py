@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -256,6 +259,40 @@ def test_an_unwritable_cache_runs_the_model_from_memory(tmp_path, exports):
     net = tiny_policy(0)
     run = inference.OnnxRunner(net, cache_dir=blocker / "onnx")
     assert run(planes(2, net))[0].shape == (2, 82) and exports[0] == 1
+
+
+def test_the_nets_are_exported_at_construction_unless_deferred_to_prepare(tmp_path, exports):
+    NetEvaluator(tiny_policy(0), None, backend="onnx", cache_dir=tmp_path)
+    assert exports[0] == 1
+    deferred = NetEvaluator(tiny_policy(1), None, backend="onnx", cache_dir=tmp_path, prepare=False)
+    assert exports[0] == 1 and len(cached_files(tmp_path)) == 1
+    deferred.prepare()
+    deferred.prepare()  # once per net and shape
+    assert exports[0] == 2 and len(cached_files(tmp_path)) == 2
+    engine = Engine(tiny_policy(2), None, backend="onnx", threads=1, prepare_nets=False)
+    assert exports[0] == 2
+    engine.evaluate(Board(9))  # the first evaluation exports it
+    assert exports[0] == 3
+
+
+def test_a_cached_model_runs_without_importing_onnx(tmp_path):
+    """onnx (the exporter's dependency, a second or more to import) is imported by an export only."""
+    script = f"""
+import sys
+import torch
+from gogame import inference, nets
+torch.manual_seed(0)
+net = nets.build("policy", 48, 9, "tiny").eval()
+run = inference.runner(net, "onnx", cache_dir={str(tmp_path)!r})
+assert inference.choose("onnx") == "onnx" and "onnx" not in sys.modules
+run.prepare((48, 9, 9))
+print("onnx" in sys.modules)
+"""
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    imported = [subprocess.run([sys.executable, "-c", script], cwd=repo, env=env, capture_output=True, text=True,
+                               check=True, timeout=120).stdout.split() for _ in range(2)]
+    assert imported == [["True"], ["False"]]  # exported on the empty cache, loaded from it the second time
 
 
 def test_the_default_cache_follows_xdg_cache_home(monkeypatch, tmp_path):

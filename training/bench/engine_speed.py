@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository (this file is training/bench/engine_speed.py)
 SHARED_DATA = ROOT.parent / "shared" / "data"  # ../shared/data beside the checkout
 CORPUS = {9: SHARED_DATA / "pro9.tar.xz", 19: SHARED_DATA / "pro19.tar.xz"}
 MOVE = {9: 20, 19: 80}
