@@ -424,6 +424,27 @@ def test_a_stopped_training_resumes_to_the_weights_of_an_unbroken_one(tmp_path, 
         rt.train(games, **{**settings, "lr": 0.1}, partial=partial, resume=True)
 
 
+def test_the_replay_stops_before_each_stone_move_until_a_games_first_illegal_one():
+    # game 0: setup, a pass to skip, then W[aa] on a stone: the game ends there, before B[cc]
+    records = sgf.loads("(;SZ[9]AB[ee];B[aa];W[];B[bb];W[aa];B[cc])(;SZ[9];B[cc];W[dd])")
+    games = rt.GameSet.from_games(records, 9)
+    template = fb.new_board(9)
+    b = fb.copy_board(template)
+    tables = plain_tables()
+    st = ro.new_state(b)
+    cursor = rt._new_cursor()
+    order = np.array([1, 0], np.int64)
+    visited = []
+    while (i := rt._next_expert_move(cursor, b, st, template, tables, order, *games.arrays())) >= 0:
+        g = int(np.searchsorted(games.move_start, i, side="right")) - 1
+        n = int(i - games.move_start[g])
+        assert np.array_equal(b.colour, records[g].board_at(n).fast.colour)
+        assert np.array_equal(st.cell, state_of(records[g].board_at(n), tables).cell)
+        visited.append((g, n))
+    assert visited == [(1, 0), (1, 1), (0, 0), (0, 2)]
+    assert rt._next_expert_move(cursor, b, st, template, tables, order, *games.arrays()) == -1
+
+
 def test_harvest_keeps_keys_seen_often_enough():
     games = rt.GameSet.from_games(fixture_games(2), 9)
     every = rt.harvest(games, False, 1)

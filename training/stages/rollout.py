@@ -162,6 +162,48 @@ def _begin_game(b: FastBoard, template: FastBoard, setup_points: np.ndarray, set
 
 
 @nb.njit(cache=True)
+def _new_cursor() -> np.ndarray:
+    """A replay cursor before the first game, for :func:`_next_expert_move`."""
+    return np.array([-1, 0, 0], np.int64)
+
+
+@nb.njit(cache=True, inline="always")  # called once a move: not inlined, it cost the harvest ~10%
+def _next_expert_move(cursor: np.ndarray, b: FastBoard, st: ro.PatternState, template: FastBoard, tb: ro.Tables,
+                      order: np.ndarray, moves: np.ndarray, colours: np.ndarray, move_start: np.ndarray,
+                      setup_points: np.ndarray, setup_colours: np.ndarray, setup_start: np.ndarray) -> int:
+    """Replay the games in ``order`` on ``b`` and ``st`` up to the next expert move that is not a pass.
+
+    Returns that move's index in ``moves``, with the position before it on ``b`` and ``st``, or -1 when the games
+    are done. ``cursor`` (int64[3], from :func:`_new_cursor`) is where the replay stands, updated in place: the
+    place in ``order`` of the game on the board, the index of the move last returned, the end of that game's
+    moves. The move last returned is played first; passes are played, and a game ends at its first illegal move.
+    """
+    k, i, end = cursor[0], cursor[1], cursor[2]
+    if i < end:
+        ro.state_play(st, tb, b, moves[i], colours[i])
+        i += 1
+    while True:
+        while i < end:
+            p = moves[i]
+            c = colours[i]
+            if p != PASS:
+                if fb.is_legal(b, p, c):
+                    cursor[0], cursor[1], cursor[2] = k, i, end
+                    return i
+                break
+            ro.state_play(st, tb, b, p, c)
+            i += 1
+        k += 1
+        if k >= order.size:
+            cursor[0], cursor[1], cursor[2] = k, 0, 0
+            return -1
+        g = order[k]
+        _begin_game(b, template, setup_points, setup_colours, setup_start, g)
+        ro.init_state(st, tb, b)
+        i, end = move_start[g], move_start[g + 1]
+
+
+@nb.njit(cache=True)
 def harvest_kernel(template: FastBoard, tb: ro.Tables, moves: np.ndarray, colours: np.ndarray,
                    move_start: np.ndarray, setup_points: np.ndarray, setup_colours: np.ndarray,
                    setup_start: np.ndarray, first: int, last: int, out: np.ndarray) -> int:
@@ -172,27 +214,25 @@ def harvest_kernel(template: FastBoard, tb: ro.Tables, moves: np.ndarray, colour
     """
     b = fb.copy_board(template)
     st = ro.new_state(b)
+    order = np.arange(first, last)
+    cursor = _new_cursor()
     n = 0
-    for g in range(first, last):
-        _begin_game(b, template, setup_points, setup_colours, setup_start, g)
-        ro.init_state(st, tb, b)
-        for i in range(move_start[g], move_start[g + 1]):
-            p = moves[i]
-            c = colours[i]
-            if p != PASS:
-                if not fb.is_legal(b, p, c):
-                    break
-                out[n] = ro.key3(tb, ro.raw3(st, p), c)
+    while True:
+        i = _next_expert_move(cursor, b, st, template, tb, order, moves, colours, move_start, setup_points,
+                              setup_colours, setup_start)
+        if i < 0:
+            return n
+        p = moves[i]
+        c = colours[i]
+        out[n] = ro.key3(tb, ro.raw3(st, p), c)
+        n += 1
+        for j in range(ro.response_context(st, tb, b, c)):
+            if st.ctx[0, j] == p:
+                out[n] = st.ctx[1, j]
                 n += 1
-                for j in range(ro.response_context(st, tb, b, c)):
-                    if st.ctx[0, j] == p:
-                        out[n] = st.ctx[1, j]
-                        n += 1
-                if tb.tree:
-                    out[n] = ro.key12(st, tb, ro.raw12(st, p), c)
-                    n += 1
-            ro.state_play(st, tb, b, p, c)
-    return n
+        if tb.tree:
+            out[n] = ro.key12(st, tb, ro.raw12(st, p), c)
+            n += 1
 
 
 @nb.njit(cache=True)
@@ -233,42 +273,39 @@ def sweep_kernel(template: FastBoard, tb: ro.Tables, sq_grad: np.ndarray, order:
     hits = 0.0
     loss = 0.0
     positions = 0
-    for g in order:
-        _begin_game(b, template, setup_points, setup_colours, setup_start, g)
-        ro.init_state(st, tb, b)
-        for i in range(move_start[g], move_start[g + 1]):
-            p = moves[i]
-            c = colours[i]
-            if p != PASS:
-                if not fb.is_legal(b, p, c):
-                    break
-                n = ro.candidates(st, tb, b, c, rows, feats, nfeat)
-                ro.logits(tb, feats, nfeat, n, z)
-                target = st.slot[p]
-                loss += _softmax_loss(z, n, target, prob)
-                positions += 1
-                top = z[:n].max()
-                if z[target] == top:
-                    hits += 1.0 / np.count_nonzero(z[:n] == top)
-                if learn:
-                    prob[target] -= 1.0  # now the gradient of the loss by each logit
-                    ntouched = 0
-                    for r in range(n):
-                        for k in range(nfeat[r]):
-                            f = feats[r, k]
-                            if stamp[f] != positions:
-                                stamp[f] = positions
-                                touched[ntouched] = f
-                                ntouched += 1
-                            grad[f] += prob[r]
-                    for j in range(ntouched):
-                        f = touched[j]
-                        sq_grad[f] += grad[f] * grad[f]
-                        if sq_grad[f] > 0.0:  # a feature of every move can get no gradient
-                            w[f] -= lr * grad[f] / np.sqrt(sq_grad[f])
-                        grad[f] = 0.0
-            ro.state_play(st, tb, b, p, c)
-    return hits, loss, positions
+    cursor = _new_cursor()
+    while True:
+        i = _next_expert_move(cursor, b, st, template, tb, order, moves, colours, move_start, setup_points,
+                              setup_colours, setup_start)
+        if i < 0:
+            return hits, loss, positions
+        p = moves[i]
+        c = colours[i]
+        n = ro.candidates(st, tb, b, c, rows, feats, nfeat)
+        ro.logits(tb, feats, nfeat, n, z)
+        target = st.slot[p]
+        loss += _softmax_loss(z, n, target, prob)
+        positions += 1
+        top = z[:n].max()
+        if z[target] == top:
+            hits += 1.0 / np.count_nonzero(z[:n] == top)
+        if learn:
+            prob[target] -= 1.0  # now the gradient of the loss by each logit
+            ntouched = 0
+            for r in range(n):
+                for k in range(nfeat[r]):
+                    f = feats[r, k]
+                    if stamp[f] != positions:
+                        stamp[f] = positions
+                        touched[ntouched] = f
+                        ntouched += 1
+                    grad[f] += prob[r]
+            for j in range(ntouched):
+                f = touched[j]
+                sq_grad[f] += grad[f] * grad[f]
+                if sq_grad[f] > 0.0:  # a feature of every move can get no gradient
+                    w[f] -= lr * grad[f] / np.sqrt(sq_grad[f])
+                grad[f] = 0.0
 
 
 # ------------------------------------------------------------------------------------------------ Python layer
