@@ -23,7 +23,7 @@ backend    what runs the network
 =========  ===================================================================================================
 
 The cache. An exported model is keyed by :func:`model_key`: the sha256 of the net's weights (every parameter and
-buffer: name, dtype, shape, bytes), of the source of the net's own classes (so a changed ``forward`` is
+buffer: name, dtype, shape, bytes), of the source files of the net's own classes (so a changed ``forward`` is
 re-exported), of its layers as ``repr`` lists them, of the input shape and of this module's export format. Its
 file in ``cache_dir`` (default :func:`default_cache_dir`) is ``{key}-{digest}.onnx``, ``digest`` the start of
 the sha256 of the file's bytes, written atomically; the key is also stored in the model's metadata. A cached file whose bytes do not match its
@@ -43,6 +43,7 @@ import inspect
 import io
 import math
 import os
+import threading
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -174,8 +175,8 @@ def model_key(net: torch.nn.Module, shape: tuple[int, int, int]) -> str:
         for base in cls.__mro__:
             if base.__module__.startswith("torch."):
                 continue
-            try:
-                h.update(inspect.getsource(base).encode())
+            try:  # the whole file: inspect.getsource of a class parses it with ast, which is not thread-safe
+                h.update(Path(inspect.getsourcefile(base)).read_bytes())  # on CPython 3.11 (gh-106905)
             except (OSError, TypeError):  # no source (built at run time): the name stands for it
                 pass
     for name, tensor in net.state_dict().items():
@@ -183,6 +184,9 @@ def model_key(net: torch.nn.Module, shape: tuple[int, int, int]) -> str:
         h.update(f"{name} {t.dtype} {tuple(t.shape)}\n".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
+
+
+_EXPORTING = threading.Lock()
 
 
 def export_model(net: torch.nn.Module, shape: tuple[int, int, int], key: str) -> bytes:
@@ -197,7 +201,9 @@ def export_model(net: torch.nn.Module, shape: tuple[int, int, int], key: str) ->
             count = len(_outputs(net(x)))
         names = [f"out{i}" for i in range(count)]
         buffer = io.BytesIO()
-        with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice, the tracer's shape checks
+        # one export at a time: torch's exporter keeps process-wide state (two engines' nets exported from two
+        # threads, as when a GUI switches board size during the warm-up, failed on its GLOBALS.in_onnx_export)
+        with _EXPORTING, warnings.catch_warnings():  # the TorchScript exporter's notice, the tracer's shape checks
             warnings.simplefilter("ignore")
             torch.onnx.export(net, (x,), buffer, dynamo=False, input_names=[INPUT], output_names=names,
                               dynamic_axes={n: {0: "batch"} for n in (INPUT, *names)}, opset_version=OPSET)
