@@ -294,14 +294,13 @@ class Engine:
         folder's, else the shipped policy if it exists, else uniform. Raises CheckpointError for a file that is not a
         net.
         """
+        dual = None
         if path is not None:
             path = Path(path)
             if path.is_dir():
                 rollout = rollout or _pick(path, "rollout", size, ".npz")
-                dual = _pick(path, "dual", size)
-                if dual is not None and policy is None and value is None:
-                    return cls(nets.load(dual, device, "dual"), None, _rollout_policy(rollout), size=size,
-                               device=device, **options)
+                if policy is None and value is None:
+                    dual = _pick(path, "dual", size)
                 policy = policy or _pick(path, "policy", size)
                 value = value or _pick(path, "value", size)
             else:
@@ -312,10 +311,10 @@ class Engine:
             if size is None:
                 raise ValueError("give a path, policy/value files, or the size of the shipped weights")
             shipped = nets.engine_weights(size)
-            if "dual" in shipped:
-                return cls(nets.load(shipped["dual"], device, "dual"), None, _rollout_policy(rollout), size=size,
-                           device=device, **options)
-            policy, value = shipped["policy"], shipped.get("value")
+            dual, policy, value = shipped.get("dual"), shipped.get("policy"), shipped.get("value")
+        if dual is not None:
+            return cls(nets.load(dual, device, "dual"), None, _rollout_policy(rollout), size=size, device=device,
+                       **options)
         if policy is None and value is None:
             raise FileNotFoundError(f"no policy*.pt or value*.pt in {path}")
         return cls(nets.load(policy, device, "policy") if policy is not None else None,

@@ -56,6 +56,7 @@ import sys
 import time
 import tomllib
 from dataclasses import fields, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -406,8 +407,8 @@ def _now() -> str:
 
 
 def _parse_time(stamp: str) -> float:
-    """Seconds since the epoch of a :func:`_now` stamp."""
-    return time.mktime(time.strptime(stamp, "%Y-%m-%dT%H:%M:%S%z")) if stamp else 0.0
+    """Seconds since the epoch of a :func:`_now` stamp (its UTC offset honoured)."""
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S%z").timestamp()
 
 
 # -- the command ------------------------------------------------------------------------------------------------
