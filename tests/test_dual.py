@@ -126,9 +126,10 @@ def test_a_teacher_mixes_its_softmax_into_the_policy_term():
         dual_loss(SIZE, teacher=teacher, teacher_weight=0.0)
 
 
-def test_value_positions_sample_the_training_games_only(archive, tmp_path):
-    job = build_job(config(archive, tmp_path, value_positions=3))
-    assert job.train.value_positions == 3 and job.val.value_positions == 0  # held-out figures use every position
+def test_value_positions_sample_the_training_games_only_positions_per_game_every_split(archive, tmp_path):
+    job = build_job(config(archive, tmp_path, value_positions=3, positions_per_game=5))
+    assert job.train.value_positions == 3 and job.val.value_positions == 0  # held-out outcomes of every position
+    assert job.train.positions_per_game == job.val.positions_per_game == 5  # validation over as many games
 
 
 def test_init_starts_from_another_runs_weights_and_refuses_ones_that_do_not_fit(archive, tmp_path):

@@ -79,7 +79,8 @@ def test_start_skips_batches_without_replaying_earlier_chunks(archive, index_dir
     full = list(source.batches(1))
     replayed = []
     original = ExpertStream.game_arrays
-    monkeypatch.setattr(ExpertStream, "game_arrays", lambda self, i: replayed.append(i) or original(self, i))
+    monkeypatch.setattr(ExpertStream, "game_arrays",
+                        lambda self, i, epoch=0: replayed.append(i) or original(self, i, epoch))
     for start in (1, len(full) - 1):
         replayed.clear()
         rest = list(source.batches(1, start))
@@ -203,6 +204,28 @@ def test_value_positions_keep_that_many_outcomes_per_game_drawn_the_same_way_eac
     with pytest.raises(ValueError, match="value_positions"):
         make(archive, index_dir, value_positions=-1)
 
+
+
+def test_positions_per_game_keep_that_many_positions_of_every_game_drawn_afresh_each_epoch(archive, index_dir):
+    every = make(archive, index_dir, val_fraction=0, test_fraction=0)
+    sampled = make(archive, index_dir, val_fraction=0, test_fraction=0, positions_per_game=7)
+    assert len(sampled) == sum(min(7, len(every.game_arrays(i)["move"])) for i in range(every.games)) < len(every)
+    for i in range(every.games):
+        full, part = every.game_arrays(i), sampled.game_arrays(i, epoch=3)
+        kept = part["move_number"]
+        assert kept.size == min(7, full["move"].size) and np.all(np.diff(kept) > 0)
+        for key in ("planes", "move", "outcome", shards.OWNERSHIP, "move_number"):  # the game's own positions
+            assert np.array_equal(part[key], full[key][kept])
+        assert np.array_equal(sampled.game_arrays(i, epoch=3)["move_number"], kept)  # the same draw again
+    assert any(not np.array_equal(sampled.game_arrays(i, epoch=0)["move_number"],
+                                  sampled.game_arrays(i, epoch=1)["move_number"]) for i in range(every.games))
+    epoch = [b for b in make(archive, index_dir, batch_size=10, val_fraction=0, test_fraction=0,
+                             positions_per_game=7, drop_last=False).batches(2)]
+    assert sum(len(b["move"]) for b in epoch) == len(sampled)
+    assert sampled.manifest()["settings"]["positions_per_game"] == 7
+    assert "positions_per_game" not in every.manifest()["settings"]
+    with pytest.raises(ValueError, match="positions_per_game"):
+        make(archive, index_dir, positions_per_game=-1)
 
 def finished_game() -> bytes:
     """9x9: black walls off columns A-E, white F-J, both pass; black's area 45 to 36."""

@@ -189,7 +189,10 @@ class ExpertStream:
     ``value_positions`` (0: all) keeps the outcome of only that many positions of each game, drawn by a hash of
     its name, and sets the others' to 0: AlphaGo's remedy for a value net that learns to recognise a game's
     positions instead of judging them, since successive positions differ by a stone and share one outcome.
-    ``drop_last`` (training) yields only full batches, so every rank gets :meth:`num_batches`; without it the
+    ``positions_per_game`` (0: all) keeps only that many positions of each game for every head, drawn afresh
+    each epoch by a hash of the game's name and the epoch: an epoch then sweeps many more games for the same
+    number of positions, which the value head needs (one outcome a game, few games seen otherwise), and costs
+    the planes of the kept positions only. ``drop_last`` (training) yields only full batches, so every rank gets :meth:`num_batches`; without it the
     partial last batch is dealt out to the ranks (validation). ``max_batches`` (0: no limit) cuts each epoch
     short: a quick validation on a fixed sample. Raises FileNotFoundError for a missing source and ValueError
     for bad settings or a split with no game.
@@ -199,13 +202,14 @@ class ExpertStream:
                  game_filter: shards.GameFilter = shards.GameFilter(), outcome: OutcomeRule = OutcomeRule(),
                  seed: int = 0, split_seed: int = 0, val_fraction: float = 0.02, test_fraction: float = 0.02,
                  games_per_chunk: int = 64, ownership_playouts: int = 32, value_positions: int = 0,
-                 drop_last: bool = True, max_batches: int = 0, index_dir: str | os.PathLike | None = None,
+                 positions_per_game: int = 0, drop_last: bool = True, max_batches: int = 0, index_dir: str | os.PathLike | None = None,
                  progress: bool = True) -> None:
         if split not in shards.SPLITS:
             raise ValueError(f"split must be one of {shards.SPLITS}, not {split!r}")
-        if batch_size < 1 or games_per_chunk < 1 or ownership_playouts < 1 or max_batches < 0 or value_positions < 0:
+        if batch_size < 1 or games_per_chunk < 1 or ownership_playouts < 1 or \
+                min(max_batches, value_positions, positions_per_game) < 0:
             raise ValueError("batch_size, games_per_chunk and ownership_playouts must be positive, "
-                             "max_batches and value_positions not negative")
+                             "max_batches, value_positions and positions_per_game not negative")
         if not sources:
             raise ValueError("no SGF archive to read")
         self.size = coords.check_size(game_filter.size)
@@ -213,7 +217,7 @@ class ExpertStream:
         self.seed, self.split_seed = seed, split_seed
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.games_per_chunk, self.ownership_playouts = games_per_chunk, ownership_playouts
-        self.value_positions = value_positions
+        self.value_positions, self.positions_per_game = value_positions, positions_per_game
         self.drop_last, self.max_batches = drop_last, max_batches
         self.inputs = []
         self._games: list[tuple[dict[str, np.ndarray], int]] = []  # (index, game) of the split's games, in order
@@ -232,6 +236,8 @@ class ExpertStream:
         if not self._games:
             raise ValueError(f"no game of the {split} split passes the filter in {', '.join(map(str, sources))}")
         self._lengths = np.array([int(ix["move_start"][g + 1] - ix["move_start"][g]) for ix, g in self._games])
+        if positions_per_game:
+            self._lengths = np.minimum(self._lengths, positions_per_game)
         self._rollouts = Rollouts(ro.RolloutPolicy.load(), threads=1)
 
     @staticmethod
@@ -266,6 +272,7 @@ class ExpertStream:
             "test_fraction": self.test_fraction, "games_per_chunk": self.games_per_chunk,
             "ownership_playouts": self.ownership_playouts, "ownership_policy": str(ro.DEFAULT_ROLLOUT.name),
             **({"value_positions": self.value_positions} if self.value_positions else {}),
+            **({"positions_per_game": self.positions_per_game} if self.positions_per_game else {}),
             "drop_last": self.drop_last, "max_batches": self.max_batches,
         }
         return {"inputs": [dict(i) for i in self.inputs], "settings": settings}
@@ -303,12 +310,14 @@ class ExpertStream:
         seed = zlib.crc32(name.encode()) << 16
         return self._rollouts.ownership(board, self.ownership_playouts, seed).reshape(-1)
 
-    def game_arrays(self, i: int) -> dict[str, np.ndarray]:
-        """The per-position arrays of game ``i`` of the split (index order): ``planes``, ``move``, ``outcome``,
-        ``move_number``, ``ownership``, ``search_value`` as in a batch, before shuffling."""
+    def game_arrays(self, i: int, epoch: int = 0) -> dict[str, np.ndarray]:
+        """The per-position arrays of game ``i`` of the split (index order) in ``epoch``: ``planes``, ``move``,
+        ``outcome``, ``move_number``, ``ownership``, ``search_value`` as in a batch, before shuffling; every
+        position, or the ``positions_per_game`` kept in that epoch, in move order."""
         setup, moves, facts, name = self.record(i)
         size = self.size
-        packed = shards.encode_moves(size, setup, moves, FEATURE_SET)
+        keep = shards.sample_moves(name, len(moves), self.positions_per_game or None, epoch)
+        packed = shards.encode_moves(size, setup, moves, FEATURE_SET, keep)
         black = np.array([c == "B" for c, _ in moves])
         mover = np.where(black, 1, -1).astype(np.int8)
         winner = self.outcome.winner(facts)
@@ -323,11 +332,11 @@ class ExpertStream:
         black_value = index["search_value"][index["move_start"][g]:index["move_start"][g + 1]].astype(np.float32)
         return {
             "planes": packed,
-            "move": np.array([coords.to_flat(m, size) for _, m in moves], np.int64),
-            "outcome": outcome.astype(np.float32),
-            "move_number": np.arange(len(moves), dtype=np.int64),
-            shards.OWNERSHIP: mover[:, None].astype(np.float32) * owner[None, :],
-            "search_value": mover * (2 * black_value - 1),
+            "move": np.array([coords.to_flat(moves[k][1], size) for k in keep], np.int64),
+            "outcome": outcome[keep].astype(np.float32),
+            "move_number": keep.astype(np.int64),
+            shards.OWNERSHIP: mover[keep, None].astype(np.float32) * owner[None, :],
+            "search_value": (mover * (2 * black_value - 1))[keep],
         }
 
     # -- epochs ---------------------------------------------------------------------------------------------------
@@ -337,7 +346,7 @@ class ExpertStream:
         return [order[i:i + self.games_per_chunk] for i in range(0, order.size, self.games_per_chunk)]
 
     def _chunk(self, epoch: int, k: int, games: np.ndarray) -> dict[str, np.ndarray]:
-        parts = [self.game_arrays(int(i)) for i in games]
+        parts = [self.game_arrays(int(i), epoch) for i in games]
         pool = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
         shuffle = np.random.default_rng([self.seed, epoch, k]).permutation(pool["move"].size)
         return {key: v[shuffle] for key, v in pool.items()}

@@ -66,6 +66,8 @@ class DualConfig:
     games_per_chunk: int = option(64, "games whose positions are shuffled together")
     value_positions: int = option(0, "positions of each training game whose outcome is a value target (0: all; "
                                      "the rest teach moves and ownership only)")
+    positions_per_game: int = option(0, "positions of each game seen per epoch, by every head, drawn afresh each "
+                                        "epoch (0: all): more games for the same positions, in validation too")
     split_seed: int = option(0, "seed of the train/val/test split by game")
     val_fraction: float = option(0.02, "share of games for validation")
     test_fraction: float = option(0.02, "share of games held out for testing")
@@ -195,7 +197,8 @@ def _stream(config: DualConfig, split: str) -> ExpertStream:
                         seed=config.seed, split_seed=config.split_seed, val_fraction=config.val_fraction,
                         test_fraction=config.test_fraction, games_per_chunk=config.games_per_chunk,
                         ownership_playouts=config.ownership_playouts,
-                        value_positions=config.value_positions if training else 0, drop_last=training,
+                        value_positions=config.value_positions if training else 0,
+                        positions_per_game=config.positions_per_game, drop_last=training,
                         max_batches=0 if training else config.val_batches, index_dir=config.index_dir,
                         progress=config.progress)
 
