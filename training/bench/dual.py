@@ -125,17 +125,21 @@ def value(args: argparse.Namespace) -> dict:
     """The value head's MSE against the outcome on held-out positions with one, overall and by quarter of the
     move numbers, beside the constant predictor and a value read off the ownership head: ``tanh(k * margin)``,
     the margin the mean owners sum to for the mover, komi 7.5 counted against black. Also how often the last
-    quarter's value signs name the winner."""
+    quarter's value signs name the winner, and the policy head's top-1 on every position read."""
     net = nets.load(args.net).eval()
     size = args.size
-    held_out = ExpertStream(args.sources, 64, split="val", game_filter=shards.GameFilter(size=size),
+    held_out = ExpertStream(args.sources, 64, split=args.split, game_filter=shards.GameFilter(size=size),
                             val_fraction=args.val_fraction, test_fraction=args.test_fraction, games_per_chunk=64,
-                            drop_last=False, max_batches=args.batches, progress=False)
+                            positions_per_game=args.positions_per_game, drop_last=False, max_batches=args.batches,
+                            progress=False)
     values, margins, outcomes, numbers = [], [], [], []
+    hits = seen = 0
     with torch.no_grad():
         for batch in held_out.batches(0):
             planes = shards.unpack_planes(batch["planes"], net.in_planes, size)
-            _, v, owners = net(planes)
+            logits, v, owners = net(planes)
+            hits += int((logits.argmax(1) == batch["move"]).sum())
+            seen += len(batch["move"])
             black = planes[:, -1, 0, 0] > 0.5  # alphago49's player_colour plane
             margin = torch.tanh(owners.float() / 2).sum(1) + torch.where(black, -7.5, 7.5)  # 2p - 1 = tanh(x/2)
             known = batch["outcome"] != 0
@@ -144,7 +148,8 @@ def value(args: argparse.Namespace) -> dict:
     v, margin, z, number = (torch.cat(x).numpy().astype(np.float64) for x in (values, margins, outcomes, numbers))
     edges = np.quantile(number, [0, 0.25, 0.5, 0.75, 1.0])
     late = number > edges[3]
-    out = {"positions": int(z.size), "constant_mse": float(np.var(z)), "value_mse": float(np.mean((v - z) ** 2)),
+    out = {"games": held_out.games, "policy_top1": hits / seen, "policy_positions": seen,
+           "positions": int(z.size), "constant_mse": float(np.var(z)), "value_mse": float(np.mean((v - z) ** 2)),
            "ownership_value_mse": {str(k): float(np.mean((np.tanh(k * margin) - z) ** 2)) for k in args.k},
            "late_value_sign_agrees": float(np.mean(np.sign(v[late]) == z[late])),
            "late_margin_sign_agrees": float(np.mean(np.sign(margin[late]) == z[late])), "by_moves": []}
@@ -179,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--size", type=int, default=19)
     v.add_argument("--val-fraction", type=float, default=0.02, help="as the run was trained with")
     v.add_argument("--test-fraction", type=float, default=0.02, help="as the run was trained with")
+    v.add_argument("--split", choices=("val", "test"), default="val", help="the held-out split read")
+    v.add_argument("--positions-per-game", type=int, default=0,
+                   help="read only this many positions of each game (0: all): the batches spread over more games")
     v.add_argument("--batches", type=int, default=30, help="held-out batches of 64 positions")
     v.add_argument("--k", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.5], help="margin scales tried")
     args = parser.parse_args(argv)
