@@ -12,7 +12,7 @@ from training.bench import dual
 from training.data import shards
 from training.data.stream import ExpertStream
 
-from tests.test_stream import DATA, make_archive
+from tests.test_stream import DATA, finished_game, make_archive
 
 
 def test_value_scores_every_held_out_position_with_an_outcome_once_overall_and_by_moves(tmp_path, capsys):
@@ -31,7 +31,9 @@ def test_value_scores_every_held_out_position_with_an_outcome_once_overall_and_b
 
 
 def test_value_reads_the_split_asked_for_and_scores_the_policy_head_on_every_position_read(tmp_path, capsys):
-    archive = make_archive(tmp_path / "pro9.tar.xz", {p.name: p.read_bytes() for p in sorted(DATA.glob("pro9-*.sgf"))})
+    files = {p.name: p.read_bytes() for p in sorted(DATA.glob("pro9-*.sgf"))}
+    files.update({f"walls-{i}.sgf": finished_game() for i in range(6)})  # 20 moves, the last two passes
+    archive = make_archive(tmp_path / "games.tar.xz", files)
     net = nets.build("dual", 49, 9, "b2c16")
     with torch.no_grad():  # a policy head that always passes
         net.to_points.weight.zero_()
@@ -39,10 +41,12 @@ def test_value_reads_the_split_asked_for_and_scores_the_policy_head_on_every_pos
         net.to_pass.bias.fill_(1.0)
     nets.save(net, tmp_path / "dual9.pt", features="alphago49")
     assert dual.main(["value", str(tmp_path / "dual9.pt"), str(archive), "--size", "9", "--split", "test",
-                      "--val-fraction", "0", "--test-fraction", "0.5", "--positions-per-game", "6"]) == 0
+                      "--val-fraction", "0", "--test-fraction", "0.5", "--positions-per-game", "25"]) == 0
     report = json.loads(capsys.readouterr().out)
     held_out = ExpertStream([archive], 64, split="test", game_filter=shards.GameFilter(size=9), val_fraction=0,
-                            test_fraction=0.5, positions_per_game=6, index_dir=tmp_path, progress=False)
-    moves = np.concatenate([held_out.game_arrays(i)["move"] for i in range(held_out.games)])
-    assert report["games"] == held_out.games and report["policy_positions"] == moves.size == 6 * held_out.games
+                            test_fraction=0.5, positions_per_game=25, index_dir=tmp_path, progress=False)
+    games = [held_out.game_arrays(i)["move"] for i in range(held_out.games)]
+    moves = np.concatenate(games)
+    assert report["games"] == held_out.games and report["policy_positions"] == moves.size
+    assert all(len(g) <= 25 for g in games) and 0 < np.mean(moves == 81) < 1  # some passes among the moves
     assert report["policy_top1"] == np.mean(moves == 81)

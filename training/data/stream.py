@@ -192,8 +192,8 @@ class ExpertStream:
     ``positions_per_game`` (0: all) keeps only that many positions of each game for every head, drawn afresh
     each epoch by a hash of the game's name and the epoch: an epoch then sweeps many more games for the same
     number of positions, which the value head needs (one outcome a game, few games seen otherwise), and costs
-    the planes of the kept positions only. ``drop_last`` (training) yields only full batches, so every rank gets :meth:`num_batches`; without it the
-    partial last batch is dealt out to the ranks (validation). ``max_batches`` (0: no limit) cuts each epoch
+    the planes of the kept positions only. ``drop_last`` (training) yields only full batches, so every rank
+    gets :meth:`num_batches`; without it the partial last batch is dealt out to the ranks (validation). ``max_batches`` (0: no limit) cuts each epoch
     short: a quick validation on a fixed sample. Raises FileNotFoundError for a missing source and ValueError
     for bad settings or a split with no game.
     """
@@ -202,8 +202,8 @@ class ExpertStream:
                  game_filter: shards.GameFilter = shards.GameFilter(), outcome: OutcomeRule = OutcomeRule(),
                  seed: int = 0, split_seed: int = 0, val_fraction: float = 0.02, test_fraction: float = 0.02,
                  games_per_chunk: int = 64, ownership_playouts: int = 32, value_positions: int = 0,
-                 positions_per_game: int = 0, drop_last: bool = True, max_batches: int = 0, index_dir: str | os.PathLike | None = None,
-                 progress: bool = True) -> None:
+                 positions_per_game: int = 0, drop_last: bool = True, max_batches: int = 0,
+                 index_dir: str | os.PathLike | None = None, progress: bool = True) -> None:
         if split not in shards.SPLITS:
             raise ValueError(f"split must be one of {shards.SPLITS}, not {split!r}")
         if batch_size < 1 or games_per_chunk < 1 or ownership_playouts < 1 or \
