@@ -11,8 +11,11 @@ symmetric forward of the search (:class:`gogame.api.NetEvaluator`), self-play an
 =========  ===================================================================================================
 backend    what runs the network
 =========  ===================================================================================================
-``torch``  eager PyTorch on the net's device, under bf16 autocast where that device computes bf16 natively
-           and ``bf16`` is on (:func:`gogame.nets.autocast`), else fp32.
+``torch``  eager PyTorch on the net's device: where that device computes bf16 natively and ``bf16`` is on, a
+           copy of the net in bf16 with channels-last activations (1.3-1.4x autocast's positions per second at
+           batch 16 on an AMX CPU, 1.1-1.4x the search's visits: docs/journal/2026-12-02-bf16-copy.md),
+           or for a ``live`` runner the net itself under bf16 autocast (:func:`gogame.nets.autocast`); else
+           fp32.
 ``onnx``   ONNX Runtime on the CPU, fp32: the net is exported once per input shape with ``torch.onnx.export``
            (the TorchScript exporter, which needs the ``onnx`` package, with a dynamic batch axis) and cached;
            ``onnx`` is imported by an export only (a second or more), so a cached model runs without it.
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import copy
 import hashlib
 import importlib
 import importlib.util
@@ -152,17 +156,38 @@ class Runner(abc.ABC):
 
 
 class TorchRunner(Runner):
-    """Eager PyTorch, bf16 autocast where native and ``bf16``. ``net`` runs as it is (on ``device``, where the
-    planes go; in the mode it is in: callers put it in eval mode), so a net being trained runs its latest weights."""
+    """Eager PyTorch on ``device`` (where the planes go), in bf16 where the device computes it natively and
+    ``bf16`` is on, else fp32.
+
+    A ``live`` runner runs ``net`` itself (in the mode it is in: callers put it in eval mode), under bf16
+    autocast, so a net being trained runs its latest weights. Otherwise the runner runs a copy made now, as the
+    onnx backend runs the weights of the moment it was built: in bf16 it is a bf16 net in channels-last memory
+    format, which spares autocast's cast of every weight at every forward and the layout reorders around each
+    convolution (the module docstring gives the gain)."""
 
     backend = "torch"
 
-    def __init__(self, net: torch.nn.Module, device: str | torch.device = "cpu", bf16: bool = True) -> None:
-        self.net, self.device, self.bf16 = net, torch.device(device), bf16
+    def __init__(self, net: torch.nn.Module, device: str | torch.device = "cpu", bf16: bool = True, *,
+                 live: bool = False) -> None:
+        self.device, self.live = torch.device(device), live
+        self.bf16 = bf16 and nets.bf16_native(self.device.type)
+        if live:
+            self.net = net
+        elif self.bf16:
+            self.net = copy.deepcopy(net).to(self.device, torch.bfloat16).to(memory_format=torch.channels_last)
+        else:
+            self.net = copy.deepcopy(net).to(self.device)
 
     def __call__(self, planes: np.ndarray) -> tuple[np.ndarray, ...]:
-        with torch.inference_mode(), nets.autocast(self.device, self.bf16):
-            out = self.net(torch.from_numpy(np.ascontiguousarray(planes)).to(self.device))
+        x = torch.from_numpy(np.ascontiguousarray(planes)).to(self.device)
+        with torch.inference_mode():
+            if self.live:
+                with nets.autocast(self.device, self.bf16):
+                    out = self.net(x)
+            elif self.bf16:
+                out = self.net(x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last))
+            else:
+                out = self.net(x)
             return tuple(o.float().cpu().numpy() for o in _outputs(out))
 
 
@@ -287,16 +312,20 @@ class OnnxRunner(Runner):
 
 
 def runner(net: torch.nn.Module, backend: str = "auto", *, device: str | torch.device = "cpu", bf16: bool = True,
-           threads: int = DEFAULT_THREADS, cache: bool = True, cache_dir: str | os.PathLike | None = None) -> Runner:
+           threads: int = DEFAULT_THREADS, cache: bool = True, cache_dir: str | os.PathLike | None = None,
+           live: bool = False) -> Runner:
     """A :class:`Runner` of ``net`` on ``backend`` (``"auto"``, ``"torch"`` or ``"onnx"``; see :func:`choose`).
 
     ``device`` and ``bf16`` are the torch backend's (the onnx backend is fp32 on the CPU); ``threads`` the
-    onnx backend's intra-op threads; ``cache`` whether it caches exported models (False for a net whose weights
-    change, as the RL learner's do), in ``cache_dir`` (default :func:`default_cache_dir`). Raises what
-    :func:`choose` raises.
+    onnx backend's intra-op threads; ``cache`` whether it caches exported models, in ``cache_dir`` (default
+    :func:`default_cache_dir`). Every backend runs the weights of the moment the runner is made, except with
+    ``live`` (a net whose weights change between calls, as the RL learner's): the torch backend then runs the
+    net itself. Raises what :func:`choose` raises, and ValueError for ``live`` on another backend.
     """
     if choose(backend, device, bf16) == "torch":
-        return TorchRunner(net, device, bf16)
+        return TorchRunner(net, device, bf16, live=live)
+    if live:
+        raise ValueError("only the torch backend runs a net's live weights: use backend='torch'")
     folder = (cache_dir if cache_dir is not None else default_cache_dir()) if cache else None
     return OnnxRunner(net, threads=threads, cache_dir=folder)
 

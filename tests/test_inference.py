@@ -75,6 +75,46 @@ def test_a_net_with_several_outputs_gives_one_array_each_on_both_backends(tmp_pa
     assert exports[0] == 2
 
 
+
+def test_a_torch_runner_runs_the_weights_it_was_made_with_and_a_live_one_the_nets_own():
+    torch.manual_seed(0)
+    net = TwoHeads().eval()
+    x = np.random.default_rng(1).normal(size=(2, 3, 5, 5)).astype(np.float32)
+    made, live = inference.TorchRunner(net, bf16=False), inference.TorchRunner(net, bf16=False, live=True)
+    before = made(x)
+    with torch.no_grad():
+        net.value.bias += 0.5
+    after = net(torch.from_numpy(x))[1].detach().numpy()
+    assert np.array_equal(made(x)[1], before[1])
+    assert np.allclose(live(x)[1], after) and not np.allclose(after, before[1])
+
+
+def test_the_bf16_copy_is_the_nets_forward_in_bf16_and_leaves_the_net_as_it_was(monkeypatch):
+    """On any CPU (bf16 declared native here, so the copy is made where it is not): a bf16 channels-last copy
+    whose outputs are fp32's to bf16's precision, and the same as bf16 autocast's to about that."""
+    monkeypatch.setattr(nets, "bf16_native", lambda device_type: True)
+    net = nets.build("dual", 49, 9, "b2c16").eval()
+    with torch.no_grad():
+        for param in net.parameters():  # a trained-like scale: the residual branches on
+            param.add_(torch.randn_like(param) * 0.05)
+    x = np.random.default_rng(2).integers(0, 2, (4, 49, 9, 9)).astype(np.uint8)
+    copy, autocast = inference.TorchRunner(net), inference.TorchRunner(net, live=True)
+    fp32 = inference.TorchRunner(net, bf16=False)(x)
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+    assert all(p.dtype == torch.bfloat16 for p in copy.net.parameters())
+    assert copy.net.stem.weight.is_contiguous(memory_format=torch.channels_last)
+    for got, ref, auto in zip(copy(x), fp32, autocast(x)):
+        assert got.dtype == np.float32 and got.shape == ref.shape
+        scale = np.abs(ref).max() + 1e-6
+        assert np.abs(got - ref).max() < 0.05 * scale and np.abs(got - auto).max() < 0.05 * scale
+
+
+def test_only_the_torch_backend_runs_live_weights():
+    net = tiny_policy(0)
+    assert inference.runner(net, "torch", live=True).net is net
+    with pytest.raises(ValueError, match="backend='torch'"):
+        inference.runner(net, "onnx", live=True)
+
 @pytest.mark.parametrize(("size", "visits", "symmetries"), [(9, 96, "none"), (9, 96, "random"), (19, 48, "random")])
 def test_engine_search_chooses_the_same_moves_on_both_backends(size, visits, symmetries):
     """The shipped engines, fixed seed (which fixes the random symmetries too), fp32 torch: the same visits for

@@ -241,9 +241,7 @@ def test_net_players_play_the_same_games_on_both_backends():
     """fp32 torch and ONNX Runtime: logits within 1e-4, so the Gumbel argmax picks the same moves."""
     games = {}
     for backend in ("torch", "onnx"):
-        player = selfplay.NetPlayer(tiny_policy(), backend=backend)
-        if backend == "torch":
-            player.run.bf16 = False  # fp32, as the onnx backend computes
+        player = selfplay.NetPlayer(tiny_policy(), backend=backend, bf16=False)  # fp32, as onnx computes
         assert player.run.backend == backend
         games[backend] = selfplay.play_games([player], [selfplay.Plan()] * 4, size=SIZE, rng=np.random.default_rng(3))
     assert [g.history for g in games["torch"]] == [g.history for g in games["onnx"]]

@@ -38,6 +38,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from gogame import sgf
+from training.data.corpus import read_games
+
 ROOT = Path(__file__).resolve().parents[2]  # the repository (this file is training/bench/engine_speed.py)
 SHARED_DATA = ROOT.parent / "shared" / "data"  # ../shared/data beside the checkout
 CORPUS = {9: SHARED_DATA / "pro9.tar.xz", 19: SHARED_DATA / "pro19.tar.xz"}
@@ -64,9 +67,6 @@ def parse_variant(spec: str) -> tuple[str, Path, dict]:
 
 def positions(size: int, count: int) -> list[tuple[str, int]]:
     """``count`` positions of the corpus as (SGF text of the game, moves to replay)."""
-    from gogame import sgf
-    from training.corpus import read_games
-
     out = []
     for _, game in read_games(str(CORPUS[size]), size):
         if len(game.moves_of(game.main_line())) > MOVE[size]:

@@ -4,10 +4,11 @@ Run: ``python -m training.bench.inference [--nets policy9 policy19] [--batches 1
 [--threads 1] [--extra openvino int8] [--engine-sizes 9 19] [--positions 4] [--engine-onnx-threads 1 2]
 [--engine-torch-threads N]``.
 
-Networks: each shipped net (``gogame/weights/{name}.pt``) on random 0/1 planes (the speed of a dense
+Networks: each shipped net (``gogame/weights/{name}.pt``; a dual net on the size it learnt) on random 0/1 planes (the speed of a dense
 convolution does not depend on the values), at each batch size, by each backend of :mod:`gogame.inference`:
-``torch`` (bf16 autocast where the CPU computes bf16 natively, as the engine runs it by default), ``torch-fp32``
-(only where bf16 is native) and ``onnx`` (ONNX Runtime, fp32), each with ``--threads`` intra-op threads; with
+``torch`` (the engine's default: a bf16 channels-last copy where the CPU computes bf16 natively),
+``torch-autocast`` (the net itself under bf16 autocast, as a live runner runs it) and ``torch-fp32`` (both only
+where bf16 is native) and ``onnx`` (ONNX Runtime, fp32), each with ``--threads`` intra-op threads; with
 ``--extra`` also ``openvino`` (OpenVINO's CPU plugin on the same ONNX model, its default precision: bf16 where
 native) and ``int8`` (ONNX Runtime on the model statically quantised to int8, QDQ, calibrated on positions of the
 first 40 games of the corpus, ``--corpus9`` / ``--corpus19``), each measured only, not shipped. Every round times each backend in turn for about
@@ -100,10 +101,12 @@ def _ratio_text(ratios: list[float]) -> str:
     return f"{statistics.median(ratios):.2f}x ({lo:.2f}-{hi:.2f})"
 
 
-def net_backends(net: nets.PolicyNet, args: argparse.Namespace, calibration: np.ndarray | None) -> dict[str, Forward]:
-    shape = (net.in_planes, net.board_size, net.board_size)
+def net_backends(net: nets.PolicyNet | nets.DualNet, size: int, args: argparse.Namespace,
+                 calibration: np.ndarray | None) -> dict[str, Forward]:
+    shape = (net.in_planes, size, size)
     backends: dict[str, Forward] = {"torch": inference.TorchRunner(net, bf16=True)}
     if nets.bf16_native("cpu"):
+        backends["torch-autocast"] = inference.TorchRunner(net, bf16=True, live=True)
         backends["torch-fp32"] = inference.TorchRunner(net, bf16=False)
     onnx = inference.OnnxRunner(net, threads=args.threads, cache_dir=inference.default_cache_dir())
     onnx.prepare(shape)
@@ -122,7 +125,7 @@ def bench_nets(args: argparse.Namespace) -> None:
     print(f"{'net':>8} {'batch':>5} {'backend':>10} {'pos/s':>8}  ratio to torch: median (95% interval of the mean)")
     for name in args.nets:
         net = nets.load(nets.WEIGHTS_DIR / f"{name}.pt")
-        size = net.board_size
+        size = net.board_sizes[0] if net.kind == "dual" else net.board_size  # a dual net: the size it learnt
         calibration = held_out = None
         if args.extra:
             calibration = np.stack([features.planes(b, "alphago49")[: net.in_planes]
@@ -130,7 +133,7 @@ def bench_nets(args: argparse.Namespace) -> None:
             held = corpus_positions(args.corpus[size], size, range(100, 100 + args.held_out), args.moves[size])
             held_out = (np.stack([features.planes(b, "alphago49")[: net.in_planes] for b in held]),
                         np.stack([np.append(features.legal_mask(b), True) for b in held]))
-        backends = net_backends(net, args, calibration)
+        backends = net_backends(net, size, args, calibration)
         rng = np.random.default_rng(0)
         for batch in args.batches:
             x = rng.integers(0, 2, (batch, net.in_planes, size, size)).astype(np.float32)

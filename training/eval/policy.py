@@ -58,10 +58,10 @@ def policy_log_probs(net: torch.nn.Module, planes: np.ndarray, legal: torch.Tens
     """Log-probabilities ``(B, S*S + 1)`` of ``net`` over the legal moves of ``planes`` ``(B, C, S, S)``.
 
     With ``ensemble`` the probabilities are the mean over the 8 board symmetries (AlphaGo's ensemble,
-    8 times the work); with ``bf16`` the net runs under :func:`gogame.nets.autocast`, as the engine does.
-    ``runner`` runs ``net`` (:func:`gogame.inference.runner`; default torch on ``legal``'s device).
+    8 times the work); with ``bf16`` the net runs in bf16 where native. ``runner`` runs ``net``
+    (:func:`gogame.inference.runner`; default: torch on ``legal``'s device, the net's live weights).
     """
-    run = runner or inference.TorchRunner(net, legal.device, bf16)
+    run = runner or inference.TorchRunner(net, legal.device, bf16, live=True)
     ks = inference.symmetries("all" if ensemble else "none", len(planes))
     return torch.from_numpy(inference.policy(run, planes, ks, legal.cpu().numpy())).to(legal.device)
 

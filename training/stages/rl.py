@@ -139,7 +139,7 @@ def play_match(learner: nets.PolicyNet, opponent: nets.PolicyNet, games: int, *,
              for c in colours]
     was_training = learner.training
     learner.eval()
-    players = [NetPlayer(learner, backend="torch"), NetPlayer(opponent, backend=backend)]
+    players = [NetPlayer(learner, live=True), NetPlayer(opponent, backend=backend)]
     played = play_games(players, plans, size=size, komi=komi,
                         max_moves=max_moves, rng=rng)
     learner.train(was_training)

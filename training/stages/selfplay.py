@@ -60,16 +60,19 @@ RECORDS = ("all", "black", "white", "after_random", "none")
 class NetPlayer:
     """Samples moves from a policy net's softmax over the sensible moves, at ``temperature``, batched.
 
-    ``backend`` runs the net (:func:`gogame.inference.runner`, on the net's device; bf16 where native on the
-    torch backend: twice the games per second on such a CPU). A net whose weights change between calls (the RL
-    learner) needs ``backend="torch"``: the other backends run the weights of the moment they were built.
+    ``backend`` runs the net (:func:`gogame.inference.runner`, on the net's device; with ``bf16``, in bf16 where
+    native on the torch backend: twice the games per second on such a CPU), with the weights of the moment the player is made;
+    a ``live`` player (the RL learner, whose weights change between calls) runs the net itself on the torch
+    backend.
     """
 
-    def __init__(self, net: nets.PolicyNet, temperature: float = 1.0, backend: str = "auto") -> None:
+    def __init__(self, net: nets.PolicyNet, temperature: float = 1.0, backend: str = "auto", *,
+                 bf16: bool = True, live: bool = False) -> None:
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, not {temperature}")
         self.net, self.temperature = net, temperature
-        self.run = inference.runner(net, backend, device=next(net.parameters()).device)
+        self.run = inference.runner(net, "torch" if live else backend, device=next(net.parameters()).device,
+                                    bf16=bf16, live=live)
 
     def choose(self, boards: Sequence[Board], planes: np.ndarray, sensible: np.ndarray,
                rng: np.random.Generator) -> np.ndarray:
