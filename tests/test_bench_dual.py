@@ -50,3 +50,15 @@ def test_value_reads_the_split_asked_for_and_scores_the_policy_head_on_every_pos
     assert report["games"] == held_out.games and report["policy_positions"] == moves.size
     assert all(len(g) <= 25 for g in games) and 0 < np.mean(moves == 81) < 1  # some passes among the moves
     assert report["policy_top1"] == np.mean(moves == 81)
+
+
+def test_value_scores_the_same_positions_by_the_shipped_rollouts_when_asked(tmp_path, capsys):
+    archive = make_archive(tmp_path / "pro9.tar.xz", {p.name: p.read_bytes() for p in sorted(DATA.glob("pro9-*.sgf"))})
+    nets.save(nets.build("dual", 49, 9, "b2c16"), tmp_path / "dual9.pt", features="alphago49")
+    assert dual.main(["value", str(tmp_path / "dual9.pt"), str(archive), "--size", "9", "--val-fraction", "0.5",
+                      "--test-fraction", "0", "--positions-per-game", "4", "--rollouts", "6"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["positions"] > 0 and report["rollouts"] == 6
+    # each playout scores +-1 against an outcome of +-1: a squared error of 0 or 4; the mean of six is no worse
+    assert 0 <= report["rollouts_mse"] <= report["rollout_mse"] <= 4
+    assert all(part["rollouts_mse"] <= part["rollout_mse"] for part in report["by_moves"])

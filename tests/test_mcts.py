@@ -458,6 +458,21 @@ def test_rollout_policy_playouts_drive_the_search_and_ownership():
     assert own.shape == (5, 5) and np.all(own[:, :2] == 1) and np.all(own[:, 2:] == -1)
 
 
+
+@pytest.mark.parametrize("policy", [None, ro.RolloutPolicy(np.zeros(0, np.int64), np.zeros(ro.N_FIXED))],
+                         ids=["uniform", "rollout-policy"])
+def test_margins_are_one_playout_each_seeded_by_its_number_whatever_the_threads(policy):
+    settled = Board.from_diagram(ALIVE, komi=0.5)  # black 10 points, white 15, all alive
+    assert np.all(mcts.Rollouts(policy, threads=2).margins(settled, 12) == 10 - 15 - 0.5)
+    fight = Board.from_diagram(FIGHT, komi=0.5, to_move="B")
+    before = fight.fast.colour.copy()
+    one, two = mcts.Rollouts(policy, threads=1), mcts.Rollouts(policy, threads=2)
+    margins = one.margins(fight, 16, seed=5)
+    assert margins.shape == (16,) and np.array_equal(two.margins(fight, 16, seed=5), margins)
+    assert np.array_equal(one.margins(fight, 4, seed=7), margins[2:6])  # playout i is seed + i
+    assert len(set(margins.tolist())) > 1 and np.array_equal(fight.fast.colour, before)
+    assert one.margins(fight, 0).shape == (0,)
+
 def test_a_move_out_of_turn_starts_a_fresh_tree():
     board = Board(5, komi=0.5)
     s = search(board, mcts.UniformEvaluator(5), lambda_=1.0, seed=0)

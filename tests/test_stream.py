@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from gogame import sgf
+from gogame import features, sgf
 from training.data import shards, stream
 from training.data.stream import ExpertStream, OutcomeRule
 
@@ -226,6 +226,15 @@ def test_positions_per_game_keep_that_many_positions_of_every_game_drawn_afresh_
     assert "positions_per_game" not in every.manifest()["settings"]
     with pytest.raises(ValueError, match="positions_per_game"):
         make(archive, index_dir, positions_per_game=-1)
+
+def test_a_positions_board_is_the_one_its_planes_show_with_its_mover_to_play(archive, index_dir):
+    sampled = make(archive, index_dir, val_fraction=0, test_fraction=0, positions_per_game=5)
+    batch = next(iter(sampled.batches(0)))
+    planes = shards.unpack_planes(batch["planes"], 49, SIZE).numpy()
+    for row, (game, number) in enumerate(zip(batch["game"].tolist(), batch["move_number"].tolist())):
+        board = sampled.board(game, number)
+        assert board.to_move == sampled.record(game)[1][number][0]
+        assert np.array_equal(features.planes(board, "alphago49"), planes[row])  # batches hold unturned planes
 
 def finished_game() -> bytes:
     """9x9: black walls off columns A-E, white F-J, both pass; black's area 45 to 36."""

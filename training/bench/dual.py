@@ -29,6 +29,8 @@ import numpy as np
 import torch
 
 from gogame import coords, nets
+from gogame import rollout as ro
+from gogame.mcts import Rollouts
 from gogame.stats import median_interval
 from gogame.board import Board
 from training.data import shards
@@ -125,14 +127,18 @@ def value(args: argparse.Namespace) -> dict:
     """The value head's MSE against the outcome on held-out positions with one, overall and by quarter of the
     move numbers, beside the constant predictor and a value read off the ownership head: ``tanh(k * margin)``,
     the margin the mean owners sum to for the mover, komi 7.5 counted against black. Also how often the last
-    quarter's value signs name the winner, and the policy head's top-1 on every position read."""
+    quarter's value signs name the winner, and the policy head's top-1 on every position read. With
+    ``--rollouts N``, beside them the shipped rollout policy's own estimates of the same positions (each
+    position's komi): the mean result of N playouts (``rollouts_mse``), and one playout's (``rollout_mse``, the
+    mean over the N of each playout's squared error), what one leaf of the search gets at lambda 1."""
     net = nets.load(args.net).eval()
     size = args.size
     held_out = ExpertStream(args.sources, 64, split=args.split, game_filter=shards.GameFilter(size=size),
                             val_fraction=args.val_fraction, test_fraction=args.test_fraction, games_per_chunk=64,
                             positions_per_game=args.positions_per_game, drop_last=False, max_batches=args.batches,
                             progress=False)
-    values, margins, outcomes, numbers = [], [], [], []
+    values, margins, outcomes, numbers, played = [], [], [], [], []
+    rollouts = Rollouts(ro.RolloutPolicy.load(), threads=1) if args.rollouts else None
     hits = seen = 0
     with torch.no_grad():
         for batch in held_out.batches(0):
@@ -145,7 +151,13 @@ def value(args: argparse.Namespace) -> dict:
             known = batch["outcome"] != 0
             values.append(v.float()[known]), margins.append(margin[known])
             outcomes.append(batch["outcome"][known]), numbers.append(batch["move_number"][known])
+            if rollouts is not None:
+                for game, number in zip(batch["game"][known].tolist(), batch["move_number"][known].tolist()):
+                    board = held_out.board(game, number)
+                    wins = rollouts.margins(board, args.rollouts, seed=game << 12 | number) > 0
+                    played.append(torch.from_numpy(np.where(wins, 1.0, -1.0) * (1 if board.to_move == "B" else -1)))
     v, margin, z, number = (torch.cat(x).numpy().astype(np.float64) for x in (values, margins, outcomes, numbers))
+    results = torch.stack(played).numpy() if played else None  # (positions, N): each playout's result, mover's
     edges = np.quantile(number, [0, 0.25, 0.5, 0.75, 1.0])
     late = number > edges[3]
     out = {"games": held_out.games, "policy_top1": hits / seen, "policy_positions": seen,
@@ -153,13 +165,22 @@ def value(args: argparse.Namespace) -> dict:
            "ownership_value_mse": {str(k): float(np.mean((np.tanh(k * margin) - z) ** 2)) for k in args.k},
            "late_value_sign_agrees": float(np.mean(np.sign(v[late]) == z[late])),
            "late_margin_sign_agrees": float(np.mean(np.sign(margin[late]) == z[late])), "by_moves": []}
+    if results is not None:
+        out.update(_rollout_errors(results, z), rollouts=args.rollouts)
     for a, b in zip(edges[:-1], edges[1:]):
         part = (number >= a) & (number <= b)
         out["by_moves"].append({"moves": f"{a:.0f}-{b:.0f}", "positions": int(part.sum()),
                                 "value_mse": float(np.mean((v[part] - z[part]) ** 2)),
                                 "ownership_value_mse": {str(k): float(np.mean((np.tanh(k * margin[part]) - z[part]) ** 2))
-                                                        for k in args.k}})
+                                                        for k in args.k},
+                                **(_rollout_errors(results[part], z[part]) if results is not None else {})})
     return out
+
+
+def _rollout_errors(results: np.ndarray, z: np.ndarray) -> dict[str, float]:
+    """The MSE against the outcomes ``z`` of the mean of each row of playout results, and of one playout."""
+    return {"rollouts_mse": float(np.mean((results.mean(1) - z) ** 2)),
+            "rollout_mse": float(np.mean((results - z[:, None]) ** 2))}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="read only this many positions of each game (0: all): the batches spread over more games")
     v.add_argument("--batches", type=int, default=30, help="held-out batches of 64 positions")
     v.add_argument("--k", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.5], help="margin scales tried")
+    v.add_argument("--rollouts", type=int, default=0,
+                   help="also score each position by this many playouts of the shipped rollout policy")
     args = parser.parse_args(argv)
     print(json.dumps({"forward": forward, "ownership": ownership, "value": value}[args.what](args), indent=1))
     return 0

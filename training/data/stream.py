@@ -34,6 +34,7 @@ key              type                                meaning
 ``search_value`` float32 (B,)                        the mover's value by the search made before the move, in
                                                      [-1, 1], where the record has one (self-play's
                                                      :data:`training.data.shards.SEARCH_VALUE`); NaN elsewhere
+``game``         int64 (B,)                          the position's game, by index in the split (:meth:`ExpertStream.board`)
 ``symmetry``     int                                 the batch's symmetry offset (:func:`training.data.shards.apply_symmetries`)
 ================ =================================== ===========================================================
 
@@ -297,22 +298,31 @@ class ExpertStream:
                  for p, c in zip(index["move"][a:b], index["colour"][a:b])]
         return (setup[:nb], setup[nb:]), moves, self._facts(index, g), str(index["name"][g])
 
+    def board(self, i: int, moves: int | None = None) -> Board:
+        """Game ``i``'s board (its komi, no superko) before move ``moves`` (a position's ``move_number``), the
+        next player to move; with None, after every move but trailing passes."""
+        setup, record, facts, _ = self.record(i)
+        if moves is None:
+            moves = len(record)
+            while moves and record[moves - 1][1] is None:
+                moves -= 1
+        board = Board(self.size, facts.komi, superko="none")
+        board.setup(*setup)
+        for colour, move in record[:moves]:
+            board.play(move, colour)
+        if moves < len(record):
+            board.to_move = record[moves][0]
+        return board
+
     def final_ownership(self, i: int) -> np.ndarray:
         """float64 ``(size * size,)`` in [-1, 1], flat ``row * size + col``: game ``i``'s estimated final owner
         (+1 black), from ``ownership_playouts`` rollouts of its last position (trailing passes dropped)."""
-        setup, moves, facts, name = self.record(i)
-        while moves and moves[-1][1] is None:
-            moves = moves[:-1]
-        board = Board(self.size, facts.komi, superko="none")
-        board.setup(*setup)
-        for colour, move in moves:
-            board.play(move, colour)
-        seed = zlib.crc32(name.encode()) << 16
-        return self._rollouts.ownership(board, self.ownership_playouts, seed).reshape(-1)
+        seed = zlib.crc32(self.record(i)[3].encode()) << 16
+        return self._rollouts.ownership(self.board(i), self.ownership_playouts, seed).reshape(-1)
 
     def game_arrays(self, i: int, epoch: int = 0) -> dict[str, np.ndarray]:
         """The per-position arrays of game ``i`` of the split (index order) in ``epoch``: ``planes``, ``move``,
-        ``outcome``, ``move_number``, ``ownership``, ``search_value`` as in a batch, before shuffling; every
+        ``outcome``, ``move_number``, ``ownership``, ``search_value``, ``game`` as in a batch, before shuffling; every
         position, or the ``positions_per_game`` kept in that epoch, in move order."""
         setup, moves, facts, name = self.record(i)
         size = self.size
@@ -337,6 +347,7 @@ class ExpertStream:
             "move_number": keep.astype(np.int64),
             shards.OWNERSHIP: mover[keep, None].astype(np.float32) * owner[None, :],
             "search_value": (mover * (2 * black_value - 1))[keep],
+            "game": np.full(keep.size, i, np.int64),
         }
 
     # -- epochs ---------------------------------------------------------------------------------------------------
