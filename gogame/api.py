@@ -50,7 +50,8 @@ class NetEvaluator:
     except where the CPU computes bf16 natively and ``bf16`` is on; torch otherwise and on GPUs), ``"torch"`` or
     ``"onnx"``. With ``bf16`` the torch backend runs bf16 copies of the nets where the device computes bf16
     natively (:func:`gogame.nets.bf16_native`: about twice the positions per second on a CPU with AVX-512 BF16;
-    :class:`gogame.inference.TorchRunner`), else in fp32; the onnx backend is fp32 with ``threads`` intra-op threads, its exported models cached
+    :class:`gogame.inference.TorchRunner`), else in fp32; the onnx backend is fp32 with ``threads`` intra-op
+    threads, its exported models cached
     (``cache``, ``cache_dir``: see :func:`gogame.inference.runner`). With ``prepare`` the nets are made ready
     here (:meth:`prepare`: the onnx backend's export, a second or more on an empty cache); without it at the first
     evaluation or :meth:`prepare`. Raises ValueError for a bad option or nets that do not fit, and

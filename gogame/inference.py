@@ -180,14 +180,10 @@ class TorchRunner(Runner):
 
     def __call__(self, planes: np.ndarray) -> tuple[np.ndarray, ...]:
         x = torch.from_numpy(np.ascontiguousarray(planes)).to(self.device)
-        with torch.inference_mode():
-            if self.live:
-                with nets.autocast(self.device, self.bf16):
-                    out = self.net(x)
-            elif self.bf16:
-                out = self.net(x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last))
-            else:
-                out = self.net(x)
+        if self.bf16 and not self.live:  # the bf16 copy
+            x = x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), nets.autocast(self.device, self.bf16 and self.live):
+            out = self.net(x)
             return tuple(o.float().cpu().numpy() for o in _outputs(out))
 
 

@@ -547,20 +547,11 @@ class Rollouts:
     def margins(self, board: Board, n: int, seed: int = 0) -> np.ndarray:
         """float64[n]: black's area minus white's minus ``board.komi`` after each of ``n`` playouts from
         ``board``, playout ``i`` seeded with ``seed + i`` (what the search's rollouts give a leaf)."""
-        max_moves = 3 * board.size * board.size
-        parts = np.array_split(np.arange(seed, seed + n, dtype=np.int64), min(self.threads, max(n, 1)))
-        start = board.fast
-
-        def work(seeds: np.ndarray) -> np.ndarray:
-            if self.policy is not None:
-                return ro.rollouts_kernel(start, self.policy.tables, board.komi, seeds, max_moves)
-            bs = new_boards(start, 1)
-            fb.copy_into(board_row(bs, 0), start)
-            out = np.empty(seeds.size)
-            uniform_rollouts(bs, np.zeros(seeds.size, np.int64), board.komi, seeds, max_moves, out)
-            return out
-
-        return np.concatenate(self._map(work, parts)) if n else np.zeros(0)
+        if n == 0:
+            return np.zeros(0)
+        bs = new_boards(board.fast, 1)
+        fb.copy_into(board_row(bs, 0), board.fast)
+        return self.start(bs, np.zeros(n, np.int64), board.komi, np.arange(seed, seed + n, dtype=np.int64))()
 
     def ownership(self, board: Board, n: int, seed: int = 0) -> np.ndarray:
         """float64 ``[row, col]`` in [-1, 1]: the mean final owner (+1 black) over ``n`` playouts from ``board``."""

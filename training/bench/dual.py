@@ -155,9 +155,9 @@ def value(args: argparse.Namespace) -> dict:
                 for game, number in zip(batch["game"][known].tolist(), batch["move_number"][known].tolist()):
                     board = held_out.board(game, number)
                     wins = rollouts.margins(board, args.rollouts, seed=game << 12 | number) > 0
-                    played.append(torch.from_numpy(np.where(wins, 1.0, -1.0) * (1 if board.to_move == "B" else -1)))
+                    played.append(np.where(wins, 1.0, -1.0) * (1 if board.to_move == "B" else -1))
     v, margin, z, number = (torch.cat(x).numpy().astype(np.float64) for x in (values, margins, outcomes, numbers))
-    results = torch.stack(played).numpy() if played else None  # (positions, N): each playout's result, mover's
+    results = np.stack(played) if played else None  # (positions, N): each playout's result, mover's
     edges = np.quantile(number, [0, 0.25, 0.5, 0.75, 1.0])
     late = number > edges[3]
     out = {"games": held_out.games, "policy_top1": hits / seen, "policy_positions": seen,

@@ -4,8 +4,9 @@ Run: ``python -m training.bench.inference [--nets policy9 policy19] [--batches 1
 [--threads 1] [--extra openvino int8] [--engine-sizes 9 19] [--positions 4] [--engine-onnx-threads 1 2]
 [--engine-torch-threads N]``.
 
-Networks: each shipped net (``gogame/weights/{name}.pt``; a dual net on the size it learnt) on random 0/1 planes (the speed of a dense
-convolution does not depend on the values), at each batch size, by each backend of :mod:`gogame.inference`:
+Networks: each shipped net (``gogame/weights/{name}.pt``; a dual net on the size it learnt) on random 0/1
+planes (the speed of a dense convolution does not depend on the values), at each batch size, by each backend of
+:mod:`gogame.inference`:
 ``torch`` (the engine's default: a bf16 channels-last copy where the CPU computes bf16 natively),
 ``torch-autocast`` (the net itself under bf16 autocast, as a live runner runs it) and ``torch-fp32`` (both only
 where bf16 is native) and ``onnx`` (ONNX Runtime, fp32), each with ``--threads`` intra-op threads; with

@@ -34,7 +34,8 @@ key              type                                meaning
 ``search_value`` float32 (B,)                        the mover's value by the search made before the move, in
                                                      [-1, 1], where the record has one (self-play's
                                                      :data:`training.data.shards.SEARCH_VALUE`); NaN elsewhere
-``game``         int64 (B,)                          the position's game, by index in the split (:meth:`ExpertStream.board`)
+``game``         int64 (B,)                          the position's game, by index in the split
+                                                     (:meth:`ExpertStream.board`)
 ``symmetry``     int                                 the batch's symmetry offset (:func:`training.data.shards.apply_symmetries`)
 ================ =================================== ===========================================================
 
@@ -317,7 +318,8 @@ class ExpertStream:
     def final_ownership(self, i: int) -> np.ndarray:
         """float64 ``(size * size,)`` in [-1, 1], flat ``row * size + col``: game ``i``'s estimated final owner
         (+1 black), from ``ownership_playouts`` rollouts of its last position (trailing passes dropped)."""
-        seed = zlib.crc32(self.record(i)[3].encode()) << 16
+        index, g = self._games[i]
+        seed = zlib.crc32(str(index["name"][g]).encode()) << 16
         return self._rollouts.ownership(self.board(i), self.ownership_playouts, seed).reshape(-1)
 
     def game_arrays(self, i: int, epoch: int = 0) -> dict[str, np.ndarray]:

@@ -61,8 +61,8 @@ class NetPlayer:
     """Samples moves from a policy net's softmax over the sensible moves, at ``temperature``, batched.
 
     ``backend`` runs the net (:func:`gogame.inference.runner`, on the net's device; with ``bf16``, in bf16 where
-    native on the torch backend: twice the games per second on such a CPU), with the weights of the moment the player is made;
-    a ``live`` player (the RL learner, whose weights change between calls) runs the net itself on the torch
+    native on the torch backend: twice the games per second on such a CPU), with the weights of the moment the
+    player is made; a ``live`` player (the RL learner, whose weights change between calls) runs the net itself on the torch
     backend.
     """
 
