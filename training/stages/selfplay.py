@@ -62,8 +62,8 @@ class NetPlayer:
 
     ``backend`` runs the net (:func:`gogame.inference.runner`, on the net's device; with ``bf16``, in bf16 where
     native on the torch backend: twice the games per second on such a CPU), with the weights of the moment the
-    player is made; a ``live`` player (the RL learner, whose weights change between calls) runs the net itself on the torch
-    backend.
+    player is made; a ``live`` player (the RL learner, whose weights change between calls) runs the net itself
+    on the torch backend.
     """
 
     def __init__(self, net: nets.PolicyNet, temperature: float = 1.0, backend: str = "auto", *,
