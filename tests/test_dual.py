@@ -78,6 +78,26 @@ def test_the_value_target_mixes_in_the_search_value_where_a_record_has_one():
         dual_loss(SIZE, search_value_weight=1.5)
 
 
+def test_the_value_target_mixes_in_the_rollout_value_beside_the_search_value():
+    b = 3
+    batch = {"planes": torch.zeros(b, -(-49 * SIZE * SIZE // 8), dtype=torch.uint8),
+             "move": torch.tensor([0, 1, 2]), "outcome": torch.tensor([1.0, -1.0, 1.0]),
+             "search_value": torch.tensor([0.2, float("nan"), float("nan")]),
+             "rollout_value": torch.tensor([0.6, -0.2, float("nan")]),
+             "ownership": torch.zeros(b, SIZE * SIZE), "symmetry": 0}
+    logits, ownership = torch.zeros(b, SIZE * SIZE + 1), torch.zeros(b, SIZE * SIZE)
+    value = torch.tensor([0.0, 0.0, 0.0])
+    mixed = dual_loss(SIZE, search_value_weight=0.25, rollout_value_weight=0.5)(
+        Fixed(logits, value, ownership), batch)[1]["mse"]
+    # targets 0.25 * 1 + 0.25 * 0.2 + 0.5 * 0.6 = 0.6; 0.5 * -1 + 0.5 * -0.2 = -0.6 (no search value); 1 (neither)
+    assert mixed == pytest.approx((0.6 ** 2 + 0.6 ** 2 + 1.0) / 3)
+    assert dual_loss(SIZE)(Fixed(logits, value, ownership), batch)[1]["mse"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="add up to at most 1"):
+        dual_loss(SIZE, search_value_weight=0.5, rollout_value_weight=0.75)
+    with pytest.raises(ValueError, match="rollout_value_weight"):
+        dual_loss(SIZE, rollout_value_weight=-0.1)
+
+
 def test_ownership_loss_is_lower_for_the_right_owner():
     b = 1  # one row: symmetry 0 leaves it as it is (a second row would be turned, its target with it)
     owner = torch.ones(b, SIZE * SIZE)

@@ -245,6 +245,33 @@ def finished_game() -> bytes:
     return sgf.dumps(sgf.Game.from_moves(moves, size=SIZE, komi=0.0, result="B+9")).encode()
 
 
+def test_rollout_values_are_the_movers_share_of_playout_wins_cached_once(tmp_path, monkeypatch):
+    path = make_archive(tmp_path / "one.tar.xz", {"walls.sgf": finished_game()})
+    source = ExpertStream([path], 4, game_filter=shards.GameFilter(size=SIZE), val_fraction=0, test_fraction=0,
+                          ownership_playouts=4, rollout_value_playouts=8, index_dir=tmp_path, progress=False)
+    values = source.game_arrays(0)["rollout_value"]
+    assert values.dtype == np.float32 and values.size == 20 and np.all(np.abs(values) <= 1)
+    # komi 0 and both walls standing: black, 9 points ahead, wins most playouts of the last two positions
+    assert values[-2] >= 0.5 and values[-1] <= -0.5
+    index = stream.game_index(path, SIZE, tmp_path)
+    rollouts = stream.Rollouts(stream.ro.RolloutPolicy.load())
+    name = str(index["name"][0])
+    for k in (0, 7):  # a position's value is the mover's share of its seeded playouts' wins, a tie half
+        margins = rollouts.margins(source.board(0, k), 8, (stream.zlib.crc32(name.encode()) << 24) + 8 * k)
+        black = (np.count_nonzero(margins > 0) + 0.5 * np.count_nonzero(margins == 0)) / 8
+        assert values[k] == pytest.approx((1 if k % 2 == 0 else -1) * (2 * black - 1), abs=2e-3)
+    assert source.manifest()["settings"]["rollout_value_playouts"] == 8
+    assert "rollout_value" not in make(path, tmp_path, val_fraction=0, test_fraction=0).game_arrays(0)
+    monkeypatch.setattr(stream.Rollouts, "margins", lambda *a, **k: pytest.fail("the cache was not used"))
+    again = ExpertStream([path], 4, game_filter=shards.GameFilter(size=SIZE), val_fraction=0, test_fraction=0,
+                         ownership_playouts=4, rollout_value_playouts=8, index_dir=tmp_path, progress=False)
+    assert np.array_equal(again.game_arrays(0)["rollout_value"], values)
+    batch = next(iter(again.batches(0)))
+    assert batch["rollout_value"].dtype == torch.float32 and not batch["rollout_value"].isnan().any()
+    with pytest.raises(ValueError, match="rollout_value_playouts"):
+        make(path, tmp_path, rollout_value_playouts=-1)
+
+
 def test_ownership_agrees_with_a_finished_game(tmp_path):
     path = make_archive(tmp_path / "one.tar.xz", {"walls.sgf": finished_game()})
     source = ExpertStream([path], 4, game_filter=shards.GameFilter(size=SIZE), val_fraction=0, test_fraction=0,

@@ -84,6 +84,12 @@ class DualConfig:
     value_weight: float = option(1.0, "weight of the value MSE in the loss")
     search_value_weight: float = option(0.0, "share of the search's value in the value target where the record "
                                              "has one (self-play games' BV): (1 - w) * outcome + w * search value")
+    rollout_value_weight: float = option(0.0, "share of the rollouts' value in the training value target: "
+                                              "(1 - w - w_search) * outcome + w * the mover's mean result of "
+                                              "--rollout-value-playouts playouts of the shipped rollout policy "
+                                              "from the position (computed once per archive, cached beside its "
+                                              "index); validation's MSE stays against the outcome")
+    rollout_value_playouts: int = option(16, "with --rollout-value-weight: playouts per position")
     ownership_weight: float = option(1.0, "weight of the ownership BCE in the loss")
     # training
     out: str = option("runs/dual", "run folder (metrics.csv, last.pt, best.pt)")
@@ -118,19 +124,26 @@ class DualConfig:
 
 def dual_loss(size: int, value_weight: float = 1.0, ownership_weight: float = 1.0,
               teacher: nets.PolicyNet | None = None, teacher_weight: float = 0.0,
-              search_value_weight: float = 0.0) -> LossFn:
+              search_value_weight: float = 0.0, rollout_value_weight: float = 0.0) -> LossFn:
     """The dual loss (see the module docstring) of batches of :class:`training.data.stream.ExpertStream`.
 
     With a ``teacher`` policy net, the policy term is ``(1 - teacher_weight)`` times the cross-entropy against the
     move played plus ``teacher_weight`` times the cross-entropy against the teacher's softmax on the same planes
     (distillation: a net trained on few games learns the teacher's move choice from every position); the logged
     ``policy`` stays the move's cross-entropy, ``teacher`` is the other one.
+
+    The value target is the outcome with ``search_value_weight`` of it moved to the batch's ``search_value`` and
+    ``rollout_value_weight`` to its ``rollout_value``, each where the batch has one (not NaN); the MSE counts the
+    positions with an outcome.
     """
     n_planes = features.FEATURE_SETS[FEATURES]
     if teacher is not None and not 0.0 < teacher_weight <= 1.0:
         raise ValueError(f"teacher_weight must be in (0, 1] with a teacher, not {teacher_weight}")
-    if not 0.0 <= search_value_weight <= 1.0:
-        raise ValueError(f"search_value_weight must be in [0, 1], not {search_value_weight}")
+    if not (0.0 <= search_value_weight and 0.0 <= rollout_value_weight and
+            search_value_weight + rollout_value_weight <= 1.0):
+        raise ValueError(f"search_value_weight and rollout_value_weight must be at least 0 and add up to at most "
+                         f"1, not {search_value_weight} and {rollout_value_weight}")
+    shares = (("search_value", search_value_weight), ("rollout_value", rollout_value_weight))
 
     def loss_fn(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         planes = shards.unpack_planes(batch["planes"], n_planes, size)
@@ -149,9 +162,11 @@ def dual_loss(size: int, value_weight: float = 1.0, ownership_weight: float = 1.
             metrics["teacher"] = imitation.item()
         outcome = batch["outcome"]
         decided = (outcome != 0).float()
-        searched = batch.get("search_value")
-        target = outcome if searched is None or not search_value_weight else torch.where(
-            searched.isnan(), outcome, (1 - search_value_weight) * outcome + search_value_weight * searched)
+        target = outcome
+        for key, share in shares:
+            other = batch.get(key)
+            if other is not None and share:
+                target = target + share * torch.where(other.isnan(), 0.0, other - outcome)
         mse = ((value.float() - target).square() * decided).sum() / decided.sum().clamp(min=1)
         owner = planes[:, n_planes].flatten(1)
         own = F.binary_cross_entropy_with_logits(ownership.float(), (owner + 1) / 2)
@@ -198,7 +213,10 @@ def _stream(config: DualConfig, split: str) -> ExpertStream:
                         test_fraction=config.test_fraction, games_per_chunk=config.games_per_chunk,
                         ownership_playouts=config.ownership_playouts,
                         value_positions=config.value_positions if training else 0,
-                        positions_per_game=config.positions_per_game, drop_last=training,
+                        positions_per_game=config.positions_per_game,
+                        rollout_value_playouts=config.rollout_value_playouts
+                        if training and config.rollout_value_weight else 0,
+                        rollout_threads=max(1, config.threads), drop_last=training,
                         max_batches=0 if training else config.val_batches, index_dir=config.index_dir,
                         progress=config.progress)
 
@@ -242,10 +260,11 @@ def build_job(config: DualConfig) -> TrainingJob:
                                                  "sha256": shards.file_sha256(Path(config.teacher))},
                   "train_positions": len(train), "value_weight": config.value_weight,
                   "search_value_weight": config.search_value_weight,
+                  "rollout_value_weight": config.rollout_value_weight,
                   "ownership_weight": config.ownership_weight}
     extra_meta = nets.describe(model, features=FEATURES, provenance=provenance)
     loss = dual_loss(config.size, config.value_weight, config.ownership_weight, teacher, config.teacher_weight,
-                     config.search_value_weight)
+                     config.search_value_weight, config.rollout_value_weight)
     return TrainingJob(model, loss, train, val, train_config, extra_meta)
 
 
