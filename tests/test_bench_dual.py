@@ -40,8 +40,15 @@ def test_value_reads_the_split_asked_for_and_scores_the_policy_head_on_every_pos
         net.to_pass.weight.zero_()
         net.to_pass.bias.fill_(1.0)
     nets.save(net, tmp_path / "dual9.pt", features="alphago49")
+    policy = nets.build("policy", 48, 9, "small")
+    with torch.no_grad():  # a policy net that always passes too
+        policy.to_points.weight.zero_()
+        policy.to_pass.weight.zero_()
+        policy.to_pass.bias.fill_(1.0)
+    nets.save(policy, tmp_path / "policy9.pt", features="alphago48")
     assert dual.main(["value", str(tmp_path / "dual9.pt"), str(archive), "--size", "9", "--split", "test",
-                      "--val-fraction", "0", "--test-fraction", "0.5", "--positions-per-game", "25"]) == 0
+                      "--val-fraction", "0", "--test-fraction", "0.5", "--positions-per-game", "25",
+                      "--policy", str(tmp_path / "policy9.pt")]) == 0
     report = json.loads(capsys.readouterr().out)
     held_out = ExpertStream([archive], 64, split="test", game_filter=shards.GameFilter(size=9), val_fraction=0,
                             test_fraction=0.5, positions_per_game=25, index_dir=tmp_path, progress=False)
@@ -50,6 +57,7 @@ def test_value_reads_the_split_asked_for_and_scores_the_policy_head_on_every_pos
     assert report["games"] == held_out.games and report["policy_positions"] == moves.size
     assert all(len(g) <= 25 for g in games) and 0 < np.mean(moves == 81) < 1  # some passes among the moves
     assert report["policy_top1"] == np.mean(moves == 81)
+    assert report["other_policy_top1"] == report["policy_top1"] and report["top_moves_agree"] == 1.0
 
 
 def test_value_scores_the_same_positions_by_the_shipped_rollouts_when_asked(tmp_path, capsys):

@@ -130,8 +130,10 @@ def value(args: argparse.Namespace) -> dict:
     quarter's value signs name the winner, and the policy head's top-1 on every position read. With
     ``--rollouts N``, beside them the shipped rollout policy's own estimates of the same positions (each
     position's komi): the mean result of N playouts (``rollouts_mse``), and one playout's (``rollout_mse``, the
-    mean over the N of each playout's squared error), what one leaf of the search gets at lambda 1."""
+    mean over the N of each playout's squared error), what one leaf of the search gets at lambda 1. With
+    ``--policy NET``, that policy net's top-1 on the same positions and how often its top move is the head's."""
     net = nets.load(args.net).eval()
+    policy = nets.load(args.policy, kind="policy").eval() if args.policy else None
     size = args.size
     held_out = ExpertStream(args.sources, 64, split=args.split, game_filter=shards.GameFilter(size=size),
                             val_fraction=args.val_fraction, test_fraction=args.test_fraction, games_per_chunk=64,
@@ -139,13 +141,17 @@ def value(args: argparse.Namespace) -> dict:
                             progress=False)
     values, margins, outcomes, numbers, played = [], [], [], [], []
     rollouts = Rollouts(ro.RolloutPolicy.load(), threads=1) if args.rollouts else None
-    hits = seen = 0
+    hits = seen = policy_hits = agree = 0
     with torch.no_grad():
         for batch in held_out.batches(0):
             planes = shards.unpack_planes(batch["planes"], net.in_planes, size)
             logits, v, owners = net(planes)
             hits += int((logits.argmax(1) == batch["move"]).sum())
             seen += len(batch["move"])
+            if policy is not None:
+                top = policy(planes[:, :policy.in_planes]).argmax(1)
+                policy_hits += int((top == batch["move"]).sum())
+                agree += int((top == logits.argmax(1)).sum())
             black = planes[:, -1, 0, 0] > 0.5  # alphago49's player_colour plane
             margin = torch.tanh(owners.float() / 2).sum(1) + torch.where(black, -7.5, 7.5)  # 2p - 1 = tanh(x/2)
             known = batch["outcome"] != 0
@@ -165,6 +171,8 @@ def value(args: argparse.Namespace) -> dict:
            "ownership_value_mse": {str(k): float(np.mean((np.tanh(k * margin) - z) ** 2)) for k in args.k},
            "late_value_sign_agrees": float(np.mean(np.sign(v[late]) == z[late])),
            "late_margin_sign_agrees": float(np.mean(np.sign(margin[late]) == z[late])), "by_moves": []}
+    if policy is not None:
+        out.update(other_policy=args.policy, other_policy_top1=policy_hits / seen, top_moves_agree=agree / seen)
     if results is not None:
         out.update(_rollout_errors(results, z), rollouts=args.rollouts)
     for a, b in zip(edges[:-1], edges[1:]):
@@ -212,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--k", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.5], help="margin scales tried")
     v.add_argument("--rollouts", type=int, default=0,
                    help="also score each position by this many playouts of the shipped rollout policy")
+    v.add_argument("--policy", help="also the top-1 of this policy net (same board size) on the same positions")
     args = parser.parse_args(argv)
     print(json.dumps({"forward": forward, "ownership": ownership, "value": value}[args.what](args), indent=1))
     return 0
