@@ -7,7 +7,8 @@ The search follows Silver et al. 2016 (Methods, "Search algorithm"), with the pa
 
 * *selection*: from the root, take ``a = argmax Q(s, a) + u(s, a)`` with
   ``u = c_puct * P(s, a) * sqrt(sum_b N(s, b)) / (1 + N(s, a))``; ``P`` are the priors, ``Q = W / N``, and an
-  unvisited child has ``Q = fpu`` (0 by default, as in the paper). While ``sum_b N(s, b)`` is 0 we take it as 1,
+  unvisited child has ``Q = fpu`` (0 by default, as in the paper; with ``fpu_reduction``, Leela Zero's rule: its
+  parent's ``Q`` less a reduction, :func:`unvisited_q`). While ``sum_b N(s, b)`` is 0 we take it as 1,
   so the first visit follows the priors instead of the child order (as Leela Zero and KataGo do);
 * *evaluation*: the leaf ``s_L`` gets ``V = (1 - lambda) * v(s_L) + lambda * z``: ``v`` from the value network
   (computed once per node and cached), ``z`` the outcome (+1, 0, -1) of one rollout from ``s_L``. A leaf where
@@ -142,10 +143,29 @@ def reset_tree(t: Tree) -> None:
 
 
 @nb.njit(cache=True)
-def select_child(t: Tree, node: int, c_puct: float, n_vl: int, fpu: float) -> int:
+def unvisited_q(t: Tree, node: int, n_vl: int, fpu: float, fpu_reduction: float) -> float:
+    """``Q`` of an unvisited child of the expanded ``node`` (first-play urgency), for the side to move at ``node``.
+
+    ``fpu_reduction`` below 0: the constant ``fpu``. Otherwise Leela Zero's rule: ``node``'s own ``Q`` for that
+    side less ``fpu_reduction * sqrt(P)``, ``P`` the summed priors of the children visited (or in flight); ``fpu``
+    while ``node`` has no visits.
+    """
+    if fpu_reduction < 0 or t.N[node] == 0:
+        return fpu
+    f = t.first[node]
+    seen = 0.0
+    for j in range(f, f + t.count[node]):
+        if not t.flags[j] & BANNED and t.N[j] + n_vl * t.vl[j] > 0:
+            seen += t.P[j]
+    return -t.W[node] / t.N[node] - fpu_reduction * math.sqrt(seen)
+
+
+@nb.njit(cache=True)
+def select_child(t: Tree, node: int, c_puct: float, n_vl: int, fpu: float, fpu_reduction: float) -> int:
     """The child of the expanded ``node`` maximising ``Q + u`` with virtual losses counted; -1 if all are banned.
 
-    Ties go to the first child in order (points in padded order, pass last).
+    An unvisited child's ``Q`` is :func:`unvisited_q`. Ties go to the first child in order (points in padded
+    order, pass last).
     """
     f = t.first[node]
     k = t.count[node]
@@ -154,13 +174,14 @@ def select_child(t: Tree, node: int, c_puct: float, n_vl: int, fpu: float) -> in
         if not t.flags[j] & BANNED:
             total += t.N[j] + n_vl * t.vl[j]
     sq = math.sqrt(max(total, 1))
+    first_play = unvisited_q(t, node, n_vl, fpu, fpu_reduction)
     best = -1
     best_score = -np.inf
     for j in range(f, f + k):
         if t.flags[j] & BANNED:
             continue
         n = t.N[j] + n_vl * t.vl[j]
-        q = (t.W[j] - n_vl * t.vl[j]) / n if n > 0 else fpu
+        q = (t.W[j] - n_vl * t.vl[j]) / n if n > 0 else first_play
         score = q + c_puct * t.P[j] * sq / (1 + n)
         if score > best_score:
             best_score = score
@@ -240,8 +261,8 @@ def final_margin(b: FastBoard, komi: float) -> float:
 
 @nb.njit(cache=True)
 def select_batch(t: Tree, root: FastBoard, bs: Boards, n: int, c_puct: float, n_vl: int, fpu: float,
-                 expand_threshold: int, komi: float, leaves: np.ndarray, kinds: np.ndarray, values: np.ndarray,
-                 margins: np.ndarray, expanded: np.ndarray, collided: np.ndarray) -> tuple[int, int]:
+                 fpu_reduction: float, expand_threshold: int, komi: float, leaves: np.ndarray, kinds: np.ndarray,
+                 values: np.ndarray, margins: np.ndarray, expanded: np.ndarray, collided: np.ndarray) -> tuple[int, int]:
     """Select up to ``n`` leaves with virtual loss, replaying each one's moves onto board row ``i`` of ``bs``.
 
     Entry ``i < count`` is ``leaves[i]`` of kind EVAL (to evaluate; ``expanded[i]`` if it was expanded now and
@@ -260,7 +281,7 @@ def select_batch(t: Tree, root: FastBoard, bs: Boards, n: int, c_puct: float, n_
         node = np.int64(0)
         t.vl[0] += 1
         while t.first[node] >= 0:
-            child = select_child(t, node, c_puct, n_vl, fpu)
+            child = select_child(t, node, c_puct, n_vl, fpu, fpu_reduction)
             if child < 0:
                 break
             fb.play(b, np.int64(t.move[child]), b.meta[M_TO_MOVE])
@@ -657,6 +678,7 @@ class SearchConfig:
     virtual_loss: int = 3  # n_vl; AlphaGo used 3
     expand_threshold: int = 1  # n_thr: visits a leaf needs before it is expanded (the root always is)
     fpu: float = 0.0  # Q of an unvisited child (first-play urgency); 0 is a draw, as in the paper
+    fpu_reduction: float | None = None  # r: an unvisited child's Q is its parent's less r * sqrt(visited priors)
     policy_temperature: float = 1.0  # softmax temperature of the priors (AlphaGo's beta was 0.67)
     max_nodes: int = 1_000_000  # tree capacity; about 40 bytes a node
     threads: int = 2  # rollout threads (1: 0.74x the visits/s on 9x9, 1.09x on 19x19 on 2 cores, journal 12-02)
@@ -672,6 +694,13 @@ class SearchConfig:
             raise ValueError("batch_size must be positive, virtual_loss and expand_threshold not negative")
         if self.c_puct < 0 or self.policy_temperature <= 0:
             raise ValueError("c_puct must not be negative and policy_temperature must be positive")
+        if self.fpu_reduction is not None and self.fpu_reduction < 0:
+            raise ValueError(f"fpu_reduction must not be negative, not {self.fpu_reduction}")
+
+    @property
+    def kernel_fpu_reduction(self) -> float:
+        """``fpu_reduction`` as :func:`unvisited_q` takes it: -1 for none (the constant ``fpu``)."""
+        return -1.0 if self.fpu_reduction is None else self.fpu_reduction
 
 
 @dataclass
@@ -899,8 +928,9 @@ class MCTS:
         bs = self._boards
         t0 = time.perf_counter()
         count, n_coll = select_batch(t, self.board.fast, bs, n, cfg.c_puct, cfg.virtual_loss, cfg.fpu,
-                                     cfg.expand_threshold, self.board.komi, self._leaves, self._kinds,
-                                     self._values, self._margins, self._expanded, self._collided)
+                                     cfg.kernel_fpu_reduction, cfg.expand_threshold, self.board.komi,
+                                     self._leaves, self._kinds, self._values, self._margins, self._expanded,
+                                     self._collided)
         t1 = time.perf_counter()
         stats.tree_seconds += t1 - t0
         leaves = self._leaves[:count]
@@ -977,12 +1007,14 @@ class MCTS:
         """The children of ``node`` (default: the root) with visits, ``Q`` and prior, most visited first."""
         t = self.tree
         f, k = int(t.first[node]), int(t.count[node])
+        cfg = self.config
+        first_play = float(unvisited_q(t, node, 0, cfg.fpu, cfg.kernel_fpu_reduction)) if f >= 0 else cfg.fpu
         out = []
         for j in range(f, f + k if f >= 0 else f):
             if t.flags[j] & BANNED and not include_banned:
                 continue
             n = int(t.N[j])
-            q = float(t.W[j] / n) if n else float(self.config.fpu)
+            q = float(t.W[j] / n) if n else first_play
             score = stdev = math.nan
             if t.SN[j]:
                 score = float(t.S[j] / t.SN[j])

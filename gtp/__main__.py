@@ -54,6 +54,7 @@ def _komi(text: str) -> float:
 
 _COUNT = _number(int, lambda v: v >= 1, "a whole number of at least 1")
 _FRACTION = _number(float, lambda v: 0 <= v <= 1, "a number from 0 to 1")
+_NON_NEGATIVE = _number(float, lambda v: v >= 0, "a number of at least 0")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lambda", dest="lambda_", type=_FRACTION, default=None,
                         help="leaf value mix, 0 value net only .. 1 rollouts only (default 0.5, 1 without a value net; "
                              "below 1 needs a value net)")
+    parser.add_argument("--c-puct", type=_NON_NEGATIVE, default=None,
+                        help="exploration constant of the search (default 5, AlphaGo's)")
+    parser.add_argument("--fpu-reduction", type=_NON_NEGATIVE, default=None,
+                        help="value an unvisited move at its parent's win rate less this times the root of the "
+                             "visited moves' priors, in [-1, 1] units (Leela Zero's first-play urgency; default: "
+                             "a draw, as in AlphaGo)")
     parser.add_argument("--lz-compatible", action="store_true",
                         help=f"answer name and version as a Leela Zero {LZ_VERSION}-compatible engine (its lz-analyze "
                              "dialect), for GUIs that check Leela Zero's version number (Lizzie wants 0.15 or later)")
@@ -113,8 +120,9 @@ def engine_options(args: argparse.Namespace) -> dict:
     options = dict(visits=args.visits, threads=args.threads, batch_size=args.batch,
                    resign_threshold=args.resign_threshold, seed=args.seed, symmetries=args.symmetries,
                    early_stop=args.early_stop, backend=args.backend, onnx_threads=args.onnx_threads)
-    if args.lambda_ is not None:
-        options["lambda_"] = args.lambda_
+    for name in ("lambda_", "c_puct", "fpu_reduction"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
     return options
 
 

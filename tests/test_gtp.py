@@ -939,7 +939,7 @@ def test_cli_refuses_a_size_without_networks():
     ("--komi", "nan"), ("--komi", "1e300"), ("--visits", "0"), ("--visits", "-5"), ("--visits", "many"),
     ("--threads", "0"), ("--time", "-1"), ("--time", "0"), ("--time", "inf"), ("--resign-threshold", "2"),
     ("--resign-threshold", "-0.1"), ("--batch", "0"), ("--lambda", "5"), ("--lambda", "nan"), ("--size", "1"),
-    ("--size", "26"), ("--seed", "-1"),
+    ("--size", "26"), ("--seed", "-1"), ("--c-puct", "-1"), ("--fpu-reduction", "-0.2"), ("--fpu-reduction", "nan"),
 ])
 def test_every_bad_number_on_the_command_line_is_one_line_and_exit_2(option, value, capsys):
     from gtp.__main__ import main
@@ -1115,12 +1115,14 @@ def test_command_line_options_reach_the_engine():
     from gtp.session import EnginePlayer
 
     args = build_parser().parse_args(["--size", "9", "--symmetries", "all", "--lambda", "1", "--batch", "4",
-                                      "--no-early-stop"])
+                                      "--no-early-stop", "--c-puct", "2.5", "--fpu-reduction", "0.2"])
     engine = EnginePlayer(None, **engine_options(args)).engine(9)
     assert engine.evaluator.symmetries == "all" and not engine.early_stop
     assert engine.config.lambda_ == 1.0 and engine.config.batch_size == 4
+    assert engine.config.c_puct == 2.5 and engine.config.fpu_reduction == 0.2
     defaults = engine_options(build_parser().parse_args([]))
     assert defaults["symmetries"] == "random" and defaults["early_stop"]
+    assert "c_puct" not in defaults and "fpu_reduction" not in defaults  # SearchConfig's own defaults
     assert defaults["backend"] == "auto" and defaults["onnx_threads"] == 1
     args = build_parser().parse_args(["--size", "9", "--backend", "onnx", "--onnx-threads", "2"])
     engine = EnginePlayer(None, **engine_options(args)).engine(9)

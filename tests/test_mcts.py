@@ -66,11 +66,14 @@ def child(s: mcts.MCTS, node: int, vertex: str) -> int:
     return s._child(node, s.board._index(from_gtp(vertex, s.size)))
 
 
-def puct_choice(t: mcts.Tree, node: int, c_puct: float, fpu: float = 0.0) -> int:
-    """argmax Q + u by the paper's formula in plain numpy (no virtual loss), first child on ties."""
+def puct_choice(t: mcts.Tree, node: int, c_puct: float, fpu: float = 0.0, fpu_reduction: float | None = None) -> int:
+    """argmax Q + u by the paper's formula in plain numpy (no virtual loss), first child on ties; with
+    ``fpu_reduction``, an unvisited child's Q is the parent's less it times the root of the visited priors."""
     f, k = t.first[node], t.count[node]
     ok = (t.flags[f:f + k] & mcts.BANNED) == 0
     n = t.N[f:f + k].astype(float)
+    if fpu_reduction is not None:
+        fpu = -t.W[node] / t.N[node] - fpu_reduction * math.sqrt(t.P[f:f + k][ok & (n > 0)].sum())
     q = np.where(n > 0, t.W[f:f + k] / np.maximum(n, 1), fpu)
     u = c_puct * t.P[f:f + k] * math.sqrt(max(n[ok].sum(), 1)) / (1 + n)
     return f + int(np.argmax(np.where(ok, q + u, -np.inf)))
@@ -137,8 +140,8 @@ def test_four_simulations_pin_n_w_q_and_u():
     assert t.W[a1] == pytest.approx(-0.6) and t.W[b1] == pytest.approx(-0.6)
     assert t.P[b2] == pytest.approx(0.4) and t.P[a1] == pytest.approx(0.125)
     # Next: u(B2) = 0.4 * sqrt(3) / 4 = 0.1732 beats u(A2) = 0.075 * sqrt(3) = 0.1299; inside B2, C1 is next.
-    assert mcts.select_child(t, 0, 1.0, 3, 0.0) == b2
-    assert mcts.select_child(t, b2, 1.0, 3, 0.0) == child(s, b2, "C1")
+    assert mcts.select_child(t, 0, 1.0, 3, 0.0, -1.0) == b2
+    assert mcts.select_child(t, b2, 1.0, 3, 0.0, -1.0) == child(s, b2, "C1")
     by_move = {to_gtp(c.move): c for c in s.children()}
     assert by_move["B2"].q == pytest.approx(1.4 / 3) and by_move["A2"].visits == 0
 
@@ -151,7 +154,40 @@ def test_puct_choice_follows_the_formula():
     expanded = [i for i in range(s.nodes) if t.first[i] >= 0 and t.N[i] > 3][:25]
     assert len(expanded) > 5
     for node in expanded:
-        assert mcts.select_child(t, node, 2.0, 3, 0.0) == puct_choice(t, node, 2.0)
+        assert mcts.select_child(t, node, 2.0, 3, 0.0, -1.0) == puct_choice(t, node, 2.0)
+        assert mcts.select_child(t, node, 2.0, 3, 0.0, 0.3) == puct_choice(t, node, 2.0, fpu_reduction=0.3)
+
+
+def test_reduced_first_play_urgency_is_the_parents_q_less_the_visited_priors():
+    # The root: 3 visits worth W = -1.2 for the opponent, so Q = 0.4 for black to move; children with priors
+    # 0.5 (visited), 0.3 (visited) and the rest unvisited.
+    t = mcts.new_tree(100)
+    assert mcts.expand(t, 0, fb.new_board(3))
+    f, k = int(t.first[0]), int(t.count[0])
+    t.P[f:f + k] = 0.2 / (k - 2)
+    t.P[f], t.P[f + 1] = 0.5, 0.3
+    t.N[0], t.W[0] = 3, -1.2
+    t.N[f], t.W[f], t.N[f + 1], t.W[f + 1] = 2, 1.0, 1, 0.2
+    assert mcts.unvisited_q(t, 0, 3, 0.0, -1.0) == 0.0
+    assert mcts.unvisited_q(t, 0, 3, 0.0, 0.25) == pytest.approx(0.4 - 0.25 * math.sqrt(0.8))
+    t.vl[f + 2] = 1  # a simulation in flight counts its child as visited
+    assert mcts.unvisited_q(t, 0, 3, 0.0, 0.25) == pytest.approx(0.4 - 0.25 * math.sqrt(0.8 + t.P[f + 2]))
+    t.N[0] = 0
+    assert mcts.unvisited_q(t, 0, 3, -0.1, 0.25) == -0.1  # no visits of its own yet: the constant
+
+
+def test_first_play_at_the_parents_q_widens_the_search_of_a_winning_side():
+    # Every move wins for black (v = +0.2 after it, +0.6 at the root): an unvisited move valued at a draw looks
+    # worse than any visited one; valued at the parent's Q (a reduction of 0) it looks better, so more get tried.
+    def width(**fpu):
+        s = search(Board(5, komi=0.5), Dummy(5, {"C3": 0.3, "B2": 0.1}, rest=0.02), c_puct=1.0,
+                   lambda_=0.0, batch_size=1, seed=1, expand_threshold=0, rollouts=NoRollouts(), **fpu)
+        s.search(visits=60)
+        return sum(1 for c in s.children() if c.visits)
+
+    assert width(fpu_reduction=0.0) > width()
+    with pytest.raises(ValueError, match="fpu_reduction"):
+        mcts.SearchConfig(fpu_reduction=-0.1)
 
 
 def test_backup_signs_alternate():
