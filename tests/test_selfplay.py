@@ -163,6 +163,33 @@ def test_a_bad_weights_file_fails_before_the_folder_records_settings(policy_file
                        "--games", "1", "--max-moves", "4", "--no-progress"]) == 0
 
 
+def test_a_dual_net_plays_search_games_valued_by_its_own_head(policy_file, tmp_path):
+    torch.manual_seed(0)
+    dual = tmp_path / "dual5.pt"
+    nets.save(nets.build("dual", 49, SIZE, "b2c16"), dual, features="alphago49")
+    out = tmp_path / "sp"
+    search = ["--visits", "8", "--lambda", "0", "--c-puct", "2", "--fpu-reduction", "0.2"]
+    assert train_main(["selfplay", "--size", str(SIZE), "--weights", str(dual), *search, "--games", "2",
+                       "--games-per-shard", "2", "--max-moves", "12", "--out", str(out), "--no-progress"]) == 0
+    spec = json.loads((out / "meta.json").read_text())["spec"]
+    assert (spec["lambda_"], spec["c_puct"], spec["fpu_reduction"]) == (0.0, 2.0, 0.2)
+    player, = selfplay._players(selfplay.GameSpec(**{**spec, "policies": tuple(spec["policies"])}))
+    config = player.engine.config
+    assert (config.lambda_, config.c_puct, config.fpu_reduction) == (0.0, 2.0, 0.2)
+    assert player.engine.evaluator.has_value  # the leaves' values come from the dual net's head
+    games = [g for f in sorted((out / "sgf").glob("*.sgf")) for g in sgf.load(f)]
+    assert len(games) == 2 and all(v is not None for g in games for v in g.move_property(shards.SEARCH_VALUE))
+    base = ["selfplay", "--size", str(SIZE), "--games", "1", "--max-moves", "4", "--no-progress"]
+    with pytest.raises(SystemExit, match="need visits"):
+        train_main([*base, "--weights", str(policy_file), "--lambda", "0.5", "--out", str(tmp_path / "a")])
+    with pytest.raises(SystemExit, match="value network"):  # a policy net has no value head to mix in
+        train_main([*base, "--weights", str(policy_file), *search, "--out", str(tmp_path / "b")])
+    value = tmp_path / "value5.pt"
+    nets.save(nets.build("value", 49, SIZE, "tiny"), value, features="alphago49")
+    with pytest.raises(SystemExit, match="holds a value network"):
+        train_main([*base, "--weights", str(value), "--visits", "8", "--out", str(tmp_path / "c")])
+
+
 def test_search_player_plays_mcts_moves():
     engine = Engine(tiny_policy(), None, visits=8, threads=1, seed=0)
     game, = selfplay.play_games([selfplay.SearchPlayer(engine, 8)], [selfplay.Plan()], size=SIZE, max_moves=6,

@@ -62,7 +62,8 @@ def _parts(hint: Any) -> tuple[type, bool]:
 
 def add_arguments(parser: argparse.ArgumentParser, cls: type, *, positional: Iterable[str] = (),
                   required: Iterable[str] = ()) -> None:
-    """Add one option per field of dataclass ``cls`` to ``parser`` (``lr_step`` becomes ``--lr-step``).
+    """Add one option per field of dataclass ``cls`` to ``parser`` (``lr_step`` becomes ``--lr-step``, ``lambda_``
+    ``--lambda``).
 
     Fields declared positional or named in ``positional`` become positional arguments (a tuple field takes one or
     more values), those without a default or named in ``required`` required options. The help shows each field's
@@ -77,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, *, positional: Ite
         if f.name in positional or f.metadata.get(POSITIONAL):
             parser.add_argument(f.name, type=kind, nargs="+" if several else None, choices=choices, help=text)
             continue
-        flag = "--" + f.name.replace("_", "-")
+        flag = "--" + f.name.rstrip("_").replace("_", "-")
         needed = f.name in required or f.default is dataclasses.MISSING
         if not needed and f.default is not None:  # None: not given, the help says what that means
             shown = " ".join(map(str, f.default)) if several else f.default
@@ -88,7 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, *, positional: Ite
             continue
         parser.add_argument(flag, dest=f.name, type=kind, nargs="*" if several else None, choices=choices,
                             default=None if needed else f.default, required=needed, help=text,
-                            metavar=None if choices else f.name.upper())
+                            metavar=None if choices else f.name.rstrip("_").upper())
 
 
 def from_arguments(cls: type, args: argparse.Namespace) -> Any:

@@ -307,10 +307,11 @@ class GameSpec:
     """What a shard of games is (picklable, for worker processes).
 
     ``policies``: weight files, player 0 first. ``mode``: ``"selfplay"`` (player 0 against itself, every
-    position; at ``visits`` > 0 by MCTS with the shipped rollout policy, Dirichlet noise of ``dirichlet_alpha``
-    at the root (0: none), the first ``sample_moves`` moves drawn by visits, and a decided game (a win rate
-    below ``decided_below`` or above ``1 - decided_below``; 0: never) finished by the raw net at
-    ``temperature``: :class:`SearchPlayer`) or
+    position; at ``visits`` > 0 by MCTS (:class:`SearchPlayer`) with the shipped rollout policy, Dirichlet noise
+    of ``dirichlet_alpha`` at the root (0: none), the first ``sample_moves`` moves drawn by visits, and a decided
+    game (a win rate below ``decided_below`` or above ``1 - decided_below``; 0: never) finished by the raw net
+    at ``temperature``; player 0 may then be a dual net, and ``lambda_``, ``c_puct`` and ``fpu_reduction`` set
+    the search's :class:`gogame.mcts.SearchConfig` fields, None its defaults) or
     ``"value"`` (AlphaGo's value data: U uniform in
     ``1..max_u``, ``policies[0]`` (SL) plays moves 1..U-1, move U is uniformly random, ``policies[1]`` (RL)
     plays on; the position after move U is kept; games over before it keep none).
@@ -328,6 +329,9 @@ class GameSpec:
     dirichlet_alpha: float = 0.0
     sample_moves: int = 0
     decided_below: float = 0.0
+    lambda_: float | None = None
+    c_puct: float | None = None
+    fpu_reduction: float | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in ("selfplay", "value"):
@@ -339,6 +343,13 @@ class GameSpec:
             raise ValueError("dirichlet_alpha and sample_moves must not be negative, decided_below in [0, 0.5)")
         if self.mode == "value" and not 1 <= self.max_u:
             raise ValueError(f"max_u must be at least 1, not {self.max_u}")
+        if not self.visits and self.search_options():
+            raise ValueError("lambda_, c_puct and fpu_reduction set a search: they need visits")
+
+    def search_options(self) -> dict[str, float]:
+        """The :class:`gogame.mcts.SearchConfig` fields this spec sets."""
+        chosen = {"lambda_": self.lambda_, "c_puct": self.c_puct, "fpu_reduction": self.fpu_reduction}
+        return {name: value for name, value in chosen.items() if value is not None}
 
     def plans(self, n: int, rng: np.random.Generator) -> list[Plan]:
         if self.mode == "selfplay":
@@ -352,14 +363,17 @@ _PLAYERS: dict[tuple[GameSpec, str], list[Player]] = {}  # per process: the play
 
 def _players(spec: GameSpec, backend: str = "auto") -> list[Player]:
     if (spec, backend) not in _PLAYERS:
-        loaded = [nets.load(path, kind="policy") for path in spec.policies]
-        for net in loaded:
-            if net.board_size != spec.size:
+        searching = spec.mode == "selfplay" and spec.visits
+        loaded = [nets.load(path, kind=None if searching else "policy") for path in spec.policies]
+        for path, net in zip(spec.policies, loaded):
+            if net.kind == "value":
+                raise ValueError(f"{path} holds a value network: games need a policy or dual network")
+            if net.kind == "policy" and net.board_size != spec.size:
                 raise ValueError(f"a {net.board_size}x{net.board_size} policy net cannot play {spec.size}x{spec.size}")
-        if spec.visits:
-            # priors from the net, leaves valued by the shipped rollout policy (no value net: it comes later)
-            engine = Engine(loaded[0], None, ro.RolloutPolicy.load(), threads=1, backend=backend,
-                            dirichlet_alpha=spec.dirichlet_alpha or None)
+        if searching:
+            # priors from the net, leaves valued by the shipped rollout policy and, for a dual net, its value head
+            engine = Engine(loaded[0], None, ro.RolloutPolicy.load(), size=spec.size, threads=1, backend=backend,
+                            dirichlet_alpha=spec.dirichlet_alpha or None, **spec.search_options())
             finisher = NetPlayer(loaded[0], spec.temperature, backend) if spec.decided_below else None
             _PLAYERS[spec, backend] = [SearchPlayer(engine, spec.visits, spec.sample_moves, spec.decided_below,
                                                     finisher)]
@@ -520,8 +534,14 @@ class SelfplayConfig(GenerationConfig, StopOptions):
 
     size: int = option(19, "board size")
     out: str = option(REQUIRED, "folder for shards, SGF files and .done records")
-    weights: str | None = option(None, "policy net (default: the shipped one for --size)")
+    weights: str | None = option(None, "policy net, or with --visits a policy or dual net (default: the shipped "
+                                       "policy net for --size)")
     visits: int = option(0, "MCTS visits per move, the shipped rollout policy at the leaves (0: sample the raw net)")
+    lambda_: float | None = option(None, "with --visits: the leaf value mix, 0 a dual net's value head alone .. 1 "
+                                         "rollouts alone (default: the net's, 1 for a policy net)")
+    c_puct: float | None = option(None, "with --visits: the search's exploration constant (default 5)")
+    fpu_reduction: float | None = option(None, "with --visits: an unvisited move's value is its parent's less "
+                                               "this times the root of the visited priors (default: a draw)")
     dirichlet_alpha: float = option(0.0, "with --visits: root noise Dir(alpha), weight 0.25 (0: none)")
     sample_moves: int = option(0, "with --visits: draw the first this many moves of a game by visit counts")
     decided_below: float = option(0.0, "with --visits: once a search's win rate is below this (or above 1 - it), "
@@ -536,14 +556,15 @@ CONFIG = SelfplayConfig
 
 def run(config: SelfplayConfig) -> int:
     weights = config.weights or str(nets.default_weights("policy", config.size))
-    spec = GameSpec(config.size, (str(weights),), "selfplay", config.komi, config.visits, config.temperature,
-                    config.max_moves, val_fraction=config.val_fraction, dirichlet_alpha=config.dirichlet_alpha,
-                    sample_moves=config.sample_moves, decided_below=config.decided_below)
     try:
+        spec = GameSpec(config.size, (str(weights),), "selfplay", config.komi, config.visits, config.temperature,
+                        config.max_moves, val_fraction=config.val_fraction, dirichlet_alpha=config.dirichlet_alpha,
+                        sample_moves=config.sample_moves, decided_below=config.decided_below,
+                        lambda_=config.lambda_, c_puct=config.c_puct, fpu_reduction=config.fpu_reduction)
         summary = generate(config.out, spec, config.games, games_per_shard=config.games_per_shard,
                            workers=config.workers, tag=config.tag, seed=config.seed, progress=config.progress,
                            stop_after_minutes=config.stop_after, backend=config.backend)
-    except ValueError as exc:  # settings that do not fit: the net's size, an existing folder's settings
+    except ValueError as exc:  # settings that do not fit: the net's size or kind, an existing folder's settings
         raise SystemExit(f"gogame-train selfplay: {exc}") from None
     print(json.dumps({k: summary[k] for k in ("games", "moves", "positions", "games_per_s", "moves_per_s")}))
     return 0
