@@ -179,6 +179,9 @@ class Evaluation:
 
 
 RESIGN_MIN_VISITS = 100  # fewer visits never justify resigning
+# first-play urgency where a value net values the leaves (lambda < 1): a dual 9x9 net at lambda 0.5 won 41 of 60
+# against the shipped engine at 400 visits with it, 21 of 40 without (docs/journal/2026-12-03-first-play-urgency.md)
+VALUE_FPU_REDUCTION = 0.25
 
 
 @dataclass(frozen=True)
@@ -237,7 +240,8 @@ class Engine:
     ``prepare_nets`` (True: the nets are made ready at construction, see :class:`NetEvaluator`; False: at the
     first evaluation or ``engine.evaluator.prepare()``); and any
     :class:`gogame.mcts.SearchConfig` field: ``c_puct``, ``lambda_`` (0.5, or 1 without a value net; a dual
-    net's file may name the one measured best with it),
+    net's file may name the one measured best with it), ``fpu_reduction`` (:data:`VALUE_FPU_REDUCTION` when
+    ``lambda_`` is below 1, else none),
     ``batch_size``, ``threads``, ``seed``, ``expand_threshold``, ``virtual_loss``, ``max_nodes``,
     ``dirichlet_alpha``, ``cleanup``, ...
 
@@ -261,6 +265,8 @@ class Engine:
             size = size if size is not None else policy.board_sizes[0]
             search_options.setdefault("expand_threshold", 0)  # priors come with the value: expand at once
         search_options.setdefault("lambda_", _default_lambda(policy, value))
+        if search_options["lambda_"] < 1:
+            search_options.setdefault("fpu_reduction", VALUE_FPU_REDUCTION)
         self.config = SearchConfig(**search_options)
         self.evaluator = NetEvaluator(policy, value, symmetries=symmetries, seed=self.config.seed,
                                       device=device, size=size, bf16=bf16, backend=backend,

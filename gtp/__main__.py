@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fpu-reduction", type=_NON_NEGATIVE, default=None,
                         help="value an unvisited move at its parent's win rate less this times the root of the "
                              "visited moves' priors, in [-1, 1] units (Leela Zero's first-play urgency; default: "
-                             "a draw, as in AlphaGo)")
+                             "0.25 where a value net values the leaves, lambda below 1; else a draw, as in AlphaGo)")
     parser.add_argument("--lz-compatible", action="store_true",
                         help=f"answer name and version as a Leela Zero {LZ_VERSION}-compatible engine (its lz-analyze "
                              "dialect), for GUIs that check Leela Zero's version number (Lizzie wants 0.15 or later)")

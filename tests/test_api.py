@@ -11,7 +11,7 @@ import torch
 
 import gogame
 from gogame import Board, features, nets, rollout, sgf
-from gogame.api import RESIGN_MIN_VISITS, Engine, position_from_sgf, render
+from gogame.api import RESIGN_MIN_VISITS, VALUE_FPU_REDUCTION, Engine, position_from_sgf, render
 from gogame.coords import from_gtp, to_flat
 
 DATA = Path(__file__).parent / "data"
@@ -252,6 +252,15 @@ def test_a_dual_nets_measured_lambda_is_the_engines_default(tmp_path):
     assert nets.load(tmp_path / "again.pt").meta["lambda"] == 0.8  # a loaded net keeps it
     with pytest.raises(ValueError, match="search_lambda"):
         nets.save(net, tmp_path / "bad.pt", search_lambda=2.0)
+
+
+def test_first_play_urgency_is_reduced_by_default_only_where_a_value_net_values_the_leaves(tmp_path):
+    nets.save(nets.build("dual", 49, 9, "b2c16"), tmp_path / "dual9.pt", features="alphago49")
+    config = Engine.load(tmp_path / "dual9.pt", visits=8).config
+    assert (config.lambda_, config.fpu_reduction) == (0.5, VALUE_FPU_REDUCTION)
+    assert Engine.load(tmp_path / "dual9.pt", visits=8, lambda_=1.0).config.fpu_reduction is None  # rollouts alone
+    assert Engine.load(tmp_path / "dual9.pt", visits=8, fpu_reduction=None).config.fpu_reduction is None
+    assert Engine.load(tmp_path / "dual9.pt", visits=8, fpu_reduction=0.1).config.fpu_reduction == 0.1
 
 
 # -- pictures -------------------------------------------------------------------------------------------------

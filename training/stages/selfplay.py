@@ -541,7 +541,8 @@ class SelfplayConfig(GenerationConfig, StopOptions):
                                          "rollouts alone (default: the net's, 1 for a policy net)")
     c_puct: float | None = option(None, "with --visits: the search's exploration constant (default 5)")
     fpu_reduction: float | None = option(None, "with --visits: an unvisited move's value is its parent's less "
-                                               "this times the root of the visited priors (default: a draw)")
+                                               "this times the root of the visited priors (default: the engine's, "
+                                               "0.25 at lambda below 1, else a draw)")
     dirichlet_alpha: float = option(0.0, "with --visits: root noise Dir(alpha), weight 0.25 (0: none)")
     sample_moves: int = option(0, "with --visits: draw the first this many moves of a game by visit counts")
     decided_below: float = option(0.0, "with --visits: once a search's win rate is below this (or above 1 - it), "
