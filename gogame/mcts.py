@@ -8,7 +8,7 @@ The search follows Silver et al. 2016 (Methods, "Search algorithm"), with the pa
 * *selection*: from the root, take ``a = argmax Q(s, a) + u(s, a)`` with
   ``u = c_puct * P(s, a) * sqrt(sum_b N(s, b)) / (1 + N(s, a))``; ``P`` are the priors, ``Q = W / N``, and an
   unvisited child has ``Q = fpu`` (0 by default, as in the paper; with ``fpu_reduction``, Leela Zero's rule: its
-  parent's ``Q`` less a reduction, :func:`unvisited_q`). While ``sum_b N(s, b)`` is 0 we take it as 1,
+  parent's ``Q`` less a reduction, :func:`first_play_q`). While ``sum_b N(s, b)`` is 0 we take it as 1,
   so the first visit follows the priors instead of the child order (as Leela Zero and KataGo do);
 * *evaluation*: the leaf ``s_L`` gets ``V = (1 - lambda) * v(s_L) + lambda * z``: ``v`` from the value network
   (computed once per node and cached), ``z`` the outcome (+1, 0, -1) of one rollout from ``s_L``. A leaf where
@@ -143,38 +143,48 @@ def reset_tree(t: Tree) -> None:
 
 
 @nb.njit(cache=True)
-def unvisited_q(t: Tree, node: int, n_vl: int, fpu: float, fpu_reduction: float) -> float:
-    """``Q`` of an unvisited child of the expanded ``node`` (first-play urgency), for the side to move at ``node``.
+def first_play_q(t: Tree, node: int, seen: float, fpu: float, fpu_reduction: float) -> float:
+    """``Q`` of an unvisited child of the expanded ``node`` (first-play urgency), for the side to move at ``node``,
+    given ``seen``, the summed priors of its children visited (or in flight).
 
     ``fpu_reduction`` below 0: the constant ``fpu``. Otherwise Leela Zero's rule: ``node``'s own ``Q`` for that
-    side less ``fpu_reduction * sqrt(P)``, ``P`` the summed priors of the children visited (or in flight); ``fpu``
-    while ``node`` has no visits.
+    side less ``fpu_reduction * sqrt(seen)``; ``fpu`` while ``node`` has no visits.
     """
     if fpu_reduction < 0 or t.N[node] == 0:
         return fpu
+    return -t.W[node] / t.N[node] - fpu_reduction * math.sqrt(seen)
+
+
+@nb.njit(cache=True)
+def unvisited_q(t: Tree, node: int, n_vl: int, fpu: float, fpu_reduction: float) -> float:
+    """:func:`first_play_q` of ``node``, its visited priors summed here (virtual losses weighted by ``n_vl``)."""
     f = t.first[node]
     seen = 0.0
     for j in range(f, f + t.count[node]):
         if not t.flags[j] & BANNED and t.N[j] + n_vl * t.vl[j] > 0:
             seen += t.P[j]
-    return -t.W[node] / t.N[node] - fpu_reduction * math.sqrt(seen)
+    return first_play_q(t, node, seen, fpu, fpu_reduction)
 
 
 @nb.njit(cache=True)
 def select_child(t: Tree, node: int, c_puct: float, n_vl: int, fpu: float, fpu_reduction: float) -> int:
     """The child of the expanded ``node`` maximising ``Q + u`` with virtual losses counted; -1 if all are banned.
 
-    An unvisited child's ``Q`` is :func:`unvisited_q`. Ties go to the first child in order (points in padded
+    An unvisited child's ``Q`` is :func:`first_play_q`. Ties go to the first child in order (points in padded
     order, pass last).
     """
     f = t.first[node]
     k = t.count[node]
     total = 0
+    seen = 0.0
     for j in range(f, f + k):
         if not t.flags[j] & BANNED:
-            total += t.N[j] + n_vl * t.vl[j]
+            n = t.N[j] + n_vl * t.vl[j]
+            total += n
+            if n > 0:
+                seen += t.P[j]
     sq = math.sqrt(max(total, 1))
-    first_play = unvisited_q(t, node, n_vl, fpu, fpu_reduction)
+    first_play = first_play_q(t, node, seen, fpu, fpu_reduction)
     best = -1
     best_score = -np.inf
     for j in range(f, f + k):
@@ -262,7 +272,8 @@ def final_margin(b: FastBoard, komi: float) -> float:
 @nb.njit(cache=True)
 def select_batch(t: Tree, root: FastBoard, bs: Boards, n: int, c_puct: float, n_vl: int, fpu: float,
                  fpu_reduction: float, expand_threshold: int, komi: float, leaves: np.ndarray, kinds: np.ndarray,
-                 values: np.ndarray, margins: np.ndarray, expanded: np.ndarray, collided: np.ndarray) -> tuple[int, int]:
+                 values: np.ndarray, margins: np.ndarray, expanded: np.ndarray,
+                 collided: np.ndarray) -> tuple[int, int]:
     """Select up to ``n`` leaves with virtual loss, replaying each one's moves onto board row ``i`` of ``bs``.
 
     Entry ``i < count`` is ``leaves[i]`` of kind EVAL (to evaluate; ``expanded[i]`` if it was expanded now and
@@ -699,7 +710,7 @@ class SearchConfig:
 
     @property
     def kernel_fpu_reduction(self) -> float:
-        """``fpu_reduction`` as :func:`unvisited_q` takes it: -1 for none (the constant ``fpu``)."""
+        """``fpu_reduction`` as :func:`first_play_q` takes it: -1 for none (the constant ``fpu``)."""
         return -1.0 if self.fpu_reduction is None else self.fpu_reduction
 
 
@@ -1007,8 +1018,7 @@ class MCTS:
         """The children of ``node`` (default: the root) with visits, ``Q`` and prior, most visited first."""
         t = self.tree
         f, k = int(t.first[node]), int(t.count[node])
-        cfg = self.config
-        first_play = float(unvisited_q(t, node, 0, cfg.fpu, cfg.kernel_fpu_reduction)) if f >= 0 else cfg.fpu
+        first_play = float(unvisited_q(t, node, 0, self.config.fpu, self.config.kernel_fpu_reduction))
         out = []
         for j in range(f, f + k if f >= 0 else f):
             if t.flags[j] & BANNED and not include_banned:
