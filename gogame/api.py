@@ -233,10 +233,9 @@ class Engine:
     ``device`` ("cpu"); ``bf16`` (True: the nets run in bf16 where the device computes it natively, see
     :class:`NetEvaluator`; False: fp32); ``backend`` ("auto": ONNX Runtime on a CPU when installed, save where the
     CPU computes bf16 natively and ``bf16`` is on; "torch"; "onnx"; see :class:`NetEvaluator`); ``onnx_threads``
-    (1: ONNX Runtime's intra-op threads, best on a busy 2-core CPU where the rollout threads share the cores);
-    ``torch_threads`` (1: when the nets run on torch, :func:`torch.set_num_threads` for the whole process; the
-    search's small batches share the cores with the rollout threads, and on 2 busy cores 1 thread gave 5-14 times
-    the visits per second of 2 (docs/journal/2026-12-02-inference-speed.md); None leaves torch's setting);
+    (ONNX Runtime's intra-op threads) and ``torch_threads`` (when the nets run on torch,
+    :func:`torch.set_num_threads` for the whole process; None leaves torch's setting), both by default
+    :func:`net_threads`: 1 where rollouts share the cores, else the search's ``threads``;
     ``prepare_nets`` (True: the nets are made ready at construction, see :class:`NetEvaluator`; False: at the
     first evaluation or ``engine.evaluator.prepare()``); and any
     :class:`gogame.mcts.SearchConfig` field: ``c_puct``, ``lambda_`` (0.5, or 1 without a value net; a dual
@@ -257,9 +256,9 @@ class Engine:
     def __init__(self, policy: nets.PolicyNet | nets.DualNet | None, value: nets.ValueNet | None = None,
                  rollout: ro.RolloutPolicy | None = None, *, size: int | None = None, visits: int = 400,
                  seconds: float | None = None, symmetries: str = "random", resign_threshold: float = 0.05,
-                 early_stop: bool = True, device: str | torch.device = "cpu", torch_threads: int | None = 1,
-                 bf16: bool = True, backend: str = "auto", onnx_threads: int = inference.DEFAULT_THREADS,
-                 prepare_nets: bool = True, **search_options) -> None:
+                 early_stop: bool = True, device: str | torch.device = "cpu",
+                 torch_threads: int | None | str = "auto", bf16: bool = True, backend: str = "auto",
+                 onnx_threads: int | str = "auto", prepare_nets: bool = True, **search_options) -> None:
         dual = policy is not None and policy.kind == "dual"
         if dual:
             size = size if size is not None else policy.board_sizes[0]
@@ -268,11 +267,13 @@ class Engine:
         if search_options["lambda_"] < 1:
             search_options.setdefault("fpu_reduction", VALUE_FPU_REDUCTION)
         self.config = SearchConfig(**search_options)
+        threads = net_threads(self.config)
         self.evaluator = NetEvaluator(policy, value, symmetries=symmetries, seed=self.config.seed,
                                       device=device, size=size, bf16=bf16, backend=backend,
-                                      threads=onnx_threads, prepare=prepare_nets)
+                                      threads=threads if onnx_threads == "auto" else onnx_threads,
+                                      prepare=prepare_nets)
         if torch_threads is not None and self.evaluator.backend == "torch":
-            torch.set_num_threads(torch_threads)
+            torch.set_num_threads(threads if torch_threads == "auto" else torch_threads)
         self.size = self.evaluator.size
         self.rollout = rollout
         self.visits = visits
@@ -456,6 +457,15 @@ class Engine:
             return render(board, path, heatmap=heat, labels=labels,
                           title=f"win rate (%), black {100 * an.winrate_black:.0f}%")
         raise ValueError(f"what must be 'policy' or 'winrate', not {what!r}")
+
+
+def net_threads(config: SearchConfig) -> int:
+    """The threads the networks get by default: 1 where rollouts run (``lambda_`` above 0), whose ``threads``
+    share the cores with the nets' small batches (on 2 busy cores 1 torch thread gave 5-14 times the visits per
+    second of 2: docs/journal/2026-12-02-inference-speed.md); else the rollout threads' share, ``threads``
+    (at lambda 0 on 2 idle cores, 2 torch threads gave 1.17x the visits per second of 1, 2 ONNX Runtime threads
+    1.5x: docs/journal/2026-12-03-equal-time.md)."""
+    return 1 if config.lambda_ > 0 else config.threads
 
 
 def _default_lambda(policy: nets.PolicyNet | nets.DualNet | None, value: nets.ValueNet | None) -> float:

@@ -93,9 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backend", choices=inference.BACKENDS, default="auto",
                         help="what runs the networks: ONNX Runtime on a CPU when installed, save where the CPU "
                              "computes bf16 natively, torch otherwise (auto, the default), torch, or onnx")
-    parser.add_argument("--onnx-threads", type=_COUNT, default=inference.DEFAULT_THREADS,
-                        help=f"ONNX Runtime intra-op threads (default {inference.DEFAULT_THREADS}: the rollout "
-                             "threads share the cores)")
+    parser.add_argument("--onnx-threads", type=_COUNT, default=None,
+                        help="ONNX Runtime intra-op threads (default 1 where rollouts share the cores, else "
+                             "--threads; torch's threads follow the same rule)")
     parser.add_argument("--lambda", dest="lambda_", type=_FRACTION, default=None,
                         help="leaf value mix, 0 value net only .. 1 rollouts only (default 0.5, 1 without a value net; "
                              "below 1 needs a value net)")
@@ -119,8 +119,8 @@ def engine_options(args: argparse.Namespace) -> dict:
     """The :class:`gogame.api.Engine` options that parsed command-line options ask for."""
     options = dict(visits=args.visits, threads=args.threads, batch_size=args.batch,
                    resign_threshold=args.resign_threshold, seed=args.seed, symmetries=args.symmetries,
-                   early_stop=args.early_stop, backend=args.backend, onnx_threads=args.onnx_threads)
-    for name in ("lambda_", "c_puct", "fpu_reduction"):
+                   early_stop=args.early_stop, backend=args.backend)
+    for name in ("lambda_", "c_puct", "fpu_reduction", "onnx_threads"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     return options

@@ -230,6 +230,11 @@ def tiny_policy(seed: int) -> nets.PolicyNet:
     return nets.build("policy", 48, 9, "tiny").eval()
 
 
+def tiny_dual(seed: int) -> nets.DualNet:
+    torch.manual_seed(seed)
+    return nets.build("dual", 49, 9, "b2c16").eval()
+
+
 def cached_files(folder):
     return sorted(folder.glob("*.onnx"))
 
@@ -375,10 +380,23 @@ def test_an_onnx_backend_that_is_not_installed_names_the_install_command(monkeyp
     assert NetEvaluator(tiny_policy(0), None, backend="auto", bf16=False).backend == "torch"
 
 
-def test_the_engine_runs_torch_nets_on_one_thread_unless_told_otherwise(monkeypatch):
+def test_the_engine_runs_torch_nets_on_one_thread_beside_rollouts_unless_told_otherwise(monkeypatch):
     calls = []
     monkeypatch.setattr(torch, "set_num_threads", calls.append)
-    Engine(tiny_policy(0), None, backend="torch", threads=1)
+    Engine(tiny_policy(0), None, backend="torch", threads=3)
     Engine(tiny_policy(0), None, backend="torch", torch_threads=None, threads=1)
+    Engine(tiny_policy(0), None, backend="torch", torch_threads=2, threads=1)
     Engine(tiny_policy(0), None, backend="onnx", threads=1, torch_threads=2)  # no torch nets: torch left alone
-    assert calls == [1]
+    assert calls == [1, 2]
+
+
+def test_without_rollouts_the_nets_get_the_rollout_threads(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    net = tiny_dual(0)
+    Engine(net, backend="torch", threads=3, lambda_=0)
+    Engine(net, backend="torch", threads=3, lambda_=0.5)
+    assert calls == [3, 1]
+    onnx = Engine(net, backend="onnx", threads=3, lambda_=0)
+    assert onnx.evaluator._runners["dual"].threads == 3
+    assert Engine(net, backend="onnx", threads=3, lambda_=0, onnx_threads=1).evaluator._runners["dual"].threads == 1
