@@ -238,10 +238,9 @@ class Engine:
     :func:`net_threads`: 1 where rollouts share the cores, else the search's ``threads``;
     ``prepare_nets`` (True: the nets are made ready at construction, see :class:`NetEvaluator`; False: at the
     first evaluation or ``engine.evaluator.prepare()``); and any
-    :class:`gogame.mcts.SearchConfig` field: ``c_puct``, ``lambda_`` (0.5, or 1 without a value net; a dual
-    net's file may name the one measured best with it), ``fpu_reduction`` (:data:`VALUE_FPU_REDUCTION` when
-    ``lambda_`` is below 1, else none),
-    ``batch_size``, ``threads``, ``seed``, ``expand_threshold``, ``virtual_loss``, ``max_nodes``,
+    :class:`gogame.mcts.SearchConfig` field: ``c_puct``, ``lambda_`` (0.5, or 1 without a value net),
+    ``fpu_reduction`` (:data:`VALUE_FPU_REDUCTION` when ``lambda_`` is below 1, else none; a dual net's file may
+    name the settings of these three measured best with it, :func:`gogame.nets.save`), ``batch_size``, ``threads``, ``seed``, ``expand_threshold``, ``virtual_loss``, ``max_nodes``,
     ``dirichlet_alpha``, ``cleanup``, ...
 
     The engine keeps its search tree between calls: when the next board continues the last one (the same game
@@ -263,7 +262,8 @@ class Engine:
         if dual:
             size = size if size is not None else policy.board_sizes[0]
             search_options.setdefault("expand_threshold", 0)  # priors come with the value: expand at once
-        search_options.setdefault("lambda_", _default_lambda(policy, value))
+        for name, setting in _search_defaults(policy, value).items():
+            search_options.setdefault(name, setting)
         if search_options["lambda_"] < 1:
             search_options.setdefault("fpu_reduction", VALUE_FPU_REDUCTION)
         self.config = SearchConfig(**search_options)
@@ -468,13 +468,13 @@ def net_threads(config: SearchConfig) -> int:
     return 1 if config.lambda_ > 0 else config.threads
 
 
-def _default_lambda(policy: nets.PolicyNet | nets.DualNet | None, value: nets.ValueNet | None) -> float:
-    """The search's value/rollout mix by default: a dual net's measured one (its file's ``lambda``, written
-    with the weights that ship), else AlphaGo's 0.5 with a value net, else 1 (rollouts alone)."""
+def _search_defaults(policy: nets.PolicyNet | nets.DualNet | None, value: nets.ValueNet | None) -> dict:
+    """The search settings by default: a dual net's measured ones (its file's ``search``, written with the
+    weights that ship), lambda AlphaGo's 0.5 unless they name it; else 0.5 with a value net, else 1 (rollouts
+    alone)."""
     if policy is not None and policy.kind == "dual":
-        measured = policy.meta.get("lambda")
-        return float(measured) if isinstance(measured, (int, float)) and 0 <= measured <= 1 else 0.5
-    return 0.5 if value is not None else 1.0
+        return {"lambda_": 0.5, **policy.meta.get("search", {})}
+    return {"lambda_": 0.5 if value is not None else 1.0}
 
 
 def _pick(folder: Path, kind: str, size: int | None, suffix: str = ".pt") -> Path | None:

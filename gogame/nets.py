@@ -79,6 +79,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -417,17 +418,37 @@ def describe(net: PolicyNet | ValueNet | DualNet, *, features: str | None = None
         **arch,  # preset None for a custom architecture
         "features": features if features is not None else old.get("features"),
         "provenance": dict(provenance if provenance is not None else old.get("provenance") or {}),
-        **({"lambda": old["lambda"]} if "lambda" in old else {}),
+        **({"search": dict(old["search"])} if "search" in old else {}),
     }
+
+
+SEARCH_OPTIONS = ("lambda_", "c_puct", "fpu_reduction")  # the search settings a net file may record
+
+
+def search_defaults(search: Any, source: str = "search") -> dict[str, float]:
+    """``search`` checked as the search settings measured best with a net: a mapping from names in
+    :data:`SEARCH_OPTIONS` to finite numbers, at least 0 (``lambda_`` at most 1). ValueError, naming ``source``,
+    otherwise."""
+    if not isinstance(search, dict) or not set(search) <= set(SEARCH_OPTIONS):
+        raise ValueError(f"{source} must map some of {', '.join(SEARCH_OPTIONS)} to numbers, not {search!r}")
+    checked = {}
+    for name, value in search.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf \
+                or (name == "lambda_" and value > 1):
+            bound = "in [0, 1]" if name == "lambda_" else "a finite number, at least 0"
+            raise ValueError(f"{source}: {name} must be {bound}, not {value!r}")
+        checked[name] = float(value)
+    return checked
 
 
 def save(net: PolicyNet | ValueNet | DualNet, path: str | os.PathLike, *, half: bool = False,
          features: str | None = None, provenance: dict[str, Any] | None = None,
-         search_lambda: float | None = None) -> None:
+         search: dict[str, float] | None = None) -> None:
     """Write ``net`` and its description (see :func:`describe`) to ``path`` atomically.
 
-    ``search_lambda`` records the search's value/rollout mix measured best with this net (``meta["lambda"]``,
-    in [0, 1]: the engine's default for it); a net loaded from a file keeps the file's.
+    ``search`` records the search settings measured best with this net (``meta["search"]``, checked by
+    :func:`search_defaults`: for example ``{"lambda_": 0, "c_puct": 1.5}``), the engine's defaults for it; a
+    net loaded from a file keeps the file's.
 
     ``half`` stores floating-point weights as fp16, halving the file (the
     ``alphago`` policy net is then about 8 MB); :func:`load` turns them back
@@ -436,10 +457,8 @@ def save(net: PolicyNet | ValueNet | DualNet, path: str | os.PathLike, *, half: 
     state = {k: v.detach().to("cpu", torch.float16 if half and v.is_floating_point() else v.dtype)
              for k, v in net.state_dict().items()}
     meta = describe(net, features=features, provenance=provenance)
-    if search_lambda is not None:
-        if not 0.0 <= search_lambda <= 1.0:
-            raise ValueError(f"search_lambda must be in [0, 1], not {search_lambda}")
-        meta["lambda"] = float(search_lambda)
+    if search is not None:
+        meta["search"] = search_defaults(search)
     save_checkpoint(path, {"kind": net.kind, "meta": meta, "model": state})
 
 
@@ -481,6 +500,11 @@ def from_payload(payload: dict[str, Any], path: str | os.PathLike, device: str |
     except (ValueError, RuntimeError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{path}: the weights do not fit the described network: "
                               f"{str(exc).strip().splitlines()[0]}") from None
+    if "search" in meta:
+        try:
+            search_defaults(meta["search"], f"{path}'s search settings")
+        except ValueError as exc:
+            raise CheckpointError(str(exc)) from None
     net.meta = {**describe(net), **meta}
     return net.to(device).eval()
 

@@ -12,6 +12,7 @@ import torch
 import gogame
 from gogame import Board, features, nets, rollout, sgf
 from gogame.api import RESIGN_MIN_VISITS, VALUE_FPU_REDUCTION, Engine, position_from_sgf, render
+from gogame.checkpoint import CheckpointError, save_checkpoint
 from gogame.coords import from_gtp, to_flat
 
 DATA = Path(__file__).parent / "data"
@@ -225,7 +226,7 @@ def test_shipped_weights_load(size):
 def test_the_general_dual_net_plays_the_sizes_no_specialised_net_ships_for(size):
     e = Engine.load(size=size, visits=8, torch_threads=1)
     assert e.size == size and e.evaluator.dual_net is not None and Board(size).is_legal(e.genmove(Board(size)))
-    assert e.config.lambda_ == nets.load(nets.WEIGHTS_DIR / "dual.pt").meta["lambda"]  # measured, shipped with it
+    assert e.config.lambda_ == nets.load(nets.WEIGHTS_DIR / "dual.pt").meta["search"]["lambda_"]  # measured
     assert 0 <= e.evaluate(Board(size)).winrate_black <= 1
 
 
@@ -241,17 +242,30 @@ def test_engine_weights_prefer_a_nets_own_size_then_the_general_dual_net(tmp_pat
     assert nets.engine_weights(9, tmp_path) == {"dual": tmp_path / "dual9.pt"}
 
 
-def test_a_dual_nets_measured_lambda_is_the_engines_default(tmp_path):
+def test_a_dual_nets_measured_search_settings_are_the_engines_defaults(tmp_path):
     net = nets.build("dual", 49, 9, "b2c16")
     nets.save(net, tmp_path / "plain.pt", features="alphago49")
-    nets.save(net, tmp_path / "mixed.pt", features="alphago49", search_lambda=0.8)
+    nets.save(net, tmp_path / "mixed.pt", features="alphago49", search={"lambda_": 0.8, "c_puct": 1.5})
     assert Engine.load(tmp_path / "plain.pt", visits=8).config.lambda_ == 0.5  # AlphaGo's, unmeasured
-    assert Engine.load(tmp_path / "mixed.pt", visits=8).config.lambda_ == 0.8
-    assert Engine.load(tmp_path / "mixed.pt", visits=8, lambda_=0.3).config.lambda_ == 0.3
+    mixed = Engine.load(tmp_path / "mixed.pt", visits=8).config
+    assert (mixed.lambda_, mixed.c_puct, mixed.fpu_reduction) == (0.8, 1.5, VALUE_FPU_REDUCTION)
+    told = Engine.load(tmp_path / "mixed.pt", visits=8, lambda_=0.3, c_puct=4.0).config
+    assert (told.lambda_, told.c_puct) == (0.3, 4.0)
     nets.save(nets.load(tmp_path / "mixed.pt"), tmp_path / "again.pt")
-    assert nets.load(tmp_path / "again.pt").meta["lambda"] == 0.8  # a loaded net keeps it
-    with pytest.raises(ValueError, match="search_lambda"):
-        nets.save(net, tmp_path / "bad.pt", search_lambda=2.0)
+    assert nets.load(tmp_path / "again.pt").meta["search"] == {"lambda_": 0.8, "c_puct": 1.5}  # a loaded net keeps it
+    for bad, message in (({"lambda_": 2.0}, "lambda_ must be in"), ({"c_puct": -1}, "c_puct must be"),
+                         ({"c_puct": float("nan")}, "c_puct must be"), ({"virtual_loss": 3}, "must map some of")):
+        with pytest.raises(ValueError, match=message):
+            nets.save(net, tmp_path / "bad.pt", search=bad)
+    assert not (tmp_path / "bad.pt").exists()
+
+
+def test_a_net_file_with_bad_search_settings_is_refused(tmp_path):
+    net = nets.build("dual", 49, 9, "b2c16")
+    save_checkpoint(tmp_path / "foreign.pt", {"kind": "dual", "meta": {**nets.describe(net), "search": {"c_puct": "x"}},
+                                              "model": net.state_dict()})
+    with pytest.raises(CheckpointError, match="search settings: c_puct must be"):
+        nets.load(tmp_path / "foreign.pt")
 
 
 def test_first_play_urgency_is_reduced_by_default_only_where_a_value_net_values_the_leaves(tmp_path):

@@ -182,11 +182,14 @@ def test_export_writes_the_states_net_with_the_campaigns_provenance(tmp_path, ca
                "machine": {"cpu": "AMD EPYC", "torch_threads": 1}}
     (campaign.folder / "segments.json").write_text(json.dumps([segment]))
     assert train_main(["campaign", "export", str(campaign.folder), "--out", str(tmp_path / "net.pt"),
-                       "--lambda", "1"]) == 0
+                       "--lambda", "1", "--c-puct", "1.5"]) == 0
     exported = nets.load(tmp_path / "net.pt", kind="dual")
     assert all(torch.equal(v, net.state_dict()[k].half().float()) for k, v in exported.state_dict().items())
-    assert exported.meta["lambda"] == 1.0 and exported.meta["provenance"]["data"] == "x"
+    assert exported.meta["search"] == {"lambda_": 1.0, "c_puct": 1.5} and exported.meta["provenance"]["data"] == "x"
     made = exported.meta["provenance"]["campaign"]
     assert (made["name"], made["step"], made["positions_seen"], made["machine_hours"]) == ("regression", 40, 640, 1.5)
     assert train_main(["campaign", "export", str(campaign.folder)]) == 2
     assert "export needs --out" in capsys.readouterr().err
+    assert train_main(["campaign", "export", str(campaign.folder), "--out", str(tmp_path / "bad.pt"),
+                       "--lambda", "2"]) == 2
+    assert "lambda_ must be in [0, 1]" in capsys.readouterr().err and not (tmp_path / "bad.pt").exists()

@@ -17,7 +17,7 @@ Commands::
     gogame-train campaign start CONFIG.toml [--stop-after MINUTES]   # make campaigns/NAME/, train a segment
     gogame-train campaign continue campaigns/NAME [--stop-after MINUTES]
     gogame-train campaign status campaigns/NAME [--json]
-    gogame-train campaign export campaigns/NAME --out NET.pt [--lambda L]   # the net as it stands, to play
+    gogame-train campaign export campaigns/NAME --out NET.pt [--lambda L --c-puct C --fpu-reduction R]   # to play
 
 The live run folder (``runs/campaigns/NAME/``, ignored by git) holds the trainer's full fp32 ``last.pt``; a
 segment resumes from it when it is there and as far along as the state (the same machine: exact), else from
@@ -331,11 +331,11 @@ class Campaign:
                 "val": _held_out(val),
                 "eta_hours_at_last_rate": eta_h, "folder_mb": round(size / 2**20, 2)}
 
-    def export(self, out: str | os.PathLike, search_lambda: float | None = None) -> nets.PolicyNet | nets.DualNet:
+    def export(self, out: str | os.PathLike, search: dict[str, float] | None = None) -> nets.PolicyNet | nets.DualNet:
         """Write the net of the committed state to ``out`` as a net file (fp16, :func:`gogame.nets.save`) whose
         provenance is the stage's (command, data manifest, ...) plus the campaign's: its config, steps, positions
         seen, the segments (when, where, how fast) with their machine hours, and the latest held-out figures.
-        ``search_lambda``: the value/rollout mix measured best with it (:func:`gogame.nets.save`). Returns the
+        ``search``: the search settings measured best with it (:func:`gogame.nets.save`). Returns the
         net; CampaignError before the first checkpoint."""
         state = self.state()
         if state is None:
@@ -354,7 +354,7 @@ class Campaign:
                                                                                 "threads": s["machine"]["torch_threads"]}
                                       for s in self.segments()]},
         }
-        nets.save(net, out, half=True, provenance=provenance, search_lambda=search_lambda)
+        nets.save(net, out, half=True, provenance=provenance, search=search)
         return net
 
     def plot(self, out: str | os.PathLike | None = None) -> Path | None:
@@ -426,8 +426,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--json", action="store_true", help="status: as JSON")
     parser.add_argument("--out", default=None, help="export: the net file to write")
-    parser.add_argument("--lambda", dest="search_lambda", type=float, default=None,
+    parser.add_argument("--lambda", dest="lambda_", type=float, default=None,
                         help="export: the search's value/rollout mix measured best with the net (its default)")
+    parser.add_argument("--c-puct", type=float, default=None,
+                        help="export: the search's exploration constant measured best with the net")
+    parser.add_argument("--fpu-reduction", type=float, default=None,
+                        help="export: the search's first-play urgency reduction measured best with the net")
     parser.add_argument("--no-progress", action="store_true")
     add_stop_arguments(parser, checkpoints=False)
 
@@ -445,7 +449,11 @@ def run(args: argparse.Namespace) -> int:
         if args.action == "export":
             if not args.out:
                 raise CampaignError("export needs --out NET.pt")
-            campaign.export(args.out, args.search_lambda)
+            search = {name: getattr(args, name) for name in nets.SEARCH_OPTIONS if getattr(args, name) is not None}
+            try:
+                campaign.export(args.out, search or None)
+            except ValueError as exc:  # a search setting out of range
+                raise CampaignError(str(exc)) from None
             print(f"wrote {args.out}: the net of {campaign.folder} at step {campaign.status()['step']}",
                   file=sys.stderr)
             return 0
