@@ -6,10 +6,11 @@ import dataclasses
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from gogame import nets
+from gogame import nets, sgf
 from gogame.checkpoint import CheckpointError
 from training import cli
 from training.data import shards
@@ -78,6 +79,46 @@ def test_the_value_target_mixes_in_the_search_value_where_a_record_has_one():
         dual_loss(SIZE, search_value_weight=1.5)
 
 
+def test_the_policy_target_mixes_in_the_searchs_visits_where_a_record_has_them():
+    b, points = 3, SIZE * SIZE + 1
+    centre, pass_ = SIZE * SIZE // 2, points - 1  # no symmetry moves these (each row gets its own symmetry)
+    searched = torch.zeros(b, points)
+    searched[0, [centre, pass_]] = torch.tensor([0.75, 0.25])  # row 1 has no visits: the move alone
+    searched[2, pass_] = 1.0
+    batch = {"planes": torch.zeros(b, -(-49 * SIZE * SIZE // 8), dtype=torch.uint8),
+             "move": torch.full((b,), centre), "outcome": torch.zeros(b), "search_policy": searched,
+             "ownership": torch.zeros(b, SIZE * SIZE), "symmetry": 0}
+    logits = torch.randn(b, points, generator=torch.Generator().manual_seed(0))
+    ownership, value = torch.zeros(b, SIZE * SIZE), torch.zeros(b)
+    log_p = torch.log_softmax(logits, dim=1)
+    played = -log_p[torch.arange(b), batch["move"]]
+    against = -(searched * log_p).sum(dim=1)
+    loss, metrics = dual_loss(SIZE, ownership_weight=0, search_policy_weight=0.5)(
+        Fixed(logits, value, ownership), batch)
+    expected = (0.5 * played[0] + 0.5 * against[0] + played[1] + 0.5 * played[2] + 0.5 * against[2]) / 3
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert metrics["policy"] == pytest.approx(played.mean().item(), rel=1e-5)
+    assert metrics["policy_target"] == pytest.approx(expected.item(), rel=1e-5)
+    plain = dual_loss(SIZE, ownership_weight=0)(Fixed(logits, value, ownership), batch)
+    assert plain[0].item() == pytest.approx(played.mean().item(), rel=1e-5) and "policy_target" not in plain[1]
+    with pytest.raises(ValueError, match="search_policy_weight"):
+        dual_loss(SIZE, search_policy_weight=1.5)
+
+
+@pytest.mark.parametrize("symmetry", range(8))
+def test_the_searchs_visits_turn_with_the_position(symmetry):
+    b, points = 4, SIZE * SIZE + 1
+    moves = torch.tensor([0, 10, 40, points - 1])
+    batch = {"planes": torch.zeros(b, -(-49 * SIZE * SIZE // 8), dtype=torch.uint8), "move": moves,
+             "outcome": torch.zeros(b), "search_policy": torch.nn.functional.one_hot(moves, points).float(),
+             "ownership": torch.zeros(b, SIZE * SIZE), "symmetry": symmetry}
+    logits = torch.randn(b, points, generator=torch.Generator().manual_seed(symmetry))
+    model = Fixed(logits, torch.zeros(b), torch.zeros(b, SIZE * SIZE))
+    # visits all on the move played: the same target however the position is turned
+    mixed = dual_loss(SIZE, search_policy_weight=1.0)(model, batch)
+    assert mixed[1]["policy_target"] == pytest.approx(mixed[1]["policy"], rel=1e-5)
+
+
 def test_the_value_target_mixes_in_the_rollout_value_beside_the_search_value():
     b = 3
     batch = {"planes": torch.zeros(b, -(-49 * SIZE * SIZE // 8), dtype=torch.uint8),
@@ -122,6 +163,26 @@ def test_build_job_trains_and_its_checkpoints_load_as_dual_nets(archive, tmp_pat
     assert set(summary["val"]) >= {"loss", "policy", "acc", "top5", "mse", "ownership", "own_acc"}
     loaded = nets.load(tmp_path / "run" / "last.pt", kind="dual")
     assert loaded.meta["board_sizes"] == [SIZE] and loaded.meta["features"] == "alphago49"
+
+
+def test_self_play_games_teach_the_policy_head_their_searches_visits(archive, tmp_path):
+    from training.stages import selfplay
+    from gogame.api import Engine
+
+    torch.manual_seed(0)
+    engine = Engine(nets.build("policy", 48, SIZE, "tiny"), None, visits=8, threads=1, seed=0)
+    games = selfplay.play_games([selfplay.SearchPlayer(engine, 8)], [selfplay.Plan()] * 4, size=SIZE,
+                                max_moves=30, rng=np.random.default_rng(0))
+    searched = make_archive(tmp_path / "selfplay.tar.xz", {f"sgf/s-{k}.sgf": sgf.dumps(g.to_sgf(f"s-{k}")).encode()
+                                                           for k, g in enumerate(games)})
+    job = build_job(config(archive, tmp_path, sources=(str(archive), str(searched)), search_policy_weight=0.5,
+                           val_fraction=0.0, test_fraction=0.0))
+    assert job.extra_meta["provenance"]["search_policy_weight"] == 0.5
+    assert job.train.manifest()["settings"]["search_policy"]
+    batches = list(job.train.batches(0))
+    assert sum(int((b["search_policy"].sum(dim=1) > 0).sum()) for b in batches) > 0
+    summary = Trainer(job.model, job.loss_fn, job.train, None, config=job.config, extra_meta=job.extra_meta).fit()
+    assert summary["step"] == 6 and math.isfinite(summary["train"]["policy_target"])
 
 
 def test_a_teacher_mixes_its_softmax_into_the_policy_term():

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from gogame import nets, sgf
+from gogame import coords, nets, sgf
 from gogame.api import Engine
 from gogame.board import Board
 from training.cli import main as train_main
@@ -204,28 +204,38 @@ def test_search_player_draws_its_first_moves_by_visits_then_plays_the_most_visit
     firsts = {player._move(Board(SIZE), rng)[0] for _ in range(10)}
     assert len(firsts) > 1  # drawn, not the argmax every time
     board = Board(SIZE)
-    board.play(sorted(firsts)[0])
-    assert player._move(board, rng)[0] == engine.analyze(board, 16, stop_when_decided=True).move
+    board.play(coords.from_flat(sorted(firsts)[0], SIZE))
+    best = engine.analyze(board, 16, stop_when_decided=True).move
+    assert player._move(board, rng)[0] == coords.to_flat(coords.parse_move(best, SIZE), SIZE)
     with pytest.raises(ValueError, match="sample_moves"):
         selfplay.SearchPlayer(engine, 16, sample_moves=-1)
 
 
-def test_search_games_record_blacks_win_rate_by_each_search_in_their_sgf():
+def test_search_games_record_blacks_win_rate_and_the_roots_visits_by_each_search_in_their_sgf():
     engine = Engine(tiny_policy(), None, visits=8, threads=1, seed=0)
-    searches = {}
+    searches, visits = {}, {}
     engine_analyze = engine.analyze
 
     def analyze(board, *args, **kwargs):
         analysis = engine_analyze(board, *args, **kwargs)
         searches[board.move_number] = analysis.winrate_black
+        visits[board.move_number] = {coords.to_flat(coords.parse_move(c.move, SIZE), SIZE): c.visits
+                                     for c in analysis.candidates}
         return analysis
 
     engine.analyze = analyze
     player = selfplay.SearchPlayer(engine, 8, decided_below=0.49, finisher=selfplay.NetPlayer(tiny_policy()))
     game, = selfplay.play_games([player], [selfplay.Plan()], size=SIZE, max_moves=20, rng=np.random.default_rng(3))
     assert game.search_values == searches and list(searches) == [0]  # one search, then the finisher: no value
-    values = sgf.loads(sgf.dumps(game.to_sgf("g")))[0].move_property(shards.SEARCH_VALUE)
+    assert game.search_visits == visits and len(visits[0]) > 1
+    record = sgf.loads(sgf.dumps(game.to_sgf("g")))[0]
+    values = record.move_property(shards.SEARCH_VALUE)
     assert values == [None if i not in searches else f"{searches[i]:.4f}" for i in range(len(game.history))]
+    first, *rest = record.move_property(shards.SEARCH_VISITS)
+    moves, shares = shards.parse_visits(first, SIZE)
+    assert dict(zip(moves.tolist(), shares.tolist())) == pytest.approx(
+        {m: n / sum(visits[0].values()) for m, n in visits[0].items()})
+    assert rest == [None] * len(rest)
 
 
 def test_a_decided_game_is_finished_by_the_raw_net_to_its_end():

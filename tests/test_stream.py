@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from gogame import features, sgf
+from gogame import coords, features, sgf
 from training.data import shards, stream
 from training.data.stream import ExpertStream, OutcomeRule
 
@@ -180,6 +180,41 @@ def test_search_values_of_a_record_are_the_movers_and_nan_where_it_has_none(tmp_
     assert np.allclose(searched[:2], [0.2, 0.5], atol=1e-3) and np.isnan(searched[2:]).all()
     batch = next(iter(source.batches(0)))
     assert batch["search_value"].dtype == torch.float32 and batch["search_value"].isnan().sum() == 3
+
+
+def test_visits_are_written_most_visited_first_and_read_back_as_shares():
+    text = shards.format_visits({2: 1, SIZE * SIZE: 3, 40: 0, 10: 4}, SIZE)
+    assert text == "bh:4 tt:3 ci:1"  # flat 10 is row 1, column 1; the pass is tt; no visits, not written
+    moves, shares = shards.parse_visits(text, SIZE)
+    assert moves.tolist() == [10, SIZE * SIZE, 2] and np.allclose(shares, [0.5, 0.375, 0.125])
+    for foreign in (None, "", "bh", "bh:x", "zz:1", "bh:1 bh:2", "bh:-1 ci:2", "bh:0"):
+        assert shards.parse_visits(foreign, SIZE)[0].size == 0
+
+
+def test_the_search_policy_of_a_position_is_its_roots_visit_shares_where_the_record_has_them(tmp_path):
+    moves = [("B", (2, 2)), ("W", (6, 6)), ("B", (2, 6)), ("W", None), ("B", None)]
+    visits = [{0: "cg:3 gc:1", 2: "tt:2 cc:2", 3: "zz:1"}, {1: "gc:5"}]  # zz is off the board: no policy
+    members = {}
+    for k, game_visits in enumerate(visits):
+        game = sgf.Game.from_moves(moves, size=SIZE, komi=7.5, result="B+R", move_properties={
+            i: {shards.SEARCH_VISITS: v} for i, v in game_visits.items()})
+        members[f"sgf/s-{k}.sgf"] = sgf.dumps(game).encode()
+    archive = make_archive(tmp_path / "selfplay.tar.xz", members)
+    options = dict(batch_size=10, val_fraction=0, test_fraction=0, game_filter=shards.GameFilter(size=SIZE,
+                                                                                                 min_moves=1))
+    source = make(archive, tmp_path / "index", search_policy=True, **options)
+    cg, gc, cc = (coords.to_flat(coords.from_sgf(p, SIZE), SIZE) for p in ("cg", "gc", "cc"))
+    expected = {"s-0": {0: {cg: 0.75, gc: 0.25}, 2: {SIZE * SIZE: 0.5, cc: 0.5}}, "s-1": {1: {gc: 1.0}}}
+    for i, name in enumerate(source.names):
+        policy = source.game_arrays(i)["search_policy"]
+        assert policy.shape == (len(moves), SIZE * SIZE + 1)
+        want = np.zeros_like(policy)
+        for move, shares in expected[name.split("/")[-1].removesuffix(".sgf")].items():
+            want[move, list(shares)] = list(shares.values())
+        assert np.allclose(policy, want, atol=1e-3)
+    batch = next(iter(source.batches(0)))
+    assert batch["search_policy"].dtype == torch.float32 and batch["search_policy"].sum().item() == pytest.approx(3)
+    assert "search_policy" not in make(archive, tmp_path / "index", **options).game_arrays(0)
 
 
 def test_value_positions_keep_that_many_outcomes_per_game_drawn_the_same_way_each_time(archive, index_dir):

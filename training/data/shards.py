@@ -71,6 +71,10 @@ OWNERSHIP = "ownership"  # the optional per-position array of self-play shards
 # The SGF move property of self-play games played with search: black's win rate in [0, 1] by the search made
 # before the move (four decimals), a far less noisy value target than the game's one result.
 SEARCH_VALUE = "BV"
+# The other move property of those games: the visits of the root's moves by that search, "cc:52 dd:31 tt:2" (SGF
+# points, "tt" a pass), AlphaGo Zero's policy target: the search's improved policy rather than one move drawn from
+# it (format_visits, parse_visits).
+SEARCH_VISITS = "VC"
 # Reasons a game is skipped (beside the corpus reader's "parse error" and "wrong size").
 ILLEGAL = "illegal move"
 MID_GAME_SETUP = "setup after the first node"
@@ -150,6 +154,32 @@ class GameFacts(NamedTuple):
 RESIGN, SCORE, WIN, TIME, FORFEIT, DRAW, VOID, UNKNOWN = (
     "resign", "score", "win", "time", "forfeit", "draw", "void", "unknown")
 RESULT_KINDS = (RESIGN, SCORE, WIN, TIME, FORFEIT, DRAW, VOID, UNKNOWN)
+
+
+def format_visits(visits: dict[int, int], size: int) -> str:
+    """A :data:`SEARCH_VISITS` value: flat move (``size * size`` a pass) -> visits, most visited first."""
+    points = {m: "tt" if m == size * size else coords.to_sgf(coords.from_flat(m, size), size) for m in visits}
+    return " ".join(f"{points[m]}:{n}" for m, n in sorted(visits.items(), key=lambda mv: -mv[1]) if n > 0)
+
+
+def parse_visits(text: str | None, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A :data:`SEARCH_VISITS` value -> (flat moves int16, their shares of the visits float32, summing to 1); both
+    empty for none, or for a value that is not :func:`format_visits`'s (a foreign record's is not trusted)."""
+    none = np.zeros(0, np.int16), np.zeros(0, np.float32)
+    if not text:
+        return none
+    moves, counts = [], []
+    try:
+        for item in text.split():
+            point, count = item.split(":")
+            moves.append(coords.to_flat(coords.from_sgf(point, size), size))
+            counts.append(int(count))
+    except ValueError:
+        return none
+    total = sum(counts)
+    if min(counts) < 0 or total == 0 or len(set(moves)) < len(moves):
+        return none
+    return np.array(moves, np.int16), np.array(counts, np.float32) / total
 
 
 def result_kind(result: str | None) -> str:

@@ -37,6 +37,10 @@ key              type                                meaning
 ``rollout_value`` float32 (B,)                       only with ``rollout_value_playouts``: the mover's mean
                                                      result, in [-1, 1], of that many playouts from the position
                                                      (:func:`rollout_values`)
+``search_policy`` float32 (B, S*S+1)                 only with ``search_policy``: the shares of the visits of the
+                                                     root's moves by the search made before the move, pass last,
+                                                     where the record has them (self-play's
+                                                     :data:`training.data.shards.SEARCH_VISITS`); 0 elsewhere
 ``game``         int64 (B,)                          the position's game, by index in the split
                                                      (:meth:`ExpertStream.board`)
 ``symmetry``     int                                 the batch's symmetry offset (:func:`training.data.shards.apply_symmetries`)
@@ -75,7 +79,7 @@ from gogame.mcts import Rollouts
 from training.data import shards
 from training.data.corpus import read_games
 
-INDEX_VERSION = 3
+INDEX_VERSION = 4
 TEXT_CAP = 32  # characters kept of a result, rank or date (the filters read their start)
 FEATURE_SET = "alphago49"
 DEFAULT_INDEX_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gogame" / "expert-index"
@@ -121,9 +125,11 @@ def game_index(path: str | os.PathLike, size: int, index_dir: str | os.PathLike 
     """The index of the ``size`` x ``size`` games of the SGF archive or file at ``path`` (see the module docstring).
 
     Arrays: ``name``, ``result``, ``black_rank``, ``white_rank``, ``date`` (str), ``komi`` (float32), ``handicap``
-    (int16), ``move_start`` (int64, games + 1 offsets into ``move``, ``colour`` and ``search_value``: int16 flat
-    points ``row * size + col``, ``size * size`` for pass, int8 1 black / 2 white, and float16 black's win rate by
-    the search before the move, NaN where the record has none), ``setup_start`` and ``setup``
+    (int16), ``move_start`` (int64, games + 1 offsets into ``move``, ``colour``, ``search_value`` and
+    ``visits_start``: int16 flat points ``row * size + col``, ``size * size`` for pass, int8 1 black / 2 white,
+    float16 black's win rate by the search before the move, NaN where the record has none, and int64 offsets,
+    one per move and one more, into ``visits_move`` and ``visits_share``: that search's root moves, int16 flat,
+    and their shares of its visits, float16, none where the record has none), ``setup_start`` and ``setup``
     (int64 offsets, int16 flat points of AB then AW), ``setup_black`` (int16: how many of a game's setup points
     are black), and ``skipped`` (a JSON count of the games left out by reason). Results, ranks and dates are
     stripped and cut to :data:`TEXT_CAP` characters (numpy keeps every string as wide as the longest). Built
@@ -142,6 +148,7 @@ def game_index(path: str | os.PathLike, size: int, index_dir: str | os.PathLike 
     prefix = str(path)
     text: dict[str, list[str]] = {k: [] for k in _TEXT_FIELDS}
     komi, handicap, moves, colours, values, setup, setup_black = [], [], [], [], [], [], []
+    visits_per_move, visits_move, visits_share = [], [], []
     skipped: Counter[str] = Counter()
     for name, game in tqdm(read_games(path, size, skipped), desc=f"indexing {path.name}", unit="game",
                            disable=not progress):
@@ -163,6 +170,11 @@ def game_index(path: str | os.PathLike, size: int, index_dir: str | os.PathLike 
         moves.append(np.array([coords.to_flat(m, size) for _, m in game.moves], np.int16))
         colours.append(np.array([1 if c == "B" else 2 for c, _ in game.moves], np.int8))
         values.append(np.array([_win_rate(v) for v in game.move_property(shards.SEARCH_VALUE)], np.float16))
+        for recorded in game.move_property(shards.SEARCH_VISITS):
+            searched, share = shards.parse_visits(recorded, size)
+            visits_per_move.append(searched.size)
+            visits_move.append(searched)
+            visits_share.append(share.astype(np.float16))
         black, white = (sorted(points) for points in game.setup)
         setup.append(np.array([coords.to_flat(p, size) for p in black + white], np.int16))
         setup_black.append(len(black))
@@ -172,6 +184,9 @@ def game_index(path: str | os.PathLike, size: int, index_dir: str | os.PathLike 
         move_start=np.concatenate([[0], np.cumsum([m.size for m in moves])]).astype(np.int64),
         move=np.concatenate(moves or [np.zeros(0, np.int16)]), colour=np.concatenate(colours or [np.zeros(0, np.int8)]),
         search_value=np.concatenate(values or [np.zeros(0, np.float16)]),
+        visits_start=np.concatenate([[0], np.cumsum(visits_per_move, dtype=np.int64)]).astype(np.int64),
+        visits_move=np.concatenate(visits_move or [np.zeros(0, np.int16)]),
+        visits_share=np.concatenate(visits_share or [np.zeros(0, np.float16)]),
         setup_start=np.concatenate([[0], np.cumsum([p.size for p in setup])]).astype(np.int64),
         setup=np.concatenate(setup or [np.zeros(0, np.int16)]), setup_black=np.array(setup_black, np.int16),
         skipped=np.array(json.dumps(dict(skipped))))
@@ -243,7 +258,8 @@ class ExpertStream:
     each epoch by a hash of the game's name and the epoch: an epoch then sweeps many more games for the same
     number of positions, which the value head needs (one outcome a game, few games seen otherwise), and costs
     the planes of the kept positions only. ``rollout_value_playouts`` (0: none) adds each position's
-    ``rollout_value`` (:func:`rollout_values`, built on first use in ``rollout_threads`` threads). ``drop_last`` (training) yields only full batches, so every rank
+    ``rollout_value`` (:func:`rollout_values`, built on first use in ``rollout_threads`` threads);
+    ``search_policy`` adds each position's ``search_policy``. ``drop_last`` (training) yields only full batches, so every rank
     gets :meth:`num_batches`; without it the partial last batch is dealt out to the ranks (validation). ``max_batches`` (0: no limit) cuts each epoch
     short: a quick validation on a fixed sample. Raises FileNotFoundError for a missing source and ValueError
     for bad settings or a split with no game.
@@ -254,7 +270,7 @@ class ExpertStream:
                  seed: int = 0, split_seed: int = 0, val_fraction: float = 0.02, test_fraction: float = 0.02,
                  games_per_chunk: int = 64, ownership_playouts: int = 32, value_positions: int = 0,
                  positions_per_game: int = 0, rollout_value_playouts: int = 0, rollout_threads: int = 1,
-                 drop_last: bool = True, max_batches: int = 0, index_dir: str | os.PathLike | None = None,
+                 search_policy: bool = False, drop_last: bool = True, max_batches: int = 0, index_dir: str | os.PathLike | None = None,
                  progress: bool = True) -> None:
         if split not in shards.SPLITS:
             raise ValueError(f"split must be one of {shards.SPLITS}, not {split!r}")
@@ -271,7 +287,7 @@ class ExpertStream:
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.games_per_chunk, self.ownership_playouts = games_per_chunk, ownership_playouts
         self.value_positions, self.positions_per_game = value_positions, positions_per_game
-        self.rollout_value_playouts = rollout_value_playouts
+        self.rollout_value_playouts, self.search_policy = rollout_value_playouts, search_policy
         self.drop_last, self.max_batches = drop_last, max_batches
         self.inputs = []
         self._rollout_values: dict[int, np.ndarray] = {}  # id(index) -> rollout_values of its archive
@@ -335,6 +351,7 @@ class ExpertStream:
             **({"value_positions": self.value_positions} if self.value_positions else {}),
             **({"positions_per_game": self.positions_per_game} if self.positions_per_game else {}),
             **({"rollout_value_playouts": self.rollout_value_playouts} if self.rollout_value_playouts else {}),
+            **({"search_policy": True} if self.search_policy else {}),
             "drop_last": self.drop_last, "max_batches": self.max_batches,
         }
         return {"inputs": [dict(i) for i in self.inputs], "settings": settings}
@@ -378,7 +395,8 @@ class ExpertStream:
 
     def game_arrays(self, i: int, epoch: int = 0) -> dict[str, np.ndarray]:
         """The per-position arrays of game ``i`` of the split (index order) in ``epoch``: ``planes``, ``move``,
-        ``outcome``, ``move_number``, ``ownership``, ``search_value``, ``game`` (and ``rollout_value``) as in a
+        ``outcome``, ``move_number``, ``ownership``, ``search_value``, ``game`` (and ``rollout_value``,
+        ``search_policy``) as in a
         batch, before shuffling; every position, or the ``positions_per_game`` kept in that epoch, in move order."""
         setup, moves, facts, name = self.record(i)
         size = self.size
@@ -401,6 +419,8 @@ class ExpertStream:
         if self.rollout_value_playouts:
             black_rate = self._rollout_values[id(index)][moves_of].astype(np.float32)
             rollout_value["rollout_value"] = (mover * (2 * black_rate - 1))[keep]
+        if self.search_policy:
+            rollout_value["search_policy"] = self._search_policy(index, int(index["move_start"][g]) + keep)
         return {
             "planes": packed,
             "move": np.array([coords.to_flat(moves[k][1], size) for k in keep], np.int64),
@@ -411,6 +431,16 @@ class ExpertStream:
             "game": np.full(keep.size, i, np.int64),
             **rollout_value,
         }
+
+    def _search_policy(self, index: dict[str, np.ndarray], moves: np.ndarray) -> np.ndarray:
+        """float32 ``(len(moves), size * size + 1)``: the visit shares of the searches before the archive's
+        ``moves`` (flat indices into its ``move``), rows of 0 where a record has none."""
+        starts, stops = index["visits_start"][moves], index["visits_start"][moves + 1]
+        rows = np.repeat(np.arange(moves.size), stops - starts)
+        entries = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops)] or [np.zeros(0, np.int64)])
+        policy = np.zeros((moves.size, self.size * self.size + 1), np.float32)
+        policy[rows, index["visits_move"][entries]] = index["visits_share"][entries]
+        return policy
 
     # -- epochs ---------------------------------------------------------------------------------------------------
 

@@ -13,7 +13,10 @@ The loss (:func:`dual_loss`) of a batch is
 where the MSE counts only the positions whose outcome is not 0 (a result that says nothing about the board:
 :class:`training.data.stream.OutcomeRule`); with ``search_value_weight`` w, a position whose record holds the
 value of a search made there (self-play games) has the target ``(1 - w) * outcome + w * search value`` instead
-(KataGo's and AlphaGo Zero's lesson: one game's result is a noisy label for each of its positions). And the ownership term is the binary cross-entropy of the per-point logits
+(KataGo's and AlphaGo Zero's lesson: one game's result is a noisy label for each of its positions). With
+``search_policy_weight`` w, the policy term of a position whose record holds the visits of a search made there has
+the target ``(1 - w) * move + w * the visits' shares`` instead (AlphaGo Zero's policy target: the search's
+improved policy, not one move drawn from it). And the ownership term is the binary cross-entropy of the per-point logits
 against the estimated final area for the mover, ``(ownership + 1) / 2``, averaged over the points. Logged: the
 three terms (``policy``, ``mse``, ``ownership``), top-1 and top-5 move accuracy (``acc``, ``top5``), and
 ``own_acc``, the share of points whose owner sign the net gets right among those the estimate is sure of
@@ -90,6 +93,8 @@ class DualConfig:
                                               "from the position (computed once per archive, cached beside its "
                                               "index); validation's MSE stays against the outcome")
     rollout_value_playouts: int = option(16, "with --rollout-value-weight: playouts per position")
+    search_policy_weight: float = option(0.0, "share of the search's visits in the policy target where the record "
+                                              "has them (self-play games' VC): (1 - w) * move + w * visit shares")
     ownership_weight: float = option(1.0, "weight of the ownership BCE in the loss")
     # training
     out: str = option("runs/dual", "run folder (metrics.csv, last.pt, best.pt)")
@@ -124,7 +129,8 @@ class DualConfig:
 
 def dual_loss(size: int, value_weight: float = 1.0, ownership_weight: float = 1.0,
               teacher: nets.PolicyNet | None = None, teacher_weight: float = 0.0,
-              search_value_weight: float = 0.0, rollout_value_weight: float = 0.0) -> LossFn:
+              search_value_weight: float = 0.0, rollout_value_weight: float = 0.0,
+              search_policy_weight: float = 0.0) -> LossFn:
     """The dual loss (see the module docstring) of batches of :class:`training.data.stream.ExpertStream`.
 
     With a ``teacher`` policy net, the policy term is ``(1 - teacher_weight)`` times the cross-entropy against the
@@ -134,7 +140,9 @@ def dual_loss(size: int, value_weight: float = 1.0, ownership_weight: float = 1.
 
     The value target is the outcome with ``search_value_weight`` of it moved to the batch's ``search_value`` and
     ``rollout_value_weight`` to its ``rollout_value``, each where the batch has one (not NaN); the MSE counts the
-    positions with an outcome.
+    positions with an outcome. The policy target is the move with ``search_policy_weight`` of it moved to the
+    batch's ``search_policy`` where a row has one (not all 0); the logged ``policy_target`` is the cross-entropy
+    against that target, ``policy`` stays the move's.
     """
     n_planes = features.FEATURE_SETS[FEATURES]
     if teacher is not None and not 0.0 < teacher_weight <= 1.0:
@@ -143,22 +151,36 @@ def dual_loss(size: int, value_weight: float = 1.0, ownership_weight: float = 1.
             search_value_weight + rollout_value_weight <= 1.0):
         raise ValueError(f"search_value_weight and rollout_value_weight must be at least 0 and add up to at most "
                          f"1, not {search_value_weight} and {rollout_value_weight}")
+    if not 0.0 <= search_policy_weight <= 1.0:
+        raise ValueError(f"search_policy_weight must be in [0, 1], not {search_policy_weight}")
     shares = (("search_value", search_value_weight), ("rollout_value", rollout_value_weight))
 
     def loss_fn(model: torch.nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         planes = shards.unpack_planes(batch["planes"], n_planes, size)
-        # the final owners as one more plane, so that the symmetry turns them with the position
-        planes = torch.cat([planes, batch[shards.OWNERSHIP].view(-1, 1, size, size)], dim=1)
+        # the final owners (and the searches' visits on the board) as more planes, so that the symmetry turns
+        # them with the position
+        searched = batch.get("search_policy") if search_policy_weight else None
+        extra = [batch[shards.OWNERSHIP]] + ([searched[:, :-1]] if searched is not None else [])
+        planes = torch.cat([planes, *(x.reshape(-1, 1, size, size) for x in extra)], dim=1)
         planes, moves = shards.apply_symmetries(planes, batch["move"], batch["symmetry"])
         logits, value, ownership = model(planes[:, :n_planes])
-        policy = F.cross_entropy(logits.float(), moves)
-        loss = policy
+        log_policy = F.log_softmax(logits.float(), dim=1)
+        played = F.nll_loss(log_policy, moves, reduction="none")
+        policy = played.mean()
+        fit = policy
         metrics = {}
+        if searched is not None:
+            target = torch.cat([planes[:, n_planes + 1].flatten(1), searched[:, -1:]], dim=1)
+            has = target.sum(dim=1) > 0
+            against = -(target * log_policy).sum(dim=1)
+            fit = (played + search_policy_weight * has * (against - played)).mean()
+            metrics["policy_target"] = fit.item()
+        loss = fit
         if teacher is not None:
             with torch.no_grad():
                 taught = F.softmax(teacher(planes[:, :teacher.in_planes]).float(), dim=1)
-            imitation = -(taught * F.log_softmax(logits.float(), dim=1)).sum(dim=1).mean()
-            loss = (1 - teacher_weight) * policy + teacher_weight * imitation
+            imitation = -(taught * log_policy).sum(dim=1).mean()
+            loss = (1 - teacher_weight) * fit + teacher_weight * imitation
             metrics["teacher"] = imitation.item()
         outcome = batch["outcome"]
         decided = (outcome != 0).float()
@@ -216,6 +238,7 @@ def _stream(config: DualConfig, split: str) -> ExpertStream:
                         positions_per_game=config.positions_per_game,
                         rollout_value_playouts=config.rollout_value_playouts
                         if training and config.rollout_value_weight else 0,
+                        search_policy=config.search_policy_weight > 0,
                         rollout_threads=max(1, config.threads), drop_last=training,
                         max_batches=0 if training else config.val_batches, index_dir=config.index_dir,
                         progress=config.progress)
@@ -261,10 +284,11 @@ def build_job(config: DualConfig) -> TrainingJob:
                   "train_positions": len(train), "value_weight": config.value_weight,
                   "search_value_weight": config.search_value_weight,
                   "rollout_value_weight": config.rollout_value_weight,
+                  "search_policy_weight": config.search_policy_weight,
                   "ownership_weight": config.ownership_weight}
     extra_meta = nets.describe(model, features=FEATURES, provenance=provenance)
     loss = dual_loss(config.size, config.value_weight, config.ownership_weight, teacher, config.teacher_weight,
-                     config.search_value_weight, config.rollout_value_weight)
+                     config.search_value_weight, config.rollout_value_weight, config.search_policy_weight)
     return TrainingJob(model, loss, train, val, train_config, extra_meta)
 
 

@@ -104,32 +104,38 @@ class SearchPlayer:
         self.decided_below, self.finisher = decided_below, finisher
         self._decided: weakref.WeakSet[Board] = weakref.WeakSet()
         self.winrates_black = np.zeros(0)  # per board of the last choose: black's win rate by its search
+        self.root_visits: list[dict[int, int] | None] = []  # and its root's visits by flat move
 
     def choose(self, boards: Sequence[Board], planes: np.ndarray, sensible: np.ndarray,
                rng: np.random.Generator) -> np.ndarray:
         """As :meth:`NetPlayer.choose`; :attr:`winrates_black` then holds black's win rate by each board's search
-        (NaN for a decided game's move, which the finisher plays without one)."""
+        and :attr:`root_visits` the visits of its root's moves (NaN and None for a decided game's move, which the
+        finisher plays without a search)."""
         fast = np.array([b in self._decided for b in boards], bool)
         chosen = np.zeros(len(boards), np.int64)
         self.winrates_black = np.full(len(boards), np.nan)
+        self.root_visits = [None] * len(boards)
         for k in np.flatnonzero(~fast):
-            move, self.winrates_black[k] = self._move(boards[k], rng)
-            chosen[k] = coords.to_flat(coords.parse_move(move, boards[k].size), boards[k].size)
+            chosen[k], self.winrates_black[k], self.root_visits[k] = self._move(boards[k], rng)
         if fast.any():
             chosen[fast] = self.finisher.choose([b for b, f in zip(boards, fast) if f], planes[fast], sensible[fast],
                                                 rng)
         return chosen
 
-    def _move(self, board: Board, rng: np.random.Generator) -> tuple[str, float]:
-        """The move (GTP) and black's win rate by the search."""
+    def _move(self, board: Board, rng: np.random.Generator) -> tuple[int, float, dict[int, int]]:
+        """The flat move, black's win rate by the search, and its root's visits by flat move."""
         sampling = board.move_number < self.sample_moves
         analysis = self.engine.analyze(board, self.visits, stop_when_decided=not sampling)
         if min(analysis.winrate, 1 - analysis.winrate) < self.decided_below:
             self._decided.add(board)
-        if not (sampling and analysis.candidates):
-            return analysis.move, analysis.winrate_black
-        visits = np.array([c.visits for c in analysis.candidates], np.float64)
-        return analysis.candidates[rng.choice(visits.size, p=visits / visits.sum())].move, analysis.winrate_black
+        flat = {c.move: coords.to_flat(coords.parse_move(c.move, board.size), board.size)
+                for c in analysis.candidates}
+        visits = {flat[c.move]: c.visits for c in analysis.candidates}
+        move = coords.to_flat(coords.parse_move(analysis.move, board.size), board.size)
+        if sampling and analysis.candidates:
+            counts = np.array([c.visits for c in analysis.candidates], np.float64)
+            move = flat[analysis.candidates[rng.choice(counts.size, p=counts / counts.sum())].move]
+        return move, analysis.winrate_black, visits
 
 
 Player = NetPlayer | SearchPlayer
@@ -186,7 +192,9 @@ class PlayedGame:
     black, -1 white, 0 neither), the source of the value net's ownership targets.
 
     ``search_values`` maps a move index to black's win rate by the search made before that move (the moves of
-    a :class:`SearchPlayer`); :meth:`to_sgf` writes each into the move's node as :data:`training.data.shards.SEARCH_VALUE`.
+    a :class:`SearchPlayer`), ``search_visits`` to the visits of that search's root by flat move; :meth:`to_sgf`
+    writes them into the move's node as :data:`training.data.shards.SEARCH_VALUE` and
+    :data:`training.data.shards.SEARCH_VISITS`.
 
     ``positions[k]`` is the move index of kept position ``k``; ``planes[k]`` its alphago49 planes (uint8
     ``(49, size, size)``), ``moves[k]`` the flat move played there (``size * size``: pass) and ``sensible[k]``
@@ -200,6 +208,7 @@ class PlayedGame:
     margin: float
     ownership: np.ndarray | None = None
     search_values: dict[int, float] = field(default_factory=dict)
+    search_visits: dict[int, dict[int, int]] = field(default_factory=dict)
     positions: list[int] = field(default_factory=list)
     planes: list[np.ndarray] = field(default_factory=list)
     moves: list[int] = field(default_factory=list)
@@ -213,6 +222,8 @@ class PlayedGame:
     def to_sgf(self, name: str, players: dict[str, str] | None = None) -> sgf.Game:
         props = {"GN": name, **(players or {})}
         values = {i: {shards.SEARCH_VALUE: f"{v:.4f}"} for i, v in self.search_values.items()}
+        for i, visits in self.search_visits.items():
+            values.setdefault(i, {})[shards.SEARCH_VISITS] = shards.format_visits(visits, self.size)
         return sgf.Game.from_moves(self.history, size=self.size, komi=self.komi,
                                    result=format_result(self.margin), properties=props, move_properties=values)
 
@@ -257,9 +268,11 @@ def play_games(players: Sequence[Player], plans: Sequence[Plan], *, size: int, k
             if rows.size:
                 chosen[rows] = player.choose([boards[live[k]] for k in rows], planes[rows], sensible[rows], rng)
                 if isinstance(player, SearchPlayer):
-                    for k, value in zip(rows, player.winrates_black):
+                    for k, value, visits in zip(rows, player.winrates_black, player.root_visits):
                         if not np.isnan(value):
                             games[live[k]].search_values[boards[live[k]].move_number] = float(value)
+                        if visits:
+                            games[live[k]].search_visits[boards[live[k]].move_number] = visits
         still = []
         for k, g in enumerate(live):
             board, game = boards[g], games[g]
