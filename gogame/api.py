@@ -240,8 +240,9 @@ class Engine:
     first evaluation or ``engine.evaluator.prepare()``); and any
     :class:`gogame.mcts.SearchConfig` field: ``c_puct``, ``lambda_`` (0.5, or 1 without a value net),
     ``fpu_reduction`` (:data:`VALUE_FPU_REDUCTION` when ``lambda_`` is below 1, else none; a dual net's file may
-    name the settings of these three measured best with it, :func:`gogame.nets.save`), ``batch_size``, ``threads``, ``seed``, ``expand_threshold``, ``virtual_loss``, ``max_nodes``,
-    ``dirichlet_alpha``, ``cleanup``, ...
+    name the settings of these three measured best with it, :func:`gogame.nets.save`), ``batch_size``,
+    ``threads``, ``seed``, ``expand_threshold``, ``virtual_loss``, ``max_nodes``, ``dirichlet_alpha``,
+    ``cleanup``, ...
 
     The engine keeps its search tree between calls: when the next board continues the last one (the same game
     with more moves), the subtree of the new position is reused.
