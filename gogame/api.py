@@ -19,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from os import PathLike
@@ -239,8 +240,9 @@ class Engine:
     ``prepare_nets`` (True: the nets are made ready at construction, see :class:`NetEvaluator`; False: at the
     first evaluation or ``engine.evaluator.prepare()``); and any
     :class:`gogame.mcts.SearchConfig` field: ``c_puct``, ``lambda_`` (0.5, or 1 without a value net),
-    ``fpu_reduction`` (:data:`VALUE_FPU_REDUCTION` when ``lambda_`` is below 1, else none; a dual net's file may
-    name the settings of these three measured best with it, :func:`gogame.nets.save`), ``batch_size``,
+    ``rollouts_from`` (0), ``fpu_reduction`` (:data:`VALUE_FPU_REDUCTION` where a value net values leaves:
+    ``lambda_`` below 1 or ``rollouts_from``; else none; a dual net's file may name the settings of these four
+    measured best with it, :func:`gogame.nets.save`), ``batch_size``,
     ``threads``, ``seed``, ``expand_threshold``, ``virtual_loss``, ``max_nodes``, ``dirichlet_alpha``,
     ``cleanup``, ...
 
@@ -265,9 +267,10 @@ class Engine:
             search_options.setdefault("expand_threshold", 0)  # priors come with the value: expand at once
         for name, setting in _search_defaults(policy, value).items():
             search_options.setdefault(name, setting)
-        if search_options["lambda_"] < 1:
-            search_options.setdefault("fpu_reduction", VALUE_FPU_REDUCTION)
-        self.config = SearchConfig(**search_options)
+        config = SearchConfig(**search_options)
+        if config.values_leaves and "fpu_reduction" not in search_options:
+            config = dataclasses.replace(config, fpu_reduction=VALUE_FPU_REDUCTION)
+        self.config = config
         threads = net_threads(self.config)
         self.evaluator = NetEvaluator(policy, value, symmetries=symmetries, seed=self.config.seed,
                                       device=device, size=size, bf16=bf16, backend=backend,

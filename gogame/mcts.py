@@ -685,6 +685,9 @@ class SearchConfig:
 
     c_puct: float = 5.0  # exploration constant; AlphaGo used 5
     lambda_: float = 0.5  # leaf value mix: 0 value network only, 1 rollouts only; AlphaGo 0.5
+    # rollouts mix in (by lambda_) once the moves played reach this share of the board's points; before that the
+    # value network alone values the leaves (lambda 0). 0: from the first move, as in AlphaGo
+    rollouts_from: float = 0.0
     batch_size: int = 16  # leaves per network forward (8 and 32: 0.84-1.08x the visits/s on 2 cores, journal 12-02)
     virtual_loss: int = 3  # n_vl; AlphaGo used 3
     expand_threshold: int = 1  # n_thr: visits a leaf needs before it is expanded (the root always is)
@@ -701,12 +704,24 @@ class SearchConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.lambda_ <= 1.0:
             raise ValueError(f"lambda_ must be in [0, 1], not {self.lambda_}")
+        if not 0.0 <= self.rollouts_from < math.inf:
+            raise ValueError(f"rollouts_from must be a finite share, at least 0, not {self.rollouts_from}")
         if self.batch_size < 1 or self.virtual_loss < 0 or self.expand_threshold < 0:
             raise ValueError("batch_size must be positive, virtual_loss and expand_threshold not negative")
         if self.c_puct < 0 or self.policy_temperature <= 0:
             raise ValueError("c_puct must not be negative and policy_temperature must be positive")
         if self.fpu_reduction is not None and self.fpu_reduction < 0:
             raise ValueError(f"fpu_reduction must not be negative, not {self.fpu_reduction}")
+
+    @property
+    def values_leaves(self) -> bool:
+        """Whether a value network values leaves in some searches (``lambda_`` below 1, or ``rollouts_from``)."""
+        return self.lambda_ < 1 or self.rollouts_from > 0
+
+    def leaf_lambda(self, moves_played: int, size: int) -> float:
+        """The leaf value mix of a search from a position after ``moves_played`` moves on a ``size`` board:
+        ``lambda_``, or 0 before the moves reach ``rollouts_from`` of the points."""
+        return self.lambda_ if moves_played >= self.rollouts_from * size * size else 0.0
 
     @property
     def kernel_fpu_reduction(self) -> float:
@@ -756,8 +771,9 @@ class MCTS:
                  rollouts: Rollouts | None = None) -> None:
         self.evaluator = evaluator
         self.config = config or SearchConfig()
-        if self.config.lambda_ < 1 and not evaluator.has_value:
-            raise ValueError("lambda_ < 1 mixes in a value network, but the evaluator has none")
+        if self.config.values_leaves and not evaluator.has_value:
+            raise ValueError("lambda_ < 1 mixes in a value network (rollouts_from above 0 starts with one), but "
+                             "the evaluator has none")
         self.rollouts = rollouts if rollouts is not None else Rollouts(None, self.config.threads)
         self.size = evaluator.size
         if self.config.max_nodes < self.size * self.size + 2:
@@ -949,9 +965,10 @@ class MCTS:
         margins = self._margins[:count]
         evals = np.flatnonzero(self._kinds[:count] == EVAL)
         expand = np.flatnonzero(self._expanded[:count])
-        need_value = evals[np.isnan(t.value[leaves[evals]])] if cfg.lambda_ < 1 else evals[:0]
+        lambda_ = cfg.leaf_lambda(self.board.move_number, self.size)
+        need_value = evals[np.isnan(t.value[leaves[evals]])] if lambda_ < 1 else evals[:0]
         wait = None
-        if cfg.lambda_ > 0 and evals.size:
+        if lambda_ > 0 and evals.size:
             seeds = np.arange(self._next_seed, self._next_seed + evals.size, dtype=np.int64)
             self._next_seed += evals.size
             wait = self.rollouts.start(bs, evals.astype(np.int64), self.board.komi, seeds)
@@ -985,13 +1002,13 @@ class MCTS:
         t4 = time.perf_counter()
         stats.net_seconds += t4 - t3
         if evals.size:
-            v = t.value[leaves[evals]].astype(np.float64) if cfg.lambda_ < 1 else 0.0
+            v = t.value[leaves[evals]].astype(np.float64) if lambda_ < 1 else 0.0
             z = 0.0
             margins[evals] = np.nan
             if wait is not None:  # black's margins, turned to the side to move's
                 margins[evals] = wait() * np.where(bs.meta[evals, M_TO_MOVE] == BLACK, 1.0, -1.0)
                 z = np.sign(margins[evals])
-            values[evals] = (1 - cfg.lambda_) * v + cfg.lambda_ * z
+            values[evals] = (1 - lambda_) * v + lambda_ * z
         t5 = time.perf_counter()
         stats.rollout_wait_seconds += t5 - t4
         if expand.size:

@@ -422,7 +422,8 @@ def describe(net: PolicyNet | ValueNet | DualNet, *, features: str | None = None
     }
 
 
-SEARCH_OPTIONS = ("lambda_", "c_puct", "fpu_reduction")  # the search settings a net file may record
+# the search settings a net file may record (gogame.mcts.SearchConfig fields)
+SEARCH_OPTIONS = ("lambda_", "c_puct", "fpu_reduction", "rollouts_from")
 
 
 def search_defaults(search: Any, source: str = "search") -> dict[str, float]:

@@ -99,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lambda", dest="lambda_", type=_FRACTION, default=None,
                         help="leaf value mix, 0 value net only .. 1 rollouts only (default 0.5, 1 without a value net; "
                              "below 1 needs a value net)")
+    parser.add_argument("--rollouts-from", type=_NON_NEGATIVE, default=None,
+                        help="rollouts mix in (by --lambda) only once the moves played reach this share of the "
+                             "board's points; before, the value net alone values the leaves (default 0: from the "
+                             "first move, as in AlphaGo)")
     parser.add_argument("--c-puct", type=_NON_NEGATIVE, default=None,
                         help="exploration constant of the search (default 5, AlphaGo's)")
     parser.add_argument("--fpu-reduction", type=_NON_NEGATIVE, default=None,
@@ -120,7 +124,7 @@ def engine_options(args: argparse.Namespace) -> dict:
     options = dict(visits=args.visits, threads=args.threads, batch_size=args.batch,
                    resign_threshold=args.resign_threshold, seed=args.seed, symmetries=args.symmetries,
                    early_stop=args.early_stop, backend=args.backend)
-    for name in ("lambda_", "c_puct", "fpu_reduction", "onnx_threads"):
+    for name in ("lambda_", "rollouts_from", "c_puct", "fpu_reduction", "onnx_threads"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     return options

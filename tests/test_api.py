@@ -273,6 +273,8 @@ def test_first_play_urgency_is_reduced_by_default_only_where_a_value_net_values_
     config = Engine.load(tmp_path / "dual9.pt", visits=8).config
     assert (config.lambda_, config.fpu_reduction) == (0.5, VALUE_FPU_REDUCTION)
     assert Engine.load(tmp_path / "dual9.pt", visits=8, lambda_=1.0).config.fpu_reduction is None  # rollouts alone
+    late = Engine.load(tmp_path / "dual9.pt", visits=8, lambda_=1.0, rollouts_from=0.3).config  # the value net first
+    assert (late.rollouts_from, late.fpu_reduction) == (0.3, VALUE_FPU_REDUCTION)
     assert Engine.load(tmp_path / "dual9.pt", visits=8, fpu_reduction=None).config.fpu_reduction is None
     assert Engine.load(tmp_path / "dual9.pt", visits=8, fpu_reduction=0.1).config.fpu_reduction == 0.1
 

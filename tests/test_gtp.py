@@ -1123,6 +1123,8 @@ def test_command_line_options_reach_the_engine():
     defaults = engine_options(build_parser().parse_args([]))
     assert defaults["symmetries"] == "random" and defaults["early_stop"]
     assert "c_puct" not in defaults and "fpu_reduction" not in defaults  # SearchConfig's own defaults
+    assert "rollouts_from" not in defaults
+    assert engine_options(build_parser().parse_args(["--rollouts-from", "0.3"]))["rollouts_from"] == 0.3
     assert defaults["backend"] == "auto" and "onnx_threads" not in defaults  # the Engine's rule (net_threads)
     args = build_parser().parse_args(["--size", "9", "--backend", "onnx", "--onnx-threads", "2"])
     engine = EnginePlayer(None, **engine_options(args)).engine(9)

@@ -277,6 +277,30 @@ def test_lambda_zero_uses_the_value_net_only():
     assert ev.value_calls > 0
 
 
+def test_rollouts_mix_in_only_once_the_moves_played_reach_rollouts_from():
+    config = mcts.SearchConfig(lambda_=0.5, rollouts_from=0.25)
+    assert config.values_leaves and not mcts.SearchConfig(lambda_=1.0).values_leaves
+    assert [config.leaf_lambda(m, 4) for m in (0, 3, 4, 10)] == [0.0, 0.0, 0.5, 0.5]  # 4 of 16 points
+    assert mcts.SearchConfig(lambda_=0.5).leaf_lambda(0, 9) == 0.5  # 0: from the first move, AlphaGo's rule
+    board = Board(5, komi=0.5)
+    ev = Dummy(5, vb=0.3, vw=0.1)
+    s = search(board, ev, NoRollouts(), lambda_=1.0, rollouts_from=0.2, expand_threshold=1)  # 5 of 25 points
+    s.search(visits=40)  # the empty board: the value net alone (NoRollouts fails if asked)
+    t = s.tree
+    leaves = [i for i in range(1, s.nodes) if t.N[i] == 1 and t.first[i] < 0]
+    assert leaves and all(t.W[i] == pytest.approx(-t.value[i]) for i in leaves)
+    for move in ((0, 0), (4, 4), (0, 4), (4, 0), (2, 2)):
+        board.play(move)
+    late = search(board, Dummy(5, vb=0.3, vw=0.1), lambda_=1.0, rollouts_from=0.2, seed=0)
+    late.search(visits=40)
+    w = late.tree.W[:late.nodes]
+    assert np.all(w == np.round(w))  # 5 moves played: rollouts alone (lambda 1), sums of outcomes
+    with pytest.raises(ValueError, match="value network"):
+        mcts.MCTS(mcts.UniformEvaluator(5), mcts.SearchConfig(lambda_=1.0, rollouts_from=0.5))
+    with pytest.raises(ValueError, match="rollouts_from"):
+        mcts.SearchConfig(rollouts_from=-0.1)
+
+
 class Recording(Dummy):
     """A Dummy that keeps every batch of planes the policy is asked about."""
 

@@ -432,6 +432,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="export: the search's exploration constant measured best with the net")
     parser.add_argument("--fpu-reduction", type=float, default=None,
                         help="export: the search's first-play urgency reduction measured best with the net")
+    parser.add_argument("--rollouts-from", type=float, default=None,
+                        help="export: the share of the points played from which rollouts mixed in best")
     parser.add_argument("--no-progress", action="store_true")
     add_stop_arguments(parser, checkpoints=False)
 
