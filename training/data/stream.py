@@ -435,9 +435,11 @@ class ExpertStream:
     def _search_policy(self, index: dict[str, np.ndarray], moves: np.ndarray) -> np.ndarray:
         """float32 ``(len(moves), size * size + 1)``: the visit shares of the searches before the archive's
         ``moves`` (flat indices into its ``move``), rows of 0 where a record has none."""
-        starts, stops = index["visits_start"][moves], index["visits_start"][moves + 1]
-        rows = np.repeat(np.arange(moves.size), stops - starts)
-        entries = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops)] or [np.zeros(0, np.int64)])
+        starts = index["visits_start"][moves]
+        counts = index["visits_start"][moves + 1] - starts
+        rows = np.repeat(np.arange(moves.size), counts)
+        # each row's entries: its start, then one on per entry (the rank of an entry within its row)
+        entries = np.repeat(starts, counts) + np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
         policy = np.zeros((moves.size, self.size * self.size + 1), np.float32)
         policy[rows, index["visits_move"][entries]] = index["visits_share"][entries]
         return policy

@@ -128,13 +128,12 @@ class SearchPlayer:
         analysis = self.engine.analyze(board, self.visits, stop_when_decided=not sampling)
         if min(analysis.winrate, 1 - analysis.winrate) < self.decided_below:
             self._decided.add(board)
-        flat = {c.move: coords.to_flat(coords.parse_move(c.move, board.size), board.size)
-                for c in analysis.candidates}
-        visits = {flat[c.move]: c.visits for c in analysis.candidates}
+        visits = {coords.to_flat(coords.parse_move(c.move, board.size), board.size): c.visits
+                  for c in analysis.candidates}
         move = coords.to_flat(coords.parse_move(analysis.move, board.size), board.size)
-        if sampling and analysis.candidates:
-            counts = np.array([c.visits for c in analysis.candidates], np.float64)
-            move = flat[analysis.candidates[rng.choice(counts.size, p=counts / counts.sum())].move]
+        if sampling and visits:
+            counts = np.array(list(visits.values()), np.float64)
+            move = list(visits)[rng.choice(counts.size, p=counts / counts.sum())]
         return move, analysis.winrate_black, visits
 
 
