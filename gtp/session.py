@@ -188,6 +188,9 @@ class Player(Protocol):
     def policy(self, board: Board) -> np.ndarray:
         """The policy net's move probabilities, ``row * size + col`` (row 0 at the bottom), pass last."""
 
+    def wait_ready(self) -> None:
+        """Return once a genmove would search: at once, or when a background warm-up has finished."""
+
 
 class EnginePlayer:
     """A :class:`Player` over :class:`gogame.api.Engine`, one engine per board size, loaded by :meth:`prepare`
@@ -384,6 +387,9 @@ class EnginePlayer:
     def policy(self, board: Board) -> np.ndarray:
         return self.engine(board.size).evaluate(board).moves
 
+    def wait_ready(self) -> None:
+        self._search_ready.wait()
+
 
 def _infos(analysis) -> list[Info]:
     """A :class:`gogame.api.Analysis`'s candidates as :class:`Info` lines."""
@@ -535,6 +541,7 @@ class Session:
             "gogame-policy": self.cmd_gogame_policy,
             "gogame-winrates": self.cmd_gogame_winrates,
             "gogame-ownership": self.cmd_gogame_ownership,
+            "gogame-wait_ready": self.cmd_gogame_wait_ready,
         }
 
     def cmd_boardsize(self, args: list[str]) -> str:
@@ -839,6 +846,13 @@ class Session:
     def _vertices(self) -> list[str]:
         """GTP vertices in ``row * size + col`` order (row 0 at the bottom)."""
         return [coords.to_gtp((r, c)) for r in range(self.size) for c in range(self.size)]
+
+    def cmd_gogame_wait_ready(self, args: list[str]) -> str:
+        """Answer once the search is ready. A match asks it before a game, so that no move it times is the
+        policy net's alone while the search still compiles in the background (the first start after an install)."""
+        _nargs(args, 0)
+        self._need_player().wait_ready()
+        return ""
 
     def cmd_gogame_policy(self, args: list[str]) -> str:
         """The policy net's move probabilities: shading by probability relative to the best, percent labels."""

@@ -1050,6 +1050,20 @@ def test_while_the_search_compiles_genmove_plays_the_policy_move(capsys):
     assert player.analyze(board.copy(), 0.01) == []  # no candidates until the search is ready
 
 
+def test_gogame_wait_ready_answers_once_the_background_warm_up_has_ended():
+    from gtp.session import EnginePlayer
+
+    player = EnginePlayer(None, visits=16)
+    engine, _ = make(size=9, player=player)
+    assert ask(engine, "known_command gogame-wait_ready") == "= true\n\n"
+    player._search_ready.clear()  # as while a background warm-up compiles the search
+    ready = threading.Timer(0.3, player._search_ready.set)
+    ready.start()
+    started = time.monotonic()
+    assert ask(engine, "gogame-wait_ready") == "=\n\n" and time.monotonic() - started >= 0.25
+    assert ask(engine, "gogame-wait_ready 9").startswith("?")  # no arguments
+
+
 def lizzie_accepts(version_reply: str) -> bool:
     """Lizzie 0.7.4's check (Leelaz.parseLine): the first word's number after the first dot is at least 15."""
     words = version_reply.strip().split(" ")

@@ -26,7 +26,8 @@ GNUGO_CMD = f"{GNUGO} --mode gtp --level 0 --chinese-rules --capture-all-dead"
 needs_gnugo = pytest.mark.skipif(not shutil.which(GNUGO), reason="GNU Go is not installed")
 
 # A scripted GTP engine: MODE is ok (answers '=' to everything, genmove A1 always: illegal on its 2nd move),
-# garbage (not GTP after 'name'), exit (exits after 'name'), silent (never answers after 'name'), refuse ('?').
+# garbage (not GTP after 'name'), exit (exits after 'name'), silent (never answers after 'name'), refuse ('?'),
+# warm (as ok, but it knows gogame-wait_ready, and it logs each command to stderr).
 FAKE = textwrap.dedent("""
     import sys, time
     mode = sys.argv[1]
@@ -40,6 +41,11 @@ FAKE = textwrap.dedent("""
         if cmd[0] == "quit":
             print("=\\n", flush=True)
             break
+        if mode == "warm":  # knows gogame-wait_ready and logs every command it gets
+            print(line.strip(), file=sys.stderr, flush=True)
+            if cmd[0] == "known_command":
+                print("= " + str(cmd[1:] == ["gogame-wait_ready"]).lower() + "\\n", flush=True)
+                continue
         if mode == "garbage":
             print("hello there\\n", flush=True)
         elif mode == "exit":
@@ -139,6 +145,15 @@ def test_broken_engine_stops_the_match_with_a_clear_error(tmp_path, fake, capsys
     err = capsys.readouterr().err
     assert error in err and "engine B" in err and "rerun to resume" in err
     assert not list((tmp_path / "out").glob("*.sgf"))
+
+
+def test_each_game_waits_for_an_engine_that_compiles_its_search(tmp_path, fake):
+    out = tmp_path / "out"
+    assert run_match([fake("warm"), fake("ok"), "--games", "2", "--size", "5", "--komi", "0", "--out", str(out)]) == 0
+    commands = (out / "engine-a.log").read_text().splitlines()
+    asked = [i for i, c in enumerate(commands) if c == "gogame-wait_ready"]
+    genmoves = [i for i, c in enumerate(commands) if c.startswith("genmove")]
+    assert len(asked) == 2 and asked[0] < genmoves[0] and genmoves[0] < asked[1]  # before each game's first move
 
 
 @needs_gnugo

@@ -14,7 +14,9 @@ Layers, top to bottom:
   it stands). Scored games are counted by :meth:`Board.score` (area, every stone alive, which is right for games
   played out under capture-all-dead rules) and by both engines' ``final_score``; the result used is the
   engines' when both agree with each other, else ours, and the SGF comment says which it was and lists every
-  engine that disagreed with ours.
+  engine that disagreed with ours. Before each game, an engine that knows ``gogame-wait_ready`` (ours) is asked
+  it: a gogame engine compiles its search in the background on its first start and plays the policy net's move
+  alone meanwhile, which would make the first games a match of raw policies.
 * :class:`GtpController` speaks GTP to one engine process over pipes. As in gomill's controller, each way of
   failing has its own exception: :class:`GtpError` for a ``?`` reply (the engine is alive and refused),
   :class:`GtpChannelClosed` for a pipe that closed, :class:`GtpProtocolError` for a reply that is not GTP,
@@ -49,6 +51,9 @@ from gogame.atomic import write_atomically
 from gogame.board import Board, IllegalMove, format_result
 from gogame.stats import elo_difference, wilson_interval
 from gtp.engine import GtpError
+
+
+WARMUP_TIMEOUT_SECONDS = 900.0  # the most an engine may take to compile its search before a game (ours: a minute)
 
 
 # -- GTP controller -------------------------------------------------------------------------------------------
@@ -100,12 +105,12 @@ class GtpController:
             self._lines.put(line)
         self._lines.put(None)  # end of file
 
-    def _next_line(self, command: str, deadline: float) -> str:
+    def _next_line(self, command: str, deadline: float, limit: float) -> str:
         try:
             line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
         except queue.Empty:
             self.closed = True  # out of step with the engine from now on: close() kills it
-            raise GtpTimeout(f"{self.label} did not answer {command!r} within {self.timeout:g} s") from None
+            raise GtpTimeout(f"{self.label} did not answer {command!r} within {limit:g} s") from None
         if line is None:
             self.closed = True
             self._lines.put(None)  # later reads see the end too
@@ -113,8 +118,9 @@ class GtpController:
                                    f"while answering {command!r}")
         return line.replace("\r", "").rstrip("\n")
 
-    def send(self, command: str) -> str:
-        """Send one command; return the response text (may be empty or several lines).
+    def send(self, command: str, timeout: float | None = None) -> str:
+        """Send one command; return the response text (may be empty or several lines). ``timeout``: this
+        command's limit in seconds, if not the controller's.
 
         Raises GtpError for a ``?`` reply, GtpChannelClosed, GtpProtocolError or GtpTimeout (see the module).
         """
@@ -128,15 +134,16 @@ class GtpController:
             self.closed = True
             raise GtpChannelClosed(f"{self.label} closed its pipe (exit code {self.process.poll()}) "
                                    f"before {command!r}") from None
-        deadline = time.monotonic() + self.timeout
-        first = self._next_line(command, deadline)
+        limit = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        first = self._next_line(command, deadline, limit)
         while not first.strip():  # tolerate stray blank lines before a response
-            first = self._next_line(command, deadline)
+            first = self._next_line(command, deadline, limit)
         if first[0] not in "=?":
             self.closed = True
             raise GtpProtocolError(f"{self.label} answered {command!r} with {first!r}, not a GTP response")
         lines = [first[1:].strip()]
-        while (line := self._next_line(command, deadline)).strip():
+        while (line := self._next_line(command, deadline, limit)).strip():
             lines.append(line)
         text = "\n".join(lines).strip()
         if first[0] == "?":
@@ -262,6 +269,7 @@ class GameRecord:
 class Player:
     controller: GtpController
     name: str
+    waits_for_search: bool = False  # it knows ``gogame-wait_ready``: each game waits for its search first
 
 
 def play_game(black: Player, white: Player, *, size: int, komi: float, max_moves: int,
@@ -279,6 +287,8 @@ def play_game(black: Player, white: Player, *, size: int, komi: float, max_moves
         player.controller.send(f"boardsize {size}")
         player.controller.send("clear_board")
         player.controller.send(f"komi {komi:g}")
+        if player.waits_for_search:
+            player.controller.send("gogame-wait_ready", timeout=WARMUP_TIMEOUT_SECONDS)
     board = Board(size, komi)
     for colour, move in opening:
         board.play(move, colour)
@@ -402,13 +412,20 @@ def _start(label: str, command: str, out: Path, logs: bool, timeout: float) -> P
         if log is not None:
             log.close()  # the child holds its own copy of the descriptor
     try:
-        name = controller.send("name") or argv[0]
-    except GtpError:
-        name = argv[0]
+        name = _answer(controller, "name") or argv[0]
+        waits = _answer(controller, "known_command gogame-wait_ready") == "true"
     except BaseException:
         controller.close()
         raise
-    return Player(controller, name)
+    return Player(controller, name, waits)
+
+
+def _answer(controller: GtpController, command: str) -> str:
+    """The engine's answer to an optional command, ``""`` if it refuses it."""
+    try:
+        return controller.send(command)
+    except GtpError:
+        return ""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
