@@ -135,10 +135,11 @@ class NetEvaluator:
 
     # -- the dual net: priors, value and ownership from one forward pass
 
-    def _policy_value(self, planes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`policy` and :meth:`value` of a dual net from one forward pass."""
-        logp, value, _ = self._dual(planes)
-        return logp, value
+    def _policy_value(self, planes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`policy`, :meth:`value` and the expected area margin for the side to move (komi not counted:
+        the sum of :meth:`ownership`), float ``(B,)``, of a dual net from one forward pass."""
+        logp, value, owner = self._dual(planes)
+        return logp, value, owner.sum(axis=1)
 
     def ownership(self, planes: np.ndarray) -> np.ndarray:
         """float ``(B, size * size)`` in [-1, 1]: the dual net's expected final owner of each point, +1 the side
@@ -188,7 +189,7 @@ VALUE_FPU_REDUCTION = 0.25
 @dataclass(frozen=True)
 class Candidate:
     """A root move after a search: visits, win rate for the side to move, prior, a lower bound, the PV, and the
-    expected final score lead."""
+    expected final score lead (from the rollouts, or where none run from a dual net's ownership head)."""
 
     move: str
     visits: int
@@ -196,8 +197,8 @@ class Candidate:
     prior: float
     lcb: float  # Wilson lower bound of the win rate over `visits` (95%, stats.wilson_interval); 0 without visits
     pv: list[str]  # this move, then the most visited line after it
-    score_lead: float = math.nan  # mean final area margin (komi in) for the side to move; NaN without rollouts
-    score_stdev: float = math.nan  # its standard deviation over the rollouts
+    score_lead: float = math.nan  # mean final area margin (komi in) for the side to move; NaN: none seen
+    score_stdev: float = math.nan  # its standard deviation
 
 
 @dataclass(frozen=True)
@@ -359,7 +360,7 @@ class Engine:
         self._check(board, playing=False)
         planes = features.planes(board, "alphago49")[None]
         if self.evaluator.policy_value is not None:  # a dual net: both from one forward
-            logp, v = (a[0] for a in self.evaluator.policy_value(planes))
+            logp, v, _ = (a[0] for a in self.evaluator.policy_value(planes))
         else:
             logp = self.evaluator.policy(planes)[0]
             v = float(self.evaluator.value(planes)[0]) if self.evaluator.has_value else None

@@ -609,9 +609,11 @@ class Evaluator(Protocol):
     """What the search asks of the networks. ``planes`` are uint8 alphago49 ``(B, 49, size, size)``.
 
     ``uses_planes`` False (optional attribute) tells the search to skip computing the planes. ``policy_value``
-    (optional attribute): None, or a callable ``planes -> (logits (B, size * size + 1), values (B,))`` that gives
-    both from one evaluation (a dual network); the search then makes one call per batch for the union of the
-    leaves that need priors and those that need a value, instead of one call to each of the two methods.
+    (optional attribute): None, or a callable ``planes -> (logits (B, size * size + 1), values (B,), areas (B,))``
+    that gives them from one evaluation (a dual network); the search then makes one call per batch for the union
+    of the leaves that need priors and those that need a value, instead of one call to each of the two methods.
+    ``areas`` is the expected final area margin for the side to move, komi not counted (the ownership head's sum
+    over the points): where no rollouts run, the search reports it as the leaf's score.
     """
 
     size: int
@@ -748,8 +750,9 @@ class SearchStats:
 @dataclass(frozen=True)
 class ChildStats:
     """A root child: its move, visits, ``Q`` and prior for the side to move at the root, and the mean and standard
-    deviation of the final area margins (rollouts and scored game ends) seen below it, for that side too; NaN
-    when none was seen (no rollouts: ``lambda_ == 0``)."""
+    deviation of the final area margins seen below it, for that side too: the rollouts' and scored game ends',
+    or where no rollouts run the dual net's expected margins (from its ownership head); NaN when none was seen
+    (no rollouts and no dual net)."""
 
     move: Move
     visits: int
@@ -990,11 +993,13 @@ class MCTS:
         t3 = time.perf_counter()
         stats.feature_seconds += t3 - t2
         fused = getattr(self.evaluator, "policy_value", None)
+        areas = None  # the net's area margins of need_value's leaves, for the side to move, komi not counted
         if fused is not None and rows.size:  # one forward for priors and values
-            all_logits, all_values = fused(planes)
+            all_logits, all_values, all_areas = fused(planes)
             logits = all_logits[slot[expand]]
             if need_value.size:
                 t.value[leaves[need_value]] = all_values[slot[need_value]]
+                areas = all_areas[slot[need_value]]
         else:
             logits = self.evaluator.policy(planes[slot[expand]]) if expand.size else None
             if need_value.size:
@@ -1008,6 +1013,9 @@ class MCTS:
             if wait is not None:  # black's margins, turned to the side to move's
                 margins[evals] = wait() * np.where(bs.meta[evals, M_TO_MOVE] == BLACK, 1.0, -1.0)
                 z = np.sign(margins[evals])
+            elif areas is not None:  # no playouts: the ownership head's margin (a re-valued leaf has none)
+                margins[need_value] = areas - self.board.komi * np.where(bs.meta[need_value, M_TO_MOVE] == BLACK,
+                                                                         1.0, -1.0)
             values[evals] = (1 - lambda_) * v + lambda_ * z
         t5 = time.perf_counter()
         stats.rollout_wait_seconds += t5 - t4

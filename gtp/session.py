@@ -160,7 +160,7 @@ class Info:
     prior: float
     lcb: float
     pv: list[str]
-    score_lead: float = math.nan  # for the side to move; NaN: unknown (no rollouts), left out of the output
+    score_lead: float = math.nan  # for the side to move; NaN: unknown (no rollouts, no dual net), left out
     score_stdev: float = math.nan
 
 

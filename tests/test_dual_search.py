@@ -25,6 +25,7 @@ class CountingDual:
     """A dual evaluator that counts its calls and the rows of each; the separate methods must not be used."""
 
     has_value = True
+    area = 12.0  # every position's expected area margin for the side to move, komi not counted
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -34,7 +35,8 @@ class CountingDual:
     def _policy_value(self, planes):
         self.rows.append(len(planes))
         rng = np.random.default_rng(len(self.rows))
-        return rng.normal(size=(len(planes), self.size * self.size + 1)), rng.uniform(-0.5, 0.5, len(planes))
+        return (rng.normal(size=(len(planes), self.size * self.size + 1)), rng.uniform(-0.5, 0.5, len(planes)),
+                np.full(len(planes), self.area))
 
     def policy(self, planes):
         raise AssertionError("policy() called beside policy_value")
@@ -57,6 +59,19 @@ def test_each_new_leaf_costs_one_evaluation_for_its_priors_and_value(lambda_):
     assert max(evaluator.rows) <= 8
     assert sum(evaluator.rows) == expanded_nodes(search)  # every evaluated leaf was expanded there and then
     assert not np.isnan(search.tree.value[:search.nodes][search.tree.first[:search.nodes] >= 0]).any()
+
+
+def test_without_rollouts_the_score_is_the_nets_area_margin_with_komi():
+    """CountingDual gives every position 12 points of area for the side to move: to black, a leaf with white to
+    move is worth -(12 + 7.5) = -19.5 and one with black to move 12 - 7.5 = 4.5; the root's children (white to
+    move) average between the two."""
+    search = MCTS(CountingDual(9), SearchConfig(lambda_=0.0, expand_threshold=0, batch_size=8, seed=1, threads=1))
+    search.set_root(Board(9, 7.5))
+    search.search(visits=200)
+    children = [c for c in search.children() if c.visits > 0]
+    assert children and all(-19.5 - 1e-9 <= c.score <= 4.5 + 1e-9 for c in children)
+    assert all(c.score == pytest.approx(-19.5) for c in children if c.visits == 1)  # the child's own leaf
+    assert any(c.score_stdev > 0 for c in children if c.visits > 2)
 
 
 def test_the_net_evaluator_runs_one_forward_per_batch(monkeypatch):
@@ -84,12 +99,13 @@ def test_dual_evaluator_outputs_on_several_sizes():
             board.play(move)
         planes = features.planes(board, "alphago49")[None]
         evaluator = NetEvaluator(net, None, size=size, symmetries="none")
-        logp, value = evaluator.policy_value(planes)
+        logp, value, area = evaluator.policy_value(planes)
         assert logp.shape == (1, size * size + 1) and value.shape == (1,)
         assert np.allclose(np.exp(logp).sum(), 1) and np.array_equal(logp, evaluator.policy(planes))
         assert np.array_equal(value, evaluator.value(planes))
         owner = evaluator.ownership(planes)
         assert owner.shape == (1, size * size) and np.abs(owner).max() <= 1
+        assert np.allclose(area, owner.sum(axis=1))
 
 
 def test_all_eight_symmetries_make_the_ownership_equivariant():
