@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "board's points; before, the value net alone values the leaves (default 0: from the "
                              "first move, as in AlphaGo)")
     parser.add_argument("--c-puct", type=_NON_NEGATIVE, default=None,
-                        help="exploration constant of the search (default 5, AlphaGo's)")
+                        help="exploration constant of the search (default 5, AlphaGo's; a net file's own record "
+                             "first, as for --lambda, --rollouts-from and --fpu-reduction)")
     parser.add_argument("--fpu-reduction", type=_NON_NEGATIVE, default=None,
                         help="value an unvisited move at its parent's win rate less this times the root of the "
                              "visited moves' priors, in [-1, 1] units (Leela Zero's first-play urgency; default: "

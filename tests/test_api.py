@@ -214,12 +214,18 @@ def test_a_single_policy_file_plays_on_rollouts(weights):
     assert Board(9).is_legal(e.genmove(Board(9)))
 
 
-@pytest.mark.parametrize("size", [9, 19])
-def test_shipped_weights_load(size):
-    e = Engine.load(size=size, visits=8, torch_threads=1)
-    assert e.size == size and Board(size).is_legal(e.genmove(Board(size)))
-    has_value = (nets.WEIGHTS_DIR / f"value{size}.pt").exists()
-    assert e.config.lambda_ == (0.5 if has_value else 1.0)  # rollouts alone when no value net ships
+def test_the_shipped_9x9_engine_is_the_dual_net_with_its_measured_search_settings():
+    e = Engine.load(size=9, visits=8, torch_threads=1)
+    assert e.evaluator.dual_net is not None and Board(9).is_legal(e.genmove(Board(9)))
+    c = e.config
+    assert (c.lambda_, c.rollouts_from, c.c_puct, c.fpu_reduction) == (0.5, 0.3, 1.5, 0.25)  # as matched
+    assert 0 <= e.evaluate(Board(9)).winrate_black <= 1
+
+
+def test_the_shipped_19x19_engine_plays_on_rollouts():
+    e = Engine.load(size=19, visits=8, torch_threads=1)
+    assert e.size == 19 and Board(19).is_legal(e.genmove(Board(19)))
+    assert e.config.lambda_ == 1.0 and e.evaluate(Board(19)).winrate_black is None  # no value net ships for 19x19
 
 
 @pytest.mark.parametrize("size", [7, 13])

@@ -987,9 +987,9 @@ def test_bad_weights_folder_exits_1_without_a_traceback_before_gtp(tmp_path):
 def test_lambda_below_1_without_a_value_net_is_refused_at_start():
     from gtp.__main__ import main
 
-    # the shipped 9x9 nets have no value net; once the engine fell back to lambda 1 in a branch that never ran
-    with pytest.raises(SystemExit, match="cannot load networks for 9x9: lambda_ < 1 mixes in a value network"):
-        main(["--size", "9", "--lambda", "0.5"])
+    # the shipped 19x19 nets have no value net; once the engine fell back to lambda 1 in a branch that never ran
+    with pytest.raises(SystemExit, match="cannot load networks for 19x19: lambda_ < 1 mixes in a value network"):
+        main(["--size", "19", "--lambda", "0.5"])
 
 
 def test_networks_are_loaded_and_warmed_before_the_first_command():
@@ -1142,7 +1142,8 @@ def test_command_line_options_reach_the_engine():
     assert defaults["backend"] == "auto" and "onnx_threads" not in defaults  # the Engine's rule (net_threads)
     args = build_parser().parse_args(["--size", "9", "--backend", "onnx", "--onnx-threads", "2"])
     engine = EnginePlayer(None, **engine_options(args)).engine(9)
-    assert engine.evaluator.backend == "onnx" and engine.evaluator._runners["policy"].threads == 2
+    evaluator = engine.evaluator
+    assert evaluator.backend == "onnx" and evaluator._runners[evaluator.policy_net.kind].threads == 2
 
 
 def test_an_onnx_backend_that_is_not_installed_stops_the_engine_with_the_install_command(monkeypatch):

@@ -116,13 +116,18 @@ def test_the_policy_net_is_ready_once_the_second_process_has_the_features(monkey
     assert ready_at_the_wait == [False] and player._policy_ready.is_set()
 
 
+def prior_runner(engine):
+    """The runner of the net that gives ``engine``'s priors (a policy net or a dual net)."""
+    return engine.evaluator._runners[engine.evaluator.policy_net.kind]
+
+
 def test_the_networks_are_made_ready_by_the_background_warm_up_not_before_the_first_reply(monkeypatch):
     """The onnx backend's export (seconds on an empty cache) waits for the warm-up thread."""
     sessions_at_start = []
     started = threading.Event()
 
     def warm_up(player, size):
-        sessions_at_start.append(dict(player.engine(size).evaluator._runners["policy"]._sessions))
+        sessions_at_start.append(dict(prior_runner(player.engine(size))._sessions))
         started.set()
 
     player = EnginePlayer(None, visits=16, seed=1, backend="onnx")
@@ -132,4 +137,4 @@ def test_the_networks_are_made_ready_by_the_background_warm_up_not_before_the_fi
     monkeypatch.undo()
     monkeypatch.setattr(warmup, "search_cached", lambda: True)
     player._warm_up(9)
-    assert player.engine(9).evaluator._runners["policy"]._sessions
+    assert prior_runner(player.engine(9))._sessions
