@@ -1010,12 +1010,12 @@ class MCTS:
             v = t.value[leaves[evals]].astype(np.float64) if lambda_ < 1 else 0.0
             z = 0.0
             margins[evals] = np.nan
+            sign = np.where(bs.meta[:count, M_TO_MOVE] == BLACK, 1.0, -1.0)  # +1 where black is to move, -1 white
             if wait is not None:  # black's margins, turned to the side to move's
-                margins[evals] = wait() * np.where(bs.meta[evals, M_TO_MOVE] == BLACK, 1.0, -1.0)
+                margins[evals] = wait() * sign[evals]
                 z = np.sign(margins[evals])
             elif areas is not None:  # no playouts: the ownership head's margin (a re-valued leaf has none)
-                margins[need_value] = areas - self.board.komi * np.where(bs.meta[need_value, M_TO_MOVE] == BLACK,
-                                                                         1.0, -1.0)
+                margins[need_value] = areas - self.board.komi * sign[need_value]
             values[evals] = (1 - lambda_) * v + lambda_ * z
         t5 = time.perf_counter()
         stats.rollout_wait_seconds += t5 - t4
