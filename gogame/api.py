@@ -237,7 +237,8 @@ class Engine:
     CPU computes bf16 natively and ``bf16`` is on; "torch"; "onnx"; see :class:`NetEvaluator`); ``onnx_threads``
     (ONNX Runtime's intra-op threads) and ``torch_threads`` (when the nets run on torch,
     :func:`torch.set_num_threads` for the whole process; None leaves torch's setting), both by default
-    :func:`net_threads`: 1 where rollouts share the cores, else the search's ``threads``;
+    :func:`net_threads`: 1 where rollouts share the cores, else the search's ``threads`` (torch's "auto" follows
+    each search: the opening's before ``rollouts_from`` runs no rollouts; ONNX Runtime's is fixed at load);
     ``prepare_nets`` (True: the nets are made ready at construction, see :class:`NetEvaluator`; False: at the
     first evaluation or ``engine.evaluator.prepare()``); and any
     :class:`gogame.mcts.SearchConfig` field: ``c_puct``, ``lambda_`` (0.5, or 1 without a value net),
@@ -277,7 +278,8 @@ class Engine:
                                       device=device, size=size, bf16=bf16, backend=backend,
                                       threads=threads if onnx_threads == "auto" else onnx_threads,
                                       prepare=prepare_nets)
-        if torch_threads is not None and self.evaluator.backend == "torch":
+        self._torch_threads = torch_threads if self.evaluator.backend == "torch" else None
+        if self._torch_threads is not None:
             torch.set_num_threads(threads if torch_threads == "auto" else torch_threads)
         self.size = self.evaluator.size
         self.rollout = rollout
@@ -386,6 +388,10 @@ class Engine:
         self._check(board, playing=True)
         if visits is None and seconds is None:
             visits, seconds = self.visits, self.seconds
+        if self._torch_threads == "auto":  # rollouts_from: the opening's searches run no rollouts
+            threads = net_threads(self.config, self.config.leaf_lambda(board.move_number, self.size))
+            if threads != torch.get_num_threads():
+                torch.set_num_threads(threads)
         self.mcts.set_root(board)
         look = None if report is None else (lambda: report(self._analysis(board, SearchStats())))
         return self._analysis(board, self.mcts.search(visits, seconds, stop_when_decided, look, report_seconds))
@@ -464,13 +470,14 @@ class Engine:
         raise ValueError(f"what must be 'policy' or 'winrate', not {what!r}")
 
 
-def net_threads(config: SearchConfig) -> int:
-    """The threads the networks get by default: 1 where rollouts run (``lambda_`` above 0), whose ``threads``
+def net_threads(config: SearchConfig, lambda_: float | None = None) -> int:
+    """The threads the networks get by default in searches whose leaves mix ``lambda_`` (default: the config's,
+    that of every search past ``rollouts_from``): 1 where rollouts run (``lambda_`` above 0), whose ``threads``
     share the cores with the nets' small batches (on 2 busy cores 1 torch thread gave 5-14 times the visits per
     second of 2: docs/journal/2026-12-02-inference-speed.md); else the rollout threads' share, ``threads``
     (at lambda 0 on 2 idle cores, 2 torch threads gave 1.17x the visits per second of 1, 2 ONNX Runtime threads
     1.5x: docs/journal/2026-12-03-equal-time.md)."""
-    return 1 if config.lambda_ > 0 else config.threads
+    return 1 if (config.lambda_ if lambda_ is None else lambda_) > 0 else config.threads
 
 
 def _search_defaults(policy: nets.PolicyNet | nets.DualNet | None, value: nets.ValueNet | None) -> dict:

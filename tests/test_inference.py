@@ -396,7 +396,25 @@ def test_without_rollouts_the_nets_get_the_rollout_threads(monkeypatch):
     net = tiny_dual(0)
     Engine(net, backend="torch", threads=3, lambda_=0)
     Engine(net, backend="torch", threads=3, lambda_=0.5)
-    assert calls == [3, 1]
     onnx = Engine(net, backend="onnx", threads=3, lambda_=0)
+    assert calls == [3, 1]
     assert onnx.evaluator._runners["dual"].threads == 3
     assert Engine(net, backend="onnx", threads=3, lambda_=0, onnx_threads=1).evaluator._runners["dual"].threads == 1
+
+
+def test_torch_threads_follow_each_search_when_rollouts_join_later(monkeypatch):
+    net = tiny_dual(0)
+    engine = Engine(net, size=7, backend="torch", threads=2, lambda_=0.5, rollouts_from=0.1, visits=4)
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: calls[-1] if calls else 1)
+    board = Board(7)
+    engine.analyze(board)  # no stone yet: the value net alone, so the nets take the rollout threads' cores
+    for move in ("D4", "C3", "E5", "C5", "E3"):  # 5 of 49 points: past rollouts_from, rollouts run
+        board.play(move)
+    engine.analyze(board)
+    engine.analyze(board)
+    pinned = Engine(net, size=7, backend="torch", threads=2, lambda_=0.5, rollouts_from=0.1, visits=4,
+                    torch_threads=1)
+    pinned.analyze(Board(7))
+    assert calls == [2, 1, 1]
