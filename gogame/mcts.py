@@ -46,7 +46,8 @@ Zero does): leaves are then re-evaluated (new rollouts, the cached value), and n
 Rules in the tree. The root's children obey the board's superko rule (:meth:`gogame.board.Board.is_legal`);
 deeper in the tree only simple ko and suicide are checked (the :mod:`gogame.fastboard` rules), since a superko
 cycle inside a search is rare and costs at worst a wasted branch. Pass at the root is governed by
-:func:`pass_allowed` so the engine never passes a won game away under area scoring.
+:func:`pass_allowed` so the engine never passes a won game away under area scoring; below it, a pass that would
+end the game lost as the board stands is banned (:func:`expand`).
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ from gogame.coords import Move
 from gogame.fastboard import BLACK, EMPTY, M_PASSES, M_SIZE, M_STRIDE, M_TO_MOVE, PASS, WHITE, FastBoard
 
 # Node flags.
-BANNED = 1  # a root child that may not be chosen (superko, or a pass that pass_allowed forbids)
+BANNED = 1  # a child that may not be chosen (at the root: superko, or a pass that pass_allowed forbids; below
+# it: a pass that ends the game lost, see expand)
 NET_PRIORS = 2  # the node's children carry the policy network's priors, not the placeholders
 
 # What a batch entry is.
@@ -200,11 +202,16 @@ def select_child(t: Tree, node: int, c_puct: float, n_vl: int, fpu: float, fpu_r
 
 
 @nb.njit(cache=True)
-def expand(t: Tree, node: int, b: FastBoard) -> bool:
+def expand(t: Tree, node: int, b: FastBoard, komi: float) -> bool:
     """Give ``node`` (position ``b``) one child per legal move (simple ko, no suicide) and pass.
 
     Placeholder priors: uniform over the legal points that are not an own single-point eye (pass only if there
-    are none). Returns False, and sets ``meta[T_FULL]``, if the tree has no room for the children.
+    are none). After the opponent's pass, a pass that ends the game lost as the board stands (area, every stone
+    alive, komi ``komi``) is banned while there is a move to play instead: the tree's rule of
+    :func:`pass_allowed`. Without it a net that passes where its opponent did (as expert games end) keeps the
+    search on that pass, its exact loss still above the first-play value of the unvisited moves, and the dead
+    stones counted alive make a won game look lost. Returns False, and sets ``meta[T_FULL]``, if the tree has no
+    room for the children.
     """
     c = b.meta[M_TO_MOVE]
     s = b.meta[M_STRIDE]
@@ -228,6 +235,8 @@ def expand(t: Tree, node: int, b: FastBoard) -> bool:
             _init_node(t, j, node, p, 0.0 if fb.is_eyelike(b, p, c) else prior)
             j += 1
     _init_node(t, j, node, np.int64(PASS), 0.0 if sensible else 1.0)
+    if n > 1 and b.meta[M_PASSES] >= 1 and final_margin(b, komi) < 0:
+        t.flags[j] = BANNED
     t.first[node] = used
     t.count[node] = n
     t.meta[T_USED] = used + n
@@ -311,7 +320,7 @@ def select_batch(t: Tree, root: FastBoard, bs: Boards, n: int, c_puct: float, n_
         leaves[count] = node
         expanded[count] = False
         if kinds[count] == EVAL and t.first[node] < 0 and (node == 0 or t.N[node] >= expand_threshold):
-            expanded[count] = expand(t, node, b)
+            expanded[count] = expand(t, node, b, komi)
         count += 1
     return count, n_coll
 

@@ -162,7 +162,7 @@ def test_reduced_first_play_urgency_is_the_parents_q_less_the_visited_priors():
     # The root: 3 visits worth W = -1.2 for the opponent, so Q = 0.4 for black to move; children with priors
     # 0.5 (visited), 0.3 (visited) and the rest unvisited.
     t = mcts.new_tree(100)
-    assert mcts.expand(t, 0, fb.new_board(3))
+    assert mcts.expand(t, 0, fb.new_board(3), 0.5)
     f, k = int(t.first[0]), int(t.count[0])
     t.P[f:f + k] = 0.2 / (k - 2)
     t.P[f], t.P[f + 1] = 0.5, 0.3
@@ -193,10 +193,10 @@ def test_first_play_at_the_parents_q_widens_the_search_of_a_winning_side():
 def test_backup_signs_alternate():
     t = mcts.new_tree(100)
     b = fb.new_board(3)
-    assert mcts.expand(t, 0, b)
+    assert mcts.expand(t, 0, b, 0.5)
     a = int(t.first[0])
     fb.play(b, int(t.move[a]), fb.BLACK)
-    assert mcts.expand(t, a, b)
+    assert mcts.expand(t, a, b, 0.5)
     c = int(t.first[a])
     t.vl[[0, a, c]] = 1  # one simulation in flight along root -> a -> c
     mcts.backup_batch(t, np.array([c], np.int32), np.array([1.0]), np.array([3.5]), 1, np.empty(0, np.int32), 0)
@@ -470,7 +470,37 @@ def test_no_pass_when_passing_loses_on_area():
     assert None in [c.move for c in s.children(include_banned=True)]
 
 
-def test_root_moves_obey_positional_superko():
+def test_no_pass_into_a_lost_count_below_the_root():
+    # White to move, 5.5 ahead as the board stands; the net passes wherever it can (as expert games end) and
+    # values black to move at +0.9. Below white's pass black's pass would end the game lost: it is banned, so
+    # black answers with a move, and white's pass is valued by the net (a loss for white), not by the count.
+    board = Board.from_diagram(SPLIT, komi=0.5, to_move="W")
+    s = search(board, Dummy(5, pass_prior=1.0, vb=0.9, vw=-0.9), NoRollouts(), lambda_=0.0, expand_threshold=0)
+    s.search(visits=200)
+    t = s.tree
+    white_pass = s._child(0, fb.PASS)
+    black_pass = s._child(white_pass, fb.PASS)
+    assert t.N[white_pass] > 0 and t.first[white_pass] >= 0
+    assert t.flags[black_pass] & mcts.BANNED and t.N[black_pass] == 0 and t.P[black_pass] == 0
+    assert t.W[white_pass] / t.N[white_pass] < -0.5
+
+
+@pytest.mark.parametrize("diagram, passer, banned", [
+    (SPLIT, "B", False),  # white to move after black's pass, and ahead: passing back wins
+    (SPLIT, "W", True),  # black to move after white's pass, and behind: passing back loses
+    (".O\nO.", "W", False),  # black behind, but every point is suicide: pass is the only move
+    (SPLIT, None, False),  # no pass before: the count does not end the game yet
+])
+def test_expansion_bans_only_a_pass_that_ends_the_game_lost(diagram, passer, banned):
+    board = Board.from_diagram(diagram, komi=0.5, to_move=passer or "B")
+    if passer:
+        board.pass_move()
+    t = mcts.new_tree(100)
+    assert mcts.expand(t, 0, board.fast, 0.5)
+    pass_child = int(t.first[0] + t.count[0] - 1)
+    assert t.move[pass_child] == fb.PASS
+    assert bool(t.flags[pass_child] & mcts.BANNED) == banned
+
     board = Board(3, komi=0.5)
     for move in ("A2", "B2", "B1", "B3", "A3", "A1"):
         board.play(move)
