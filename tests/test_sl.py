@@ -105,6 +105,17 @@ def test_eval_policy_reports_accuracy_by_move_number(dataset, tmp_path, capsys):
     assert 0 < held_out["positions"] < report["positions"]
 
 
+def test_eval_policy_scores_a_dual_nets_policy_head_on_any_size(tmp_path, capsys):
+    torch.manual_seed(0)
+    path = tmp_path / "dual.pt"
+    nets.save(nets.DualNet(49, 1, 8, board_sizes=(19,)), path, features="alphago49")
+    assert train_main(["eval-policy", str(path), str(FIXTURES), "--size", "9", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    games = [g for p in sorted(FIXTURES.glob("pro9-*.sgf")) for g in load(p)]
+    assert report["positions"] == sum(len(g.moves) for g in games)
+    assert 0 <= report["top1"] <= report["top5"] <= 1 and report["loglik"] < 0
+
+
 def test_eval_policy_rejects_a_value_net(dataset, tmp_path, capsys):
     export = tmp_path / "value9.pt"
     assert train_main(["value-sl", str(dataset), "--out", str(tmp_path / "v"), "--preset", "tiny", "--steps", "2",

@@ -1,4 +1,4 @@
-"""``gogame-train eval-policy``: how often a policy net predicts the expert's move.
+"""``gogame-train eval-policy``: how often a policy net (or a dual net's policy head) predicts the expert's move.
 
 Reads held-out games straight from SGF (folders, files, archives), computes
 features on the fly, and reports top-1 and top-5 accuracy and the mean
@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from gogame import features, inference, nets
 from gogame.board import IllegalMove
+from gogame.checkpoint import CheckpointError
 from gogame.sgf import SGFError
 from training.data.corpus import read_games
 from training.data.shards import SPLITS, split_of
@@ -112,10 +113,12 @@ def expert_positions(sources, size: int, feature_set: str, keep=lambda name: Tru
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="a policy net file or trainer checkpoint, 'default' (the shipped net), "
-                        "a rollout/tree policy .npz, or 'default-rollout' / 'default-tree'")
+    parser.add_argument("checkpoint", help="a policy net file or trainer checkpoint, a dual net (its policy head), "
+                        "'default' (the shipped policy net), a rollout/tree policy .npz, or 'default-rollout' / "
+                        "'default-tree'")
     parser.add_argument("sources", nargs="+", help="SGF folders, files or archives")
-    parser.add_argument("--size", type=int, default=None, help="board size (default: the net's)")
+    parser.add_argument("--size", type=int, default=None,
+                        help="board size (default: the net's; a dual net's first trained size)")
     parser.add_argument("--split", choices=[*SPLITS, "all"], default="all",
                         help="keep only the games a dataset with the same seed/fractions put in this split")
     parser.add_argument("--seed", type=int, default=0)
@@ -180,10 +183,15 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint == "default":
         net = nets.load(nets.default_weights("policy", args.size or 19), kind="policy")
     else:
-        net = nets.load(args.checkpoint, kind="policy")
-    size = args.size or net.meta["board_size"]
-    if size != net.meta["board_size"]:
-        raise SystemExit(f"the net plays {net.meta['board_size']}x{net.meta['board_size']}, not {size}x{size}")
+        net = nets.load(args.checkpoint)
+    if net.meta["kind"] == "value":
+        raise CheckpointError(f"{args.checkpoint} holds a value network, expected a policy or dual network")
+    if net.meta["kind"] == "dual":  # its policy head, on any size
+        size = args.size or net.meta["board_sizes"][0]
+    else:
+        size = args.size or net.meta["board_size"]
+        if size != net.meta["board_size"]:
+            raise SystemExit(f"the net plays {net.meta['board_size']}x{net.meta['board_size']}, not {size}x{size}")
     skipped = defaultdict(int)
     start = time.perf_counter()
     positions = tqdm(expert_positions(args.sources, size, net.meta["features"], keep, args.max_games, skipped),
