@@ -11,6 +11,7 @@ from gogame import nets
 from training.bench import dual
 from training.data import shards
 from training.data.stream import ExpertStream
+from training.stages.dual import ownership_agreement
 
 from tests.test_stream import DATA, finished_game, make_archive
 
@@ -28,6 +29,33 @@ def test_value_scores_every_held_out_position_with_an_outcome_once_overall_and_b
     assert report["positions"] > 0 and abs(report["value_mse"] - 1.0) < 1e-6
     assert sum(part["positions"] for part in report["by_moves"]) >= report["positions"]
     assert set(report["ownership_value_mse"]) == {"0.05", "0.1", "0.2", "0.5"}
+
+
+def test_ownership_agreement_counts_right_owners_among_the_sure_points():
+    logits = torch.tensor([[2.0, -1.0, 0.5, -3.0], [1.0, 1.0, 1.0, 1.0]])
+    owner = torch.tensor([[1.0, -0.75, -0.5, 0.25], [0.0, -1.0, 0.5, 1.0]])  # |owner| < 1/2: not sure
+    right, sure = ownership_agreement(logits, owner)
+    assert right.tolist() == [2, 2] and sure.tolist() == [3, 3]
+
+
+def test_the_ownership_heads_agreement_with_the_final_owners_overall_and_by_moves(tmp_path, capsys):
+    archive = make_archive(tmp_path / "pro9.tar.xz", {p.name: p.read_bytes() for p in sorted(DATA.glob("pro9-*.sgf"))})
+    reports = []
+    for bias in (10.0, -10.0):  # an ownership head that gives every point to the mover, then to the opponent
+        net = nets.build("dual", 49, 9, "b2c16")
+        with torch.no_grad():
+            net.to_ownership.weight.zero_()
+            net.to_ownership.bias.fill_(bias)
+        nets.save(net, tmp_path / "dual9.pt", features="alphago49")
+        assert dual.main(["value", str(tmp_path / "dual9.pt"), str(archive), "--size", "9", "--val-fraction", "0.5",
+                          "--test-fraction", "0"]) == 0
+        reports.append(json.loads(capsys.readouterr().out))
+    mover, opponent = reports
+    assert mover["ownership_positions"] >= mover["positions"] > 0
+    assert 0 < mover["ownership_sign_agrees"] < 1  # each side owns some of the sure points
+    assert abs(mover["ownership_sign_agrees"] + opponent["ownership_sign_agrees"] - 1) < 1e-9
+    for ours, theirs in zip(mover["by_moves"], opponent["by_moves"]):
+        assert abs(ours["ownership_sign_agrees"] + theirs["ownership_sign_agrees"] - 1) < 1e-9
 
 
 def test_value_reads_the_split_asked_for_and_scores_the_policy_head_on_every_position_read(tmp_path, capsys):

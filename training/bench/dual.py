@@ -36,6 +36,7 @@ from gogame.board import Board
 from training.data import shards
 from training.data.stream import ExpertStream, OutcomeRule
 from training.eval.match import GtpController
+from training.stages.dual import ownership_agreement
 
 
 def forward(args: argparse.Namespace) -> dict:
@@ -127,7 +128,9 @@ def value(args: argparse.Namespace) -> dict:
     """The value head's MSE against the outcome on held-out positions with one, overall and by quarter of the
     move numbers, beside the constant predictor and a value read off the ownership head: ``tanh(k * margin)``,
     the margin the mean owners sum to for the mover, komi 7.5 counted against black. Also how often the last
-    quarter's value signs name the winner, and the policy head's top-1 on every position read. With
+    quarter's value signs name the winner, the policy head's top-1 on every position read, and the ownership
+    head's sign agreement with the stream's final owners (the play-outs of each record's last position) on the
+    points they are sure of (:func:`training.stages.dual.ownership_agreement`), overall and by quarter. With
     ``--rollouts N``, beside them the shipped rollout policy's own estimates of the same positions (each
     position's komi): the mean result of N playouts (``rollouts_mse``), and one playout's (``rollout_mse``, the
     mean over the N of each playout's squared error), what one leaf of the search gets at lambda 1. With
@@ -140,6 +143,7 @@ def value(args: argparse.Namespace) -> dict:
                             positions_per_game=args.positions_per_game, drop_last=False, max_batches=args.batches,
                             progress=False)
     values, margins, outcomes, numbers, played = [], [], [], [], []
+    owners_right, owners_sure, owner_numbers = [], [], []
     rollouts = Rollouts(ro.RolloutPolicy.load(), threads=1) if args.rollouts else None
     hits = seen = policy_hits = agree = 0
     with torch.no_grad():
@@ -154,6 +158,8 @@ def value(args: argparse.Namespace) -> dict:
                 agree += int((top == logits.argmax(1)).sum())
             black = planes[:, -1, 0, 0] > 0.5  # alphago49's player_colour plane
             margin = torch.tanh(owners.float() / 2).sum(1) + torch.where(black, -7.5, 7.5)  # 2p - 1 = tanh(x/2)
+            right, sure = ownership_agreement(owners, batch[shards.OWNERSHIP])
+            owners_right.append(right), owners_sure.append(sure), owner_numbers.append(batch["move_number"])
             known = batch["outcome"] != 0
             values.append(v.float()[known]), margins.append(margin[known])
             outcomes.append(batch["outcome"][known]), numbers.append(batch["move_number"][known])
@@ -164,23 +170,28 @@ def value(args: argparse.Namespace) -> dict:
                     played.append(np.where(wins, 1.0, -1.0) * (1 if board.to_move == "B" else -1))
     v, margin, z, number = (torch.cat(x).numpy().astype(np.float64) for x in (values, margins, outcomes, numbers))
     results = np.stack(played) if played else None  # (positions, N): each playout's result, mover's
+    right, sure, owner_number = (torch.cat(x).numpy() for x in (owners_right, owners_sure, owner_numbers))
     edges = np.quantile(number, [0, 0.25, 0.5, 0.75, 1.0])
     late = number > edges[3]
     out = {"games": held_out.games, "policy_top1": hits / seen, "policy_positions": seen,
            "positions": int(z.size), "constant_mse": float(np.var(z)), "value_mse": float(np.mean((v - z) ** 2)),
            "ownership_value_mse": {str(k): float(np.mean((np.tanh(k * margin) - z) ** 2)) for k in args.k},
            "late_value_sign_agrees": float(np.mean(np.sign(v[late]) == z[late])),
-           "late_margin_sign_agrees": float(np.mean(np.sign(margin[late]) == z[late])), "by_moves": []}
+           "late_margin_sign_agrees": float(np.mean(np.sign(margin[late]) == z[late])),
+           "ownership_positions": int(right.size), "ownership_sign_agrees": float(right.sum() / max(sure.sum(), 1)),
+           "by_moves": []}
     if policy is not None:
         out.update(other_policy=args.policy, other_policy_top1=policy_hits / seen, top_moves_agree=agree / seen)
     if results is not None:
         out.update(_rollout_errors(results, z), rollouts=args.rollouts)
     for a, b in zip(edges[:-1], edges[1:]):
         part = (number >= a) & (number <= b)
+        owned = (owner_number >= a) & (owner_number <= b)
         out["by_moves"].append({"moves": f"{a:.0f}-{b:.0f}", "positions": int(part.sum()),
                                 "value_mse": float(np.mean((v[part] - z[part]) ** 2)),
                                 "ownership_value_mse": {str(k): float(np.mean((np.tanh(k * margin[part]) - z[part]) ** 2))
                                                         for k in args.k},
+                                "ownership_sign_agrees": float(right[owned].sum() / max(sure[owned].sum(), 1)),
                                 **(_rollout_errors(results[part], z[part]) if results is not None else {})})
     return out
 

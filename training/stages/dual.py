@@ -127,6 +127,15 @@ class DualConfig:
     export: str | None = option(None, "write the final weights here (fp16), with provenance")
 
 
+def ownership_agreement(logits: torch.Tensor, owner: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per position, ``(B,)`` each: how many points the ownership ``logits`` ``(B, N*N)`` give the right owner
+    among those the final-owner estimate ``owner`` (the mover's, in [-1, 1]) is sure of (|owner| >= 1/2), and how
+    many those are (``own_acc`` is their ratio over a batch)."""
+    sure = owner.abs() >= 0.5
+    right = ((logits > 0) == (owner > 0)) & sure
+    return right.sum(dim=1), sure.sum(dim=1)
+
+
 def dual_loss(size: int, value_weight: float = 1.0, ownership_weight: float = 1.0,
               teacher: nets.PolicyNet | None = None, teacher_weight: float = 0.0,
               search_value_weight: float = 0.0, rollout_value_weight: float = 0.0,
@@ -192,8 +201,7 @@ def dual_loss(size: int, value_weight: float = 1.0, ownership_weight: float = 1.
         mse = ((value.float() - target).square() * decided).sum() / decided.sum().clamp(min=1)
         owner = planes[:, n_planes].flatten(1)
         own = F.binary_cross_entropy_with_logits(ownership.float(), (owner + 1) / 2)
-        sure = owner.abs() >= 0.5
-        right = ((ownership > 0) == (owner > 0)) & sure
+        right, sure = ownership_agreement(ownership, owner)
         top5 = logits.topk(5, dim=1).indices
         metrics = {
             **metrics,
