@@ -9,8 +9,11 @@ import numpy as np
 from gogame import nets, sgf
 from training.bench import engine_speed, inference
 
+from tests.shared import shared_archive
+
 
 def test_the_engine_bench_takes_its_positions_from_the_corpus_at_its_move():
+    shared_archive(engine_speed.CORPUS[9].name)
     positions = engine_speed.positions(9, 2)
     assert len(positions) == 2
     for text, move in positions:
