@@ -464,11 +464,11 @@ def save(net: PolicyNet | ValueNet | DualNet, path: str | os.PathLike, *, half: 
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu",
-         kind: str | None = None) -> PolicyNet | ValueNet | DualNet:
+         kind: str | tuple[str, ...] | None = None) -> PolicyNet | ValueNet | DualNet:
     """Rebuild a net from a :func:`save` file or a trainer checkpoint, in eval mode, fp32.
 
     The returned net's ``meta`` is the file's description. ``kind`` (``"policy"``,
-    ``"value"`` or ``"dual"``), if given, must match. Weights saved from a DDP or compiled
+    ``"value"`` or ``"dual"``, or a tuple of those accepted), if given, must match. Weights saved from a DDP or compiled
     model load too. Raises CheckpointError for a missing, corrupt or foreign
     file, a trainer checkpoint of something that is not one of these nets, a
     kind mismatch, or weights that do not fit the described architecture.
@@ -477,7 +477,7 @@ def load(path: str | os.PathLike, device: str | torch.device = "cpu",
 
 
 def from_payload(payload: dict[str, Any], path: str | os.PathLike, device: str | torch.device = "cpu",
-                 kind: str | None = None) -> PolicyNet | ValueNet | DualNet:
+                 kind: str | tuple[str, ...] | None = None) -> PolicyNet | ValueNet | DualNet:
     """:func:`load` of a checkpoint's payload already read (``path`` names it in errors): its ``meta`` and
     ``model``, as any file that holds a net's description and weights has them."""
     meta = payload.get("meta")
@@ -488,8 +488,9 @@ def from_payload(payload: dict[str, Any], path: str | os.PathLike, device: str |
         raise CheckpointError(f"{path} does not describe a policy, value or dual network (its 'meta' "
                               f"needs {', '.join(required)}: save with gogame.nets.save, or train "
                               "with extra_meta=gogame.nets.describe(net))")
-    if kind is not None and meta["kind"] != kind:
-        raise CheckpointError(f"{path} holds a {meta['kind']} network, expected a {kind} network")
+    accepted = (kind,) if isinstance(kind, str) else kind
+    if accepted is not None and meta["kind"] not in accepted:
+        raise CheckpointError(f"{path} holds a {meta['kind']} network, expected a {' or '.join(accepted)} network")
     try:
         if dual:
             net = DualNet(meta["in_planes"], meta["blocks"], meta["channels"], tuple(meta["board_sizes"]))

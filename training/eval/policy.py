@@ -22,7 +22,6 @@ from tqdm import tqdm
 
 from gogame import features, inference, nets
 from gogame.board import IllegalMove
-from gogame.checkpoint import CheckpointError
 from gogame.sgf import SGFError
 from training.data.corpus import read_games
 from training.data.shards import SPLITS, split_of
@@ -183,9 +182,7 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint == "default":
         net = nets.load(nets.default_weights("policy", args.size or 19), kind="policy")
     else:
-        net = nets.load(args.checkpoint)
-    if net.meta["kind"] == "value":
-        raise CheckpointError(f"{args.checkpoint} holds a value network, expected a policy or dual network")
+        net = nets.load(args.checkpoint, kind=("policy", "dual"))
     if net.meta["kind"] == "dual":  # its policy head, on any size
         size = args.size or net.meta["board_sizes"][0]
     else:
