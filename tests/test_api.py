@@ -222,10 +222,11 @@ def test_the_shipped_9x9_engine_is_the_dual_net_with_its_measured_search_setting
     assert 0 <= e.evaluate(Board(9)).winrate_black <= 1
 
 
-def test_the_shipped_19x19_engine_plays_on_rollouts():
+def test_the_shipped_19x19_engine_is_the_dual_net_on_its_value_head():
     e = Engine.load(size=19, visits=8, torch_threads=1)
-    assert e.size == 19 and Board(19).is_legal(e.genmove(Board(19)))
-    assert e.config.lambda_ == 1.0 and e.evaluate(Board(19)).winrate_black is None  # no value net ships for 19x19
+    assert e.size == 19 and e.evaluator.dual_net is not None and Board(19).is_legal(e.genmove(Board(19)))
+    assert e.config.lambda_ == 0.0  # as matched at equal time against policy19 + rollouts
+    assert 0 <= e.evaluate(Board(19)).winrate_black <= 1
 
 
 @pytest.mark.parametrize("size", [7, 13])

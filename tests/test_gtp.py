@@ -21,7 +21,7 @@ from sgfmill import boards as sgfmill_boards
 from sgfmill import sgf as sgfmill_sgf
 
 import gogame
-from gogame import coords, sgf
+from gogame import coords, nets, sgf
 from gogame.board import Board
 from gtp.engine import GtpEngine, Stream, clean_line, format_response, parse_command, serve
 from gtp.session import MIN_SECONDS, SAFETY_SECONDS, Info, Session, TimeControl
@@ -987,9 +987,9 @@ def test_bad_weights_folder_exits_1_without_a_traceback_before_gtp(tmp_path):
 def test_lambda_below_1_without_a_value_net_is_refused_at_start():
     from gtp.__main__ import main
 
-    # the shipped 19x19 nets have no value net; once the engine fell back to lambda 1 in a branch that never ran
+    # policy19 alone has no value net; once the engine fell back to lambda 1 in a branch that never ran
     with pytest.raises(SystemExit, match="cannot load networks for 19x19: lambda_ < 1 mixes in a value network"):
-        main(["--size", "19", "--lambda", "0.5"])
+        main(["--size", "19", "--weights", str(nets.WEIGHTS_DIR / "policy19.pt"), "--lambda", "0.5"])
 
 
 def test_networks_are_loaded_and_warmed_before_the_first_command():
