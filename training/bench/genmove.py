@@ -1,9 +1,10 @@
 """Time use of a move: the visits a time budget buys, and what the early stop saves at a visit budget.
 
-Run: ``python -m training.bench.genmove SGF... [--size 9] [--moves 8 20 34] [--budget 5] [--visits 10000]``.
+Run: ``python -m training.bench.genmove SGF... [--size 9] [--weights NET] [--threads 2] [--moves 8 20 34] [--budget 5]
+[--visits 10000]``.
 Positions are the boards after each of ``--moves`` in each record (records that end before a move number
-are skipped). For each position, on the shipped engine for ``--size`` (the GTP engine's defaults: 2 rollout threads,
-batches of 16) and from a fresh tree:
+are skipped). For each position, on the shipped engine for ``--size`` or the net of ``--weights`` (the GTP engine's
+defaults: 2 threads, batches of 16; ``--threads 1`` as a match stream that has one core) and from a fresh tree:
 
 - ``--budget`` seconds of search: the root visits reached, so that a time budget can be stated as visits;
 - ``genmove`` at ``--visits`` with the early stop and without it, seeded alike: the two searches run the same
@@ -30,6 +31,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--moves", type=int, nargs="+", default=[8, 20, 34], help="move numbers of the positions")
     parser.add_argument("--budget", type=float, default=5.0, help="seconds per search for the visits count")
     parser.add_argument("--visits", type=int, default=10_000, help="visit budget of the early-stop comparison")
+    parser.add_argument("--weights", default=None, help="a net file or folder (default: the shipped engine's)")
+    parser.add_argument("--threads", type=int, default=2, help="search threads, as gogame-gtp --threads")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
 
@@ -42,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{len(boards)} positions from {len(args.records)} records")
 
     def engine(**options) -> Engine:
-        return Engine.load(size=args.size, threads=2, batch_size=16, seed=args.seed, **options)
+        return Engine.load(args.weights, size=args.size, threads=args.threads, batch_size=16, seed=args.seed, **options)
 
     engine().analyze(boards[0][2], visits=256)  # warm-up: numba kernels, torch
     reached, full_s, early_s, same = [], [], [], 0
