@@ -222,10 +222,10 @@ def test_the_shipped_9x9_engine_is_the_dual_net_with_its_measured_search_setting
     assert 0 <= e.evaluate(Board(9)).winrate_black <= 1
 
 
-def test_the_shipped_19x19_engine_is_the_dual_net_on_its_value_head():
+def test_the_shipped_19x19_engine_is_the_dual_net_with_rollouts_from_40_percent_of_the_points():
     e = Engine.load(size=19, visits=8, torch_threads=1)
     assert e.size == 19 and e.evaluator.dual_net is not None and Board(19).is_legal(e.genmove(Board(19)))
-    assert e.config.lambda_ == 0.0  # as matched at equal time against policy19 + rollouts
+    assert (e.config.lambda_, e.config.rollouts_from) == (0.5, 0.4)  # as matched at equal time against policy19
     assert 0 <= e.evaluate(Board(19)).winrate_black <= 1
 
 
