@@ -19,7 +19,7 @@ import pytest
 from gogame import sgf
 from gogame.coords import from_gtp
 from gtp.engine import GtpError
-from training.eval import match
+from training.eval import match, tally
 
 GNUGO = shutil.which("gnugo") or "/usr/games/gnugo"
 GNUGO_CMD = f"{GNUGO} --mode gtp --level 0 --chinese-rules --capture-all-dead"
@@ -201,6 +201,8 @@ def test_gnugo_match_writes_sgf_reports_json_and_resumes(tmp_path, capsys):
     assert json.loads(captured.out.strip().splitlines()[-1]) == summary
     assert "resuming: 2 game(s)" in captured.err
     assert {p.name: p.read_bytes() for p in out.glob("*.sgf")} == before
+    whole, _, _ = tally.tally([tally.read_stream(out)])  # the tally reads a folder back as the runner does
+    assert json.loads(json.dumps(whole.summary())) == summary
 
     # Asking for more games plays only the new one.
     args[args.index("--games") + 1] = "3"

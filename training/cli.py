@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "rollout": ("training.stages.rollout", "run",
                 "learn the rollout or tree policy's pattern weights from expert games"),
     "match": ("training.eval.match", "run", "play two GTP engines against each other: win rate, Elo, SGF records"),
+    "tally": ("training.eval.tally", "run", "one match's figures from its streams' folders: wins, interval, Elo, losses"),
     "resignations": ("training.eval.resignations", "run",
                      "check a match's resignations: a judge engine plays each one out"),
     "plot": ("training.metrics", "run", "plot a run's metrics.csv to PNG"),

@@ -374,20 +374,28 @@ def _thinking_note(thinking: dict[str, tuple[int, float]]) -> str:
     return f"Thinking: black {b_moves} genmoves {b_seconds:.2f} s, white {w_moves} genmoves {w_seconds:.2f} s"
 
 
-def _read_back(path: Path, size: int, komi: float) -> tuple[str | None, bool, dict[str, tuple[int, float]]]:
-    """The result of a game already written, whether its comment records a disagreement, and the engines'
-    thinking time (empty for records written without it)."""
+@dataclass(frozen=True)
+class WrittenGame:
+    """A game as :func:`run` wrote it, read back: the record, its result, whether its comment records a score
+    disagreement, and the engines' thinking, a colour's genmoves ``(count, seconds)`` (empty for records written
+    before timing existed)."""
+
+    game: sgf.Game
+    result: str | None
+    disagreement: bool
+    thinking: dict[str, tuple[int, float]]
+
+
+def read_game(path: Path) -> WrittenGame:
+    """Read back one game the runner wrote; a RuntimeError names the file that is not one."""
     try:
         game = sgf.load(path)[0]
-    except (sgf.SGFError, IndexError) as exc:
-        raise RuntimeError(f"cannot resume from {path}: {exc}") from None
-    if game.size != size or game.komi != komi:
-        raise RuntimeError(f"{path} is a {game.size}x{game.size} game with komi {game.komi:g}, not "
-                           f"{size}x{size} with komi {komi:g}: use another --out")
+    except (sgf.SGFError, IndexError, OSError) as exc:
+        raise RuntimeError(f"cannot read the match game {path}: {exc}") from None
     comment = game.get("C") or ""
     timed = _THINKING.search(comment)
     thinking = {"B": (int(timed[1]), float(timed[2])), "W": (int(timed[3]), float(timed[4]))} if timed else {}
-    return game.result, "Disagreement:" in comment, thinking
+    return WrittenGame(game, game.result, "Disagreement:" in comment, thinking)
 
 
 def _write_game(path: Path, record: GameRecord, *, size: int, komi: float, black: Player, white: Player,
@@ -445,7 +453,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="end with a JSON line of the summary")
 
 
-def _format_summary(summary: dict, names: tuple[str, str]) -> str:
+def format_summary(summary: dict, names: tuple[str, str]) -> str:
+    """The report's lines for a :meth:`Tally.summary`, the engines named by ``names`` (A, B)."""
     def elo(x: float | None, sign: int = 0) -> str:
         return f"{x:+.0f}" if x is not None else ("-inf" if sign < 0 else "+inf")
 
@@ -482,8 +491,13 @@ def run(args: argparse.Namespace) -> int:
         for i in range(args.games):
             path = game_path(out, i)
             if path.exists():
-                result, disagreement, thinking = _read_back(path, args.size, args.komi)
-                tally.add(result, a_is_black=i % 2 == 0, disagreement=disagreement, thinking=thinking)
+                written = read_game(path)
+                if written.game.size != args.size or written.game.komi != args.komi:
+                    raise RuntimeError(f"{path} is a {written.game.size}x{written.game.size} game with komi "
+                                       f"{written.game.komi:g}, not {args.size}x{args.size} with komi "
+                                       f"{args.komi:g}: use another --out")
+                tally.add(written.result, a_is_black=i % 2 == 0, disagreement=written.disagreement,
+                          thinking=written.thinking)
             else:
                 todo.append(i)
         if tally.games:
@@ -518,7 +532,7 @@ def run(args: argparse.Namespace) -> int:
             player.controller.close()
 
     summary = tally.summary()
-    print(_format_summary(summary, names))
+    print(format_summary(summary, names))
     if args.json:
         print(json.dumps(summary))
     return 0
