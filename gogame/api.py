@@ -229,7 +229,8 @@ class Engine:
 
     Options (keyword arguments of the constructor and of :meth:`load`): ``visits`` (400) and ``seconds``
     (None) limit each search (whichever comes first); ``symmetries`` ("random", "all" or "none");
-    ``resign_threshold`` (0.05: :meth:`genmove` resigns when the best win rate is below it; 0 never);
+    ``resign_threshold`` (0.05) and ``resign_consecutive`` (3): :meth:`genmove` resigns when the best win rate
+    has been below the threshold in that many consecutive searches of its own in one game (threshold 0: never);
     ``early_stop`` (True: :meth:`genmove` stops searching once the most visited move cannot be overtaken within
     its limits, which plays the same move sooner; False always spends the whole budget);
     ``device`` ("cpu"); ``bf16`` (True: the nets run in bf16 where the device computes it natively, see
@@ -260,7 +261,7 @@ class Engine:
     def __init__(self, policy: nets.PolicyNet | nets.DualNet | None, value: nets.ValueNet | None = None,
                  rollout: ro.RolloutPolicy | None = None, *, size: int | None = None, visits: int = 400,
                  seconds: float | None = None, symmetries: str = "random", resign_threshold: float = 0.05,
-                 early_stop: bool = True, device: str | torch.device = "cpu",
+                 resign_consecutive: int = 3, early_stop: bool = True, device: str | torch.device = "cpu",
                  torch_threads: int | None | str = "auto", bf16: bool = True, backend: str = "auto",
                  onnx_threads: int | str = "auto", prepare_nets: bool = True, **search_options) -> None:
         dual = policy is not None and policy.kind == "dual"
@@ -285,7 +286,12 @@ class Engine:
         self.rollout = rollout
         self.visits = visits
         self.seconds = seconds
+        if resign_consecutive < 1:
+            raise ValueError(f"resign_consecutive must be at least 1, not {resign_consecutive}")
         self.resign_threshold = resign_threshold
+        self.resign_consecutive = resign_consecutive
+        # colour -> (the history genmove last searched for it, how many of its searches in a row were lost)
+        self._lost_searches: dict[str, tuple[list, int]] = {}
         self.early_stop = early_stop
         self.rollouts = Rollouts(rollout, self.config.threads)
         self.mcts = MCTS(self.evaluator, self.config, self.rollouts)
@@ -422,7 +428,9 @@ class Engine:
         Passes at once when the opponent has just passed and the board as it stands wins for us (area
         scoring); never passes when that would lose (see :func:`gogame.mcts.pass_allowed`); resigns when the
         best move's win rate is below ``resign_threshold`` after at least ``RESIGN_MIN_VISITS`` visits (a win rate
-        from a handful of rollouts is noise, not a lost game). Limits as in :meth:`analyze`.
+        from a handful of rollouts is noise, not a lost game) in this search and in the ``resign_consecutive`` - 1
+        searches of this colour's moves just before it in the same game (one search's low win rate has resigned
+        games that play out won). Limits as in :meth:`analyze`.
 
         ``report``: called with the search's :class:`Analysis` every ``report_seconds`` while it runs and once
         at its end (not when passing at once), for analysis streams (GTP's ``*-genmove_analyze``): the move is
@@ -435,9 +443,20 @@ class Engine:
                                 report_seconds=report_seconds)
         if report is not None:
             report(analysis)
-        if analysis.visits >= RESIGN_MIN_VISITS and analysis.winrate < self.resign_threshold:
+        if self._lost_in_a_row(board, analysis) >= self.resign_consecutive:
             return "resign"
         return analysis.move
+
+    def _lost_in_a_row(self, board: Board, analysis: Analysis) -> int:
+        """How many of this colour's searches in a row, this one the last, found the game lost: below the resign
+        threshold with enough visits. A search of another game (or of the same game not two moves on) starts
+        the count again."""
+        lost = analysis.visits >= RESIGN_MIN_VISITS and analysis.winrate < self.resign_threshold
+        history, count = self._lost_searches.get(board.to_move, ([], 0))
+        follows = len(board.history) == len(history) + 2 and board.history[:len(history)] == history
+        count = (count + 1 if follows else 1) if lost else 0
+        self._lost_searches[board.to_move] = (list(board.history), count)
+        return count
 
     def ownership(self, board: Board, rollouts: int = 200, seed: int = 0) -> np.ndarray:
         """float64 ``[row, col]`` in [-1, 1]: who owns each point at the end of the game (+1 black).

@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=_COUNT, default=16, help="leaves per network batch (default 16)")
     parser.add_argument("--resign-threshold", type=_FRACTION, default=0.05,
                         help="resign below this win rate (default 0.05; 0 never)")
+    parser.add_argument("--resign-consecutive", type=_COUNT, default=3,
+                        help="resign only once this many searches of our moves in a row found the game lost "
+                             "(default 3, as KataGo; 1: the first such search)")
     parser.add_argument("--rules", choices=("area", "territory"), default="area",
                         help="scoring for final_score (default area)")
     parser.add_argument("--ponder", action="store_true",
@@ -123,8 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
 def engine_options(args: argparse.Namespace) -> dict:
     """The :class:`gogame.api.Engine` options that parsed command-line options ask for."""
     options = dict(visits=args.visits, threads=args.threads, batch_size=args.batch,
-                   resign_threshold=args.resign_threshold, seed=args.seed, symmetries=args.symmetries,
-                   early_stop=args.early_stop, backend=args.backend)
+                   resign_threshold=args.resign_threshold, resign_consecutive=args.resign_consecutive,
+                   seed=args.seed, symmetries=args.symmetries, early_stop=args.early_stop, backend=args.backend)
     for name in ("lambda_", "rollouts_from", "c_puct", "fpu_reduction", "onnx_threads"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)

@@ -179,9 +179,31 @@ def test_genmove_passes_to_win_and_resigns_when_lost(weights):
     board.undo()
     move = engine(weights).genmove(board)  # black, behind on the board: must not pass
     assert move not in ("pass", "resign") and board.is_legal(move)
-    assert engine(weights, resign_threshold=1.0, visits=RESIGN_MIN_VISITS).genmove(Board(9)) == "resign"
+    lost = {"resign_threshold": 1.0, "resign_consecutive": 1}  # every search finds the game lost
+    assert engine(weights, visits=RESIGN_MIN_VISITS, **lost).genmove(Board(9)) == "resign"
     # a win rate from a few visits is noise: never resign on it
-    assert engine(weights, resign_threshold=1.0, visits=RESIGN_MIN_VISITS - 1).genmove(Board(9)) != "resign"
+    assert engine(weights, visits=RESIGN_MIN_VISITS - 1, **lost).genmove(Board(9)) != "resign"
+
+
+def test_genmove_resigns_only_after_consecutive_lost_searches_of_one_game(weights):
+    e = engine(weights, visits=RESIGN_MIN_VISITS, resign_threshold=1.0)  # every search lost; 3 in a row resign
+    board = Board(9)
+    for _ in range(2):  # black's first two searches, white answering each (white's own count stays apart)
+        move = e.genmove(board)
+        assert move != "resign"
+        board.play(move)
+        assert e.genmove(board) != "resign"
+        board.play("A1" if board.is_legal("A1") else "J9")
+    assert e.genmove(Board(9)) != "resign"  # another game: its count starts again
+    assert e.genmove(board) != "resign"  # the first game, no longer two moves on from black's last search
+    board.play("E5" if board.is_legal("E5") else "D4")
+    board.play("A9" if board.is_legal("A9") else "J1")
+    assert e.genmove(board) != "resign"
+    board.play("C3" if board.is_legal("C3") else "G7")
+    board.play("B9" if board.is_legal("B9") else "H1")
+    assert e.genmove(board) == "resign"  # the third in a row
+    with pytest.raises(ValueError, match="resign_consecutive"):
+        engine(weights, resign_consecutive=0)
 
 
 def test_genmove_stops_early_with_the_move_of_the_full_budget(weights):

@@ -571,8 +571,11 @@ def decisions(setup: str, **options) -> dict[str, str]:
 @pytest.mark.parametrize("setup,options,expected", [
     ("play b e5;play w c3", {"visits": 64}, None),  # an ordinary move
     # a threshold no win rate reaches: resign after RESIGN_MIN_VISITS (100) visits, never before
-    ("play b e5;play w c3", {"visits": 100, "resign_threshold": 1.0, "early_stop": False}, "resign"),
-    ("play b e5;play w c3", {"visits": 99, "resign_threshold": 1.0, "early_stop": False}, None),
+    ("play b e5;play w c3", {"visits": 100, "resign_threshold": 1.0, "resign_consecutive": 1, "early_stop": False},
+     "resign"),
+    ("play b e5;play w c3", {"visits": 99, "resign_threshold": 1.0, "resign_consecutive": 1, "early_stop": False},
+     None),
+    ("play b e5;play w c3", {"visits": 100, "resign_threshold": 1.0, "early_stop": False}, None),  # one of 3
     ("komi -10;play b e5;play w pass", {"visits": 64}, "pass"),  # the opponent passed and passing wins
 ])
 def test_genmove_and_both_genmove_analyze_forms_decide_alike(setup, options, expected):
@@ -938,7 +941,8 @@ def test_cli_refuses_a_size_without_networks():
 @pytest.mark.parametrize("option,value", [
     ("--komi", "nan"), ("--komi", "1e300"), ("--visits", "0"), ("--visits", "-5"), ("--visits", "many"),
     ("--threads", "0"), ("--time", "-1"), ("--time", "0"), ("--time", "inf"), ("--resign-threshold", "2"),
-    ("--resign-threshold", "-0.1"), ("--batch", "0"), ("--lambda", "5"), ("--lambda", "nan"), ("--size", "1"),
+    ("--resign-threshold", "-0.1"), ("--resign-consecutive", "0"), ("--batch", "0"), ("--lambda", "5"),
+    ("--lambda", "nan"), ("--size", "1"),
     ("--size", "26"), ("--seed", "-1"), ("--c-puct", "-1"), ("--fpu-reduction", "-0.2"), ("--fpu-reduction", "nan"),
 ])
 def test_every_bad_number_on_the_command_line_is_one_line_and_exit_2(option, value, capsys):
