@@ -7,7 +7,8 @@ Layers, top to bottom:
   A's win rate with its 95% Wilson interval, the Elo difference with its interval, and each engine's mean
   seconds per ``genmove`` (timed from command to reply; each record's comment keeps its totals). Rerun with the
   same ``DIR``, it reads back the games already written (their ``RE``) and plays only the missing ones; the
-  engines are not even started when none is missing.
+  engines are not even started when none is missing. :func:`read_game` reads a written game back, for the
+  resume and for ``gogame-train tally`` (several streams' folders as one match).
 * :func:`play_game` plays one game. Our own :class:`~gogame.board.Board` is the referee: an engine's move that the
   board rejects (illegal, off the board, unreadable) loses the game by forfeit (``B+F``/``W+F``, the reason in
   the SGF comment). A game ends on two consecutive passes, a resignation, or the move cap (then it is scored as
