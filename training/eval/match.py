@@ -203,8 +203,9 @@ class Tally:
     thinking: dict[str, list[float]] = field(default_factory=lambda: {"A": [0, 0.0], "B": [0, 0.0]})
 
     def add(self, result: str | None, a_is_black: bool, disagreement: bool = False,
-            thinking: dict[str, tuple[int, float]] | None = None) -> None:
-        """Count one game; ``thinking`` maps a colour to its genmoves ``(count, seconds)``."""
+            thinking: dict[str, tuple[int, float]] | None = None) -> float:
+        """Count one game; ``thinking`` maps a colour to its genmoves ``(count, seconds)``. Returns A's score in
+        it: 1 a win, 0 a loss, 0.5 no winner."""
         self.games += 1
         self.disagreements += bool(disagreement)
         for colour, (moves, seconds) in (thinking or {}).items():
@@ -214,10 +215,12 @@ class Tally:
         winner = (result or "").strip().upper()[:2]
         if winner not in ("B+", "W+"):
             self.draws += 1
-        elif (winner == "B+") == a_is_black:
+            return 0.5
+        if (winner == "B+") == a_is_black:
             self.wins_a += 1
-        else:
-            self.wins_b += 1
+            return 1.0
+        self.wins_b += 1
+        return 0.0
 
     def summary(self) -> dict:
         n = self.games

@@ -50,11 +50,9 @@ def tally(streams: list[Stream]) -> tuple[Tally, list[Tally], list[dict]]:
         own = Tally()
         for i, written in enumerate(stream.games):
             a_black = i % 2 == 0
-            for t in (whole, own):
-                t.add(written.result, a_is_black=a_black, disagreement=written.disagreement,
-                      thinking=written.thinking)
-            winner = (written.result or "")[:2].upper()
-            if winner in ("B+", "W+") and (winner == "B+") != a_black:
+            scores = [t.add(written.result, a_is_black=a_black, disagreement=written.disagreement,
+                            thinking=written.thinking) for t in (whole, own)]
+            if scores[0] == 0.0:
                 losses.append({"stream": str(stream.folder), "game": i + 1, "a_colour": "B" if a_black else "W",
                                "moves": len(written.game.moves_of(written.game.main_line())),
                                "result": written.result, "ending": _ending(written.game)})
