@@ -274,6 +274,36 @@ def test_games_from_start_boards_continue_them_and_record_none_keeps_only_the_ou
                             rng=np.random.default_rng(0), starts=[over])
 
 
+def test_games_begin_with_the_first_moves_of_an_opening_archive(policy_file, tmp_path):
+    openings = tmp_path / "openings.sgf"
+    openings.write_text("(;GM[1]FF[4]SZ[5]KM[7.5];B[cc];W[bd];B[db];W[cd];B[dc];W[bb])"  # the one line kept
+                        "(;GM[1]FF[4]SZ[5]KM[7.5]AB[aa];B[ee];W[ea])"  # setup stones: no opening
+                        "(;GM[1]FF[4]SZ[5]KM[7.5];B[];W[bb])")  # a pass first: nothing to open with
+    line = sgf.load(openings)[0].moves
+    out = tmp_path / "sp"
+    base = ["selfplay", "--size", str(SIZE), "--weights", str(policy_file), "--games", "12", "--games-per-shard", "4",
+            "--max-moves", "20", "--no-progress"]
+    assert train_main([*base, "--openings", str(openings), "--opening-moves", "4", "--out", str(out)]) == 0
+    games = [g for f in sorted((out / "sgf").glob("*.sgf")) for g in sgf.load(f)]
+    assert len(games) == 12
+    begun = []
+    for game in games:
+        k = next(i for i in range(len(line) + 1) if i == len(line) or game.moves[i] != line[i])
+        assert k >= 1 and len(game.moves) > k
+        begun.append(min(k, 4))
+    assert set(begun) == {1, 2, 3, 4}  # each game's k drawn afresh, up to --opening-moves
+    spec = json.loads((out / "meta.json").read_text())["spec"]
+    assert (spec["openings"], spec["opening_moves"]) == (str(openings), 4)
+    with pytest.raises(SystemExit, match="go together"):
+        train_main([*base, "--openings", str(openings), "--out", str(tmp_path / "a")])
+    with pytest.raises(SystemExit, match="no 5x5 game"):
+        nine = tmp_path / "nine.sgf"
+        nine.write_text("(;GM[1]FF[4]SZ[9]KM[7.5];B[ee];W[cc])")
+        train_main([*base, "--openings", str(nine), "--opening-moves", "4", "--out", str(tmp_path / "b")])
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b" / "meta.json").exists()  # refused before writing
+    assert "openings" not in selfplay._recorded(selfplay.GameSpec(SIZE, (str(policy_file),)))  # old folders resume
+
+
 def test_net_players_play_the_same_games_on_both_backends():
     """fp32 torch and ONNX Runtime: logits within 1e-4, so the Gumbel argmax picks the same moves."""
     games = {}

@@ -24,6 +24,7 @@ counts a game twice.
 
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -43,8 +44,8 @@ from gogame import coords, features, inference, nets, sgf
 from gogame import rollout as ro
 from gogame.api import Engine
 from gogame.atomic import write_atomically
-from gogame.board import Board, format_result
-from training.data import shards
+from gogame.board import Board, IllegalMove, format_result
+from training.data import shards, stream
 from training.options import REQUIRED, option
 from training.stopping import RunStopped, StopOptions, StopRequest
 
@@ -327,6 +328,11 @@ class GameSpec:
     ``"value"`` (AlphaGo's value data: U uniform in
     ``1..max_u``, ``policies[0]`` (SL) plays moves 1..U-1, move U is uniformly random, ``policies[1]`` (RL)
     plays on; the position after move U is kept; games over before it keep none).
+
+    ``openings``: an SGF archive or file of ``size`` x ``size`` games; with it each self-play game begins with
+    the first k moves of one of its games without setup stones (k uniform in ``1..opening_moves``, fewer where
+    the game is shorter or passes), drawn per game, and the players go on from there (the moves stay in the
+    game's record, without search values): openings the engine's own nets would not play.
     """
 
     size: int
@@ -344,6 +350,8 @@ class GameSpec:
     lambda_: float | None = None
     c_puct: float | None = None
     fpu_reduction: float | None = None
+    openings: str | None = None
+    opening_moves: int = 0
 
     def __post_init__(self) -> None:
         if self.mode not in ("selfplay", "value"):
@@ -357,6 +365,10 @@ class GameSpec:
             raise ValueError(f"max_u must be at least 1, not {self.max_u}")
         if not self.visits and self.search_options():
             raise ValueError("lambda_, c_puct and fpu_reduction set a search: they need visits")
+        if (self.openings is None) != (self.opening_moves == 0) or self.opening_moves < 0:
+            raise ValueError("openings and a positive opening_moves go together")
+        if self.openings is not None and self.mode != "selfplay":
+            raise ValueError("openings begin self-play games only")
 
     def search_options(self) -> dict[str, float]:
         """The :class:`gogame.mcts.SearchConfig` fields this spec sets."""
@@ -368,6 +380,46 @@ class GameSpec:
             return [Plan() for _ in range(n)]
         return [Plan(black=1, white=1, opening=0, random_at=int(u) - 1, record="after_random")
                 for u in rng.integers(1, self.max_u + 1, size=n)]
+
+    def starts(self, n: int, rng: np.random.Generator) -> list[Board] | None:
+        """With ``openings``: ``n`` boards, each after the first k moves of a game drawn from them; else None."""
+        if self.openings is None:
+            return None
+        lines = _opening_lines(self.openings, self.size)
+        boards = []
+        for line, k in zip(rng.integers(len(lines), size=n), rng.integers(1, self.opening_moves + 1, size=n)):
+            board = Board(self.size, self.komi)
+            for colour, move in lines[line][:k]:
+                board.play(move, colour)
+            boards.append(board)
+        return boards
+
+
+_OPENINGS: dict[tuple[str, int], list[list[tuple[str, coords.Point]]]] = {}  # per process: the lines of an archive
+
+
+def _opening_lines(path: str, size: int) -> list[list[tuple[str, coords.Point]]]:
+    """The move sequences of the games at ``path`` without setup stones, each up to its first pass or the first
+    move these rules refuse (positional superko)."""
+    if (path, size) not in _OPENINGS:
+        index = stream.game_index(path, size, progress=False)
+        lines = []
+        for g in range(index["name"].size):
+            setup, moves = stream.index_record(index, g, size)
+            if any(setup):
+                continue
+            board = Board(size)
+            for colour, move in itertools.takewhile(lambda played: played[1] is not None, moves):
+                try:
+                    board.play(move, colour)
+                except IllegalMove:
+                    break
+            if board.history:
+                lines.append(board.history)
+        if not lines:
+            raise ValueError(f"{path}: no {size}x{size} game without setup stones to open with")
+        _OPENINGS[path, size] = lines
+    return _OPENINGS[path, size]
 
 
 _PLAYERS: dict[tuple[GameSpec, str], list[Player]] = {}  # per process: the players of a spec and backend
@@ -414,7 +466,7 @@ def play_shard(job: ShardJob) -> dict:
     rng = np.random.default_rng([job.seed, zlib.crc32(job.tag.encode()), job.index])
     spec = job.spec
     played = play_games(_players(spec, job.backend), spec.plans(job.games, rng), size=spec.size, komi=spec.komi,
-                        max_moves=spec.max_moves, rng=rng)
+                        max_moves=spec.max_moves, rng=rng, starts=spec.starts(job.games, rng))
     named = [(f"{job.stem}-{k:04d}", game) for k, game in enumerate(played)]
     counts = {"games": len(played), "moves": sum(len(g.history) for g in played), "positions": {}}
     for split in ("train", "val"):
@@ -435,6 +487,15 @@ def _worker_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides, cleanly
 
 
+def _recorded(spec: GameSpec) -> dict:
+    """``spec`` as meta.json records it: without the opening fields when it has no openings, as folders begun
+    before they existed recorded it, so that those folders resume."""
+    fields = asdict(spec)
+    if spec.openings is None:
+        del fields["openings"], fields["opening_moves"]
+    return fields
+
+
 def generate(out_dir: str | os.PathLike, spec: GameSpec, games: int, *, games_per_shard: int = 64,
              workers: int = 1, tag: str = "sp", seed: int = 0, progress: bool = True,
              stop_after_minutes: float = 0.0, backend: str = "auto") -> dict:
@@ -450,11 +511,13 @@ def generate(out_dir: str | os.PathLike, spec: GameSpec, games: int, *, games_pe
     if games < 1 or games_per_shard < 1 or workers < 1:
         raise ValueError("games, games_per_shard and workers must be at least 1")
     _players(spec)  # CheckpointError (a ValueError) before the folder records settings that cannot play
+    if spec.openings is not None:
+        _opening_lines(spec.openings, spec.size)  # likewise an archive with no opening in it
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"format": "gogame-shards", "version": 1, "size": spec.size, "features": FEATURES,
             "planes": features.FEATURE_SETS[FEATURES], "seed": seed, "val_fraction": spec.val_fraction,
-            "test_fraction": 0.0, "sources": list(spec.policies), "spec": asdict(spec),
+            "test_fraction": 0.0, "sources": list(spec.policies), "spec": _recorded(spec),
             "games_per_shard": games_per_shard}
     meta_path = out / "meta.json"
     if meta_path.exists():
@@ -560,6 +623,9 @@ class SelfplayConfig(GenerationConfig, StopOptions):
     decided_below: float = option(0.0, "with --visits: once a search's win rate is below this (or above 1 - it), "
                                        "the raw net at --temperature plays the game out (0: search every move)")
     temperature: float = option(1.0, "softmax temperature of the raw net (its games, or its finish of decided ones)")
+    openings: str | None = option(None, "an SGF archive or file of games of the board size: each game begins with "
+                                        "the first 1..--opening-moves moves of one of them, then the players go on")
+    opening_moves: int = option(0, "with --openings: the most moves of an opening played (k uniform in 1..this)")
     seed: int = option(0, "seed of the games")
     progress: bool = option(True, "progress bar")
 
@@ -573,7 +639,8 @@ def run(config: SelfplayConfig) -> int:
         spec = GameSpec(config.size, (str(weights),), "selfplay", config.komi, config.visits, config.temperature,
                         config.max_moves, val_fraction=config.val_fraction, dirichlet_alpha=config.dirichlet_alpha,
                         sample_moves=config.sample_moves, decided_below=config.decided_below,
-                        lambda_=config.lambda_, c_puct=config.c_puct, fpu_reduction=config.fpu_reduction)
+                        lambda_=config.lambda_, c_puct=config.c_puct, fpu_reduction=config.fpu_reduction,
+                        openings=config.openings, opening_moves=config.opening_moves)
         summary = generate(config.out, spec, config.games, games_per_shard=config.games_per_shard,
                            workers=config.workers, tag=config.tag, seed=config.seed, progress=config.progress,
                            stop_after_minutes=config.stop_after, backend=config.backend)
