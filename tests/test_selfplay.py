@@ -296,9 +296,9 @@ def test_games_begin_with_the_first_moves_of_an_opening_archive(policy_file, tmp
     assert (spec["openings"], spec["opening_moves"]) == (str(openings), 4)
     with pytest.raises(SystemExit, match="go together"):
         train_main([*base, "--openings", str(openings), "--out", str(tmp_path / "a")])
+    nine = tmp_path / "nine.sgf"
+    nine.write_text("(;GM[1]FF[4]SZ[9]KM[7.5];B[ee];W[cc])")
     with pytest.raises(SystemExit, match="no 5x5 game"):
-        nine = tmp_path / "nine.sgf"
-        nine.write_text("(;GM[1]FF[4]SZ[9]KM[7.5];B[ee];W[cc])")
         train_main([*base, "--openings", str(nine), "--opening-moves", "4", "--out", str(tmp_path / "b")])
     assert not (tmp_path / "a").exists() and not (tmp_path / "b" / "meta.json").exists()  # refused before writing
     assert "openings" not in selfplay._recorded(selfplay.GameSpec(SIZE, (str(policy_file),)))  # old folders resume
