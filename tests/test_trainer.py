@@ -426,8 +426,8 @@ def ddp_worker(out_dir: Path) -> None:
     trainer = Trainer(mlp(seed=int(os.environ["RANK"])), mse_loss, regression_data(100, 1),
                       regression_data(21, 2), config=cfg)  # 21: the ranks get 11 and 10 val samples
     summary = trainer.fit()
-    torch.save({"weights": weights(trainer.model), "val": summary["val"], "world": trainer.world_size},
-               out_dir / f"rank{trainer.rank}.pt")
+    torch.save({"weights": weights(trainer.model), "val": summary["val"], "world": trainer.world_size,
+                "released": trainer.train_model is trainer.model}, out_dir / f"rank{trainer.rank}.pt")
 
 
 def test_ddp_two_gloo_processes(tmp_path):
@@ -435,6 +435,7 @@ def test_ddp_two_gloo_processes(tmp_path):
 
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
     assert [r["world"] for r in ranks] == [2, 2]
+    assert all(r["released"] for r in ranks)  # the DDP wrapper goes with the process group, before exit
     # different initial weights (seeded by rank), yet DDP keeps the ranks identical
     assert_same_weights(ranks[0]["weights"], ranks[1]["weights"])
     assert ranks[0]["val"] == ranks[1]["val"]  # validation means are combined over ranks

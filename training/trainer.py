@@ -668,6 +668,9 @@ class Trainer:
             if self.metrics is not None:
                 self.metrics.close()
             if self._owns_process_group and dist.is_initialized():
+                # The DDP wrapper's reducer holds the process group: drop it here, so that gloo's threads are
+                # joined now rather than by the interpreter's teardown, which may abort a rank at exit.
+                self.train_model = self.model
                 dist.destroy_process_group()
         if self.stopped:
             raise RunStopped(self.stopped, f"step {self.step} of {self.total_steps} in {self.out_dir / LAST}")
